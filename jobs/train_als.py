@@ -1,0 +1,6 @@
+"""spark-submit entry point for the train_als stage; the logic lives in longtail.stages.train_als."""
+
+from longtail.stages.train_als import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

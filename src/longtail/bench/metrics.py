@@ -1,0 +1,383 @@
+"""Offline ranking and long-tail metrics for the temporal-replay benchmark.
+
+Pure numpy/pandas, so any system's top-K lists can be scored without Spark. Every metric first
+turns the recommendations into one "long" frame (user_id, pos, item_id): each list is cut to its
+first k entries and repeats of an item are dropped (the first occurrence keeps its position), so a
+duplicated recommendation can never earn a hit, a tail slot or a count twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from itertools import chain
+
+import numpy as np
+import pandas as pd
+
+from longtail.columns import ITEM_ID, RANK, USER_ID
+
+Recs = Mapping[str, Sequence[str]] | pd.DataFrame
+Truth = Mapping[str, Collection[str]]
+Counts = Mapping[str, int] | pd.Series
+
+_POS = "pos"
+NAN = float("nan")
+
+__all__ = [
+    "aplt_at_k",
+    "cold_item_recall_at_k",
+    "coverage_at_k",
+    "evaluate",
+    "gini_at_k",
+    "head_tail_split",
+    "ndcg_at_k",
+    "novelty_at_k",
+    "popularity_curve",
+    "recall_at_k",
+    "recs_from_frame",
+    "tail_recall_at_k",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Input normalisation
+# --------------------------------------------------------------------------------------------
+
+
+def recs_from_frame(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Turn a (user_id, rank, item_id) frame into ordered lists; rank order, not value, counts."""
+    ordered = df.sort_values([USER_ID, RANK], kind="stable")
+    return ordered.groupby(USER_ID, sort=False)[ITEM_ID].agg(list).to_dict()
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+
+
+def _explode(keys: list[object], lists: list[list[object]]) -> tuple[np.ndarray, ...]:
+    """Flatten parallel key/list pairs into (key, position, value) arrays, no per-row loop."""
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    total = int(lengths.sum())
+    key_arr = np.empty(len(keys), dtype=object)
+    key_arr[:] = keys
+    key_col = np.repeat(key_arr, lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    pos = np.arange(total, dtype=np.int64) - starts
+    values = np.fromiter(chain.from_iterable(lists), dtype=object, count=total)
+    return key_col, pos, values
+
+
+def _long(recs: Recs, k: int) -> tuple[pd.DataFrame, pd.Index]:
+    """Top-k long frame (user_id, pos, item_id), de-duplicated per user, plus every user in recs.
+
+    The user index is returned separately because users with empty lists have no rows but still
+    count (as zeros) in per-user means such as APLT.
+    """
+    _check_k(k)
+    if isinstance(recs, pd.DataFrame):
+        ordered = recs.sort_values([USER_ID, RANK], kind="stable")
+        users = pd.Index(pd.unique(ordered[USER_ID]), dtype=object)
+        frame = pd.DataFrame(
+            {
+                USER_ID: ordered[USER_ID].to_numpy(dtype=object),
+                _POS: ordered.groupby(USER_ID, sort=False).cumcount().to_numpy(dtype=np.int64),
+                ITEM_ID: ordered[ITEM_ID].to_numpy(dtype=object),
+            }
+        )
+        frame = frame[frame[_POS] < k]
+    else:
+        keys = list(recs.keys())
+        users = pd.Index(keys, dtype=object)
+        user_col, pos, items = _explode(keys, [list(v)[:k] for v in recs.values()])
+        frame = pd.DataFrame({USER_ID: user_col, _POS: pos, ITEM_ID: items})
+    frame = frame[~frame.duplicated([USER_ID, ITEM_ID])]
+    return frame.reset_index(drop=True), users
+
+
+def _truth_long(truth: Truth) -> tuple[pd.DataFrame, pd.Series]:
+    """Held-out (user_id, item_id) pairs plus |truth_u| per user (zero-size users included)."""
+    keys = list(truth.keys())
+    sets = [list(dict.fromkeys(v)) for v in truth.values()]
+    user_col, _, items = _explode(keys, sets)
+    pairs = pd.DataFrame({USER_ID: user_col, ITEM_ID: items})
+    sizes = pd.Series([len(s) for s in sets], index=pd.Index(keys, dtype=object), dtype=np.int64)
+    return pairs, sizes
+
+
+def _catalogue_index(catalogue: Iterable[str]) -> pd.Index:
+    """Unique catalogue ids in first-seen order, so a repeated id cannot skew coverage or Gini."""
+    return pd.Index(pd.unique(np.asarray(list(catalogue), dtype=object)), dtype=object)
+
+
+def _counts_series(train_counts: Counts) -> pd.Series:
+    """Item -> training interaction count as a Series with a unique index."""
+    if isinstance(train_counts, pd.Series):
+        counts = train_counts
+    else:
+        counts = pd.Series(dict(train_counts), dtype=None if train_counts else np.int64)
+    if not counts.index.is_unique:
+        counts = counts.groupby(level=0).sum()
+    return counts
+
+
+def _top(long: pd.DataFrame, k: int) -> pd.DataFrame:
+    _check_k(k)
+    return long[long[_POS] < k]
+
+
+# --------------------------------------------------------------------------------------------
+# Implementations on the long frames (shared by the public wrappers and evaluate())
+# --------------------------------------------------------------------------------------------
+
+
+def _hits(long: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Recommended rows that are held-out pairs, joined once and then cut per k.
+
+    The join is the expensive step; both sides are de-duplicated, so each pair matches once.
+    """
+    return long.merge(pairs, on=[USER_ID, ITEM_ID], how="inner")
+
+
+def _ndcg(hits: pd.DataFrame, sizes: pd.Series, k: int) -> float:
+    sizes = sizes[sizes > 0]
+    if sizes.empty:
+        return NAN
+    hits = _top(hits, k)
+    gain = 1.0 / np.log2(hits[_POS].to_numpy(dtype=np.float64) + 2.0)
+    dcg = pd.Series(gain).groupby(hits[USER_ID].to_numpy()).sum()
+    dcg = dcg.reindex(sizes.index, fill_value=0.0).to_numpy()
+    ideal_cum = np.cumsum(1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64)))
+    idcg = ideal_cum[np.minimum(sizes.to_numpy(), k) - 1]
+    return float(np.mean(dcg / idcg))
+
+
+def _recall(hits: pd.DataFrame, sizes: pd.Series, k: int) -> float:
+    sizes = sizes[sizes > 0]
+    if sizes.empty:
+        return NAN
+    n_hits = _top(hits, k)[USER_ID].value_counts()
+    n_hits = n_hits.reindex(sizes.index, fill_value=0).to_numpy(dtype=np.float64)
+    return float(np.mean(n_hits / np.minimum(sizes.to_numpy(), k)))
+
+
+def _aplt(long: pd.DataFrame, tail_items: Collection[str], k: int, users: pd.Index) -> float:
+    users = users.unique()
+    if users.empty:
+        return NAN
+    top = _top(long, k)
+    share = top[ITEM_ID].isin(tail_items).groupby(top[USER_ID].to_numpy()).mean()
+    return float(share.reindex(users, fill_value=0.0).mean())
+
+
+def _subset_recall(
+    hits: pd.DataFrame, pairs: pd.DataFrame, items: Collection[str], k: int
+) -> float:
+    n_pairs = int(pairs[ITEM_ID].isin(items).sum())
+    if n_pairs == 0:
+        return NAN
+    return int(_top(hits, k)[ITEM_ID].isin(items).sum()) / n_pairs
+
+
+def _item_rec_counts(long: pd.DataFrame, k: int) -> pd.Series:
+    return _top(long, k)[ITEM_ID].value_counts()
+
+
+def _coverage(long: pd.DataFrame, cat: pd.Index, k: int) -> float:
+    if cat.empty:
+        return NAN
+    return float(cat.isin(_top(long, k)[ITEM_ID].unique()).sum() / len(cat))
+
+
+def _gini(long: pd.DataFrame, cat: pd.Index, k: int) -> float:
+    if cat.empty:
+        return NAN
+    counts = _item_rec_counts(long, k).reindex(cat, fill_value=0).to_numpy(dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    x = np.sort(counts)
+    n = len(x)
+    i = np.arange(1, n + 1, dtype=np.float64)
+    return float(np.sum((2.0 * i - n - 1.0) * x) / (n * total))
+
+
+def _novelty(
+    long: pd.DataFrame, counts: pd.Series, n_train_users: int, k: int, users: pd.Index | None
+) -> float:
+    if n_train_users < 1:
+        raise ValueError(f"n_train_users must be >= 1, got {n_train_users}")
+    top = _top(long, k)
+    if users is not None:
+        top = top[top[USER_ID].isin(users)]
+    if top.empty:
+        return NAN
+    c = top[ITEM_ID].map(counts).fillna(0).to_numpy(dtype=np.float64)
+    p = np.clip(c / n_train_users, 1.0 / n_train_users, 1.0)
+    info = pd.Series(-np.log2(p)).groupby(top[USER_ID].to_numpy()).mean()
+    return float(info.mean())
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def head_tail_split(
+    train_counts: Counts, catalogue: Iterable[str], head_share: float = 0.8
+) -> tuple[set[str], set[str]]:
+    """Split the catalogue into (head, tail) by share of training interactions.
+
+    Head is the smallest prefix of items, most interacted first (ties by item id ascending so
+    reruns agree), whose counts reach ``head_share`` of all catalogue interactions. Tail is the
+    rest of the catalogue, including never-interacted items. Counts for items outside the
+    catalogue are ignored: the catalogue defines what can be recommended.
+    """
+    if not 0.0 < head_share <= 1.0:
+        raise ValueError(f"head_share must be in (0, 1], got {head_share}")
+    cat = _catalogue_index(catalogue)
+    counts = _counts_series(train_counts).reindex(cat, fill_value=0)
+    frame = pd.DataFrame({ITEM_ID: cat, "n": counts.to_numpy(dtype=np.float64)})
+    frame = frame.sort_values(["n", ITEM_ID], ascending=[False, True], kind="stable")
+    total = float(frame["n"].sum())
+    if total <= 0:
+        return set(), set(cat)
+    cum = frame["n"].cumsum().to_numpy()
+    # Relative tolerance so e.g. 0.07 * 100 == 7.000000000000001 still stops at a count of 7.
+    n_head = int(np.searchsorted(cum, head_share * total * (1.0 - 1e-12), side="left")) + 1
+    ordered = frame[ITEM_ID].tolist()
+    return set(ordered[:n_head]), set(ordered[n_head:])
+
+
+def ndcg_at_k(recs: Recs, truth: Truth, k: int = 10) -> float:
+    """Binary-relevance NDCG@k averaged over truth users; users without recs score 0.
+
+    IDCG assumes min(k, |truth_u|) hits at the top, so a perfect list always scores 1. Users with
+    an empty truth set cannot be judged and are left out; NaN if no user can be judged.
+    """
+    pairs, sizes = _truth_long(truth)
+    return _ndcg(_hits(_long(recs, k)[0], pairs), sizes, k)
+
+
+def recall_at_k(recs: Recs, truth: Truth, k: int = 20) -> float:
+    """Hits in top-k over min(k, |truth_u|), averaged over truth users (empty truth left out)."""
+    pairs, sizes = _truth_long(truth)
+    return _recall(_hits(_long(recs, k)[0], pairs), sizes, k)
+
+
+def aplt_at_k(
+    recs: Recs, tail_items: Collection[str], k: int = 10, users: Iterable[str] | None = None
+) -> float:
+    """Average Percentage of Long Tail items (Abdollahpouri et al.) in each user's top-k.
+
+    Per user: tail items in the list / min(k, list length), so short lists are not penalised
+    for slots they never filled. Averaged over ``users`` (default: every user in recs); users
+    with no or an empty list count 0. NaN if there are no users.
+    """
+    long, rec_users = _long(recs, k)
+    eval_users = rec_users if users is None else pd.Index(list(users), dtype=object)
+    return _aplt(long, tail_items, k, eval_users)
+
+
+def tail_recall_at_k(recs: Recs, truth: Truth, tail_items: Collection[str], k: int = 20) -> float:
+    """Share of held-out (user, tail item) pairs found in that user's top-k; NaN if none exist.
+
+    Pooled over pairs rather than averaged over users, because most users have no tail
+    purchases and a per-user mean would be dominated by the few that do.
+    """
+    pairs = _truth_long(truth)[0]
+    return _subset_recall(_hits(_long(recs, k)[0], pairs), pairs, tail_items, k)
+
+
+def cold_item_recall_at_k(
+    recs: Recs, truth: Truth, cold_items: Collection[str], k: int = 20
+) -> float:
+    """Share of held-out (user, cold item) pairs found in top-k; NaN if no cold pairs exist.
+
+    Cold items had no training interactions, so only content/side-information can surface them.
+    """
+    pairs = _truth_long(truth)[0]
+    return _subset_recall(_hits(_long(recs, k)[0], pairs), pairs, cold_items, k)
+
+
+def coverage_at_k(recs: Recs, catalogue: Iterable[str], k: int = 10) -> float:
+    """Share of catalogue items in at least one user's top-k; NaN for an empty catalogue."""
+    return _coverage(_long(recs, k)[0], _catalogue_index(catalogue), k)
+
+
+def gini_at_k(recs: Recs, catalogue: Iterable[str], k: int = 10) -> float:
+    """Gini index of top-k recommendation counts over the whole catalogue (unshown items = 0).
+
+    0 means exposure is spread evenly, (n-1)/n means every slot goes to one item; 0 when nothing
+    is recommended at all, NaN for an empty catalogue.
+    """
+    return _gini(_long(recs, k)[0], _catalogue_index(catalogue), k)
+
+
+def novelty_at_k(
+    recs: Recs,
+    train_counts: Counts,
+    n_train_users: int,
+    k: int = 10,
+    users: Iterable[str] | None = None,
+) -> float:
+    """Mean self-information -log2(p_i) of top-k items, averaged per user then across users.
+
+    p_i = train_counts[i] / n_train_users, clipped to [1/n_train_users, 1] so cold items get the
+    maximum novelty instead of infinity. Users with empty lists have nothing to score and are
+    skipped; ``users`` restricts the mean (default: every user in recs). NaN if nothing is left.
+    """
+    eval_users = None if users is None else pd.Index(list(users), dtype=object)
+    return _novelty(_long(recs, k)[0], _counts_series(train_counts), n_train_users, k, eval_users)
+
+
+def evaluate(
+    recs: Recs,
+    truth: Truth,
+    catalogue: Iterable[str],
+    train_counts: Counts,
+    n_train_users: int,
+    tail_items: Collection[str],
+    cold_items: Collection[str],
+) -> dict[str, float]:
+    """All benchmark metrics for one system, normalising the inputs only once.
+
+    Per-user beyond-accuracy means (APLT, novelty) are taken over the evaluation users (those
+    in ``truth``), so a system cannot look better by recommending to a different population.
+    """
+    long, _ = _long(recs, 20)
+    pairs, sizes = _truth_long(truth)
+    hits = _hits(long, pairs)
+    cat = _catalogue_index(catalogue)
+    eval_users = sizes.index
+    tail = set(tail_items)
+    cold = set(cold_items)
+    return {
+        "ndcg@10": _ndcg(hits, sizes, 10),
+        "recall@20": _recall(hits, sizes, 20),
+        "aplt@10": _aplt(long, tail, 10, eval_users),
+        "tail_recall@20": _subset_recall(hits, pairs, tail, 20),
+        "coverage@10": _coverage(long, cat, 10),
+        "gini@10": _gini(long, cat, 10),
+        "novelty@10": _novelty(long, _counts_series(train_counts), n_train_users, 10, eval_users),
+        "cold_item_recall@20": _subset_recall(hits, pairs, cold, 20),
+    }
+
+
+def popularity_curve(
+    recs: Recs, train_counts: Counts, catalogue: Iterable[str], k: int = 10
+) -> pd.DataFrame:
+    """Per catalogue item: training popularity rank, training count and top-k exposure count.
+
+    Feeds the long-tail plot: rank 1 is the most interacted item (ties by item id ascending).
+    """
+    cat = _catalogue_index(catalogue)
+    train = _counts_series(train_counts).reindex(cat, fill_value=0)
+    frame = pd.DataFrame({ITEM_ID: cat, "train_count": train.to_numpy()})
+    frame = frame.sort_values(
+        ["train_count", ITEM_ID], ascending=[False, True], kind="stable"
+    ).reset_index(drop=True)
+    frame.insert(0, "popularity_rank", np.arange(1, len(frame) + 1, dtype=np.int64))
+    rec_counts = _item_rec_counts(_long(recs, k)[0], k)
+    frame["rec_count"] = frame[ITEM_ID].map(rec_counts).fillna(0).astype(np.int64)
+    return frame[["popularity_rank", ITEM_ID, "train_count", "rec_count"]]

@@ -1,0 +1,129 @@
+"""Bronze -> silver: accepted events with weights, the catalogue, interactions, and a quarantine.
+
+Pure transforms over DataFrames (the SQL lives in sql/); the clean stage wires them to storage.
+Every bronze row ends up either accepted or quarantined with a reason, except rows that belong to
+a later run date (events after the run date, items first seen after it), which are counted as
+deferred.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from longtail import columns as C
+from longtail.config import CleanConfig
+from longtail.sqlfiles import quoted_list, run_sql
+
+QUARANTINE_TABLE = "table"
+RECORD = "record"
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    events: DataFrame
+    catalogue: DataFrame
+    interactions: DataFrame
+    quarantine: DataFrame
+
+
+def window_end(cfg: CleanConfig) -> datetime:
+    """Exclusive end of the data a run may see: midnight after the run date (UTC)."""
+    return datetime.combine(cfg.ds + timedelta(days=1), time.min)
+
+
+def event_weight(cfg: CleanConfig) -> Column:
+    """Weight of one event: by type, purchases grow slowly with quantity, ratings with stars."""
+    w = cfg.event_weights
+    qty = F.least(F.greatest(F.coalesce(F.col(C.QUANTITY), F.lit(1.0)), F.lit(1.0)), F.lit(100.0))
+    stars = F.least(F.greatest(F.coalesce(F.col(C.VALUE), F.lit(5.0)), F.lit(0.5)), F.lit(5.0))
+    return (
+        F.when(F.col(C.EVENT_TYPE) == "purchase", w["purchase"] * (1.0 + F.log(qty)))
+        .when(F.col(C.EVENT_TYPE) == "rating", w["rating"] * stars / 5.0)
+        .when(F.col(C.EVENT_TYPE) == "view", F.lit(w["view"]))
+        .when(F.col(C.EVENT_TYPE) == "add_to_cart", F.lit(w["add_to_cart"]))
+        .when(F.col(C.EVENT_TYPE) == "review", F.lit(w["review"]))
+        .cast("double")
+    )
+
+
+def clean_items(bronze_items: DataFrame, cfg: CleanConfig) -> DataFrame:
+    """Catalogue rows listed by the run date, each with a reason (NULL = accepted)."""
+    return run_sql(
+        bronze_items.sparkSession,
+        "clean_items.sql",
+        {"bronze_items": bronze_items},
+        run_date=cfg.ds.isoformat(),
+        max_title_chars=cfg.max_title_chars,
+    )
+
+
+def clean_events(
+    bronze_events: DataFrame, catalogue: DataFrame, non_products: DataFrame, cfg: CleanConfig
+) -> DataFrame:
+    """Events in the run's window, each with a reason (NULL = accepted)."""
+    return run_sql(
+        bronze_events.sparkSession,
+        "clean_events.sql",
+        {"bronze_events": bronze_events, "catalogue": catalogue, "non_products": non_products},
+        window_end=window_end(cfg).isoformat(sep=" "),
+        min_valid_ts=f"{cfg.min_valid_date} 00:00:00",
+        event_types=quoted_list(C.EVENT_TYPES),
+        bot_max_events_per_day=cfg.bot_max_events_per_day,
+    )
+
+
+def build_interactions(events: DataFrame) -> DataFrame:
+    return run_sql(
+        events.sparkSession,
+        "interactions.sql",
+        {"silver_events": events},
+        excluding_types=quoted_list(C.EXCLUDING_EVENT_TYPES),
+    )
+
+
+def _quarantine_rows(df: DataFrame, table: str, record_cols: list[str]) -> DataFrame:
+    return df.where(F.col(C.REASON).isNotNull()).select(
+        F.lit(table).alias(QUARANTINE_TABLE),
+        F.col(C.REASON),
+        F.col(C.SOURCE_FILE),
+        F.to_json(F.struct(*[F.col(c).cast("string").alias(c) for c in record_cols])).alias(RECORD),
+    )
+
+
+def clean(bronze_events: DataFrame, bronze_items: DataFrame, cfg: CleanConfig) -> CleanResult:
+    items = clean_items(bronze_items, cfg)
+    catalogue = items.where(F.col(C.REASON).isNull()).select(
+        C.ITEM_ID, C.TITLE, C.DESCRIPTION, C.CATEGORY, C.BRAND, C.PRICE, C.FIRST_SEEN
+    )
+    non_products = items.where(F.col(C.REASON) == "non_product").select(C.ITEM_ID)
+    events = clean_events(bronze_events, catalogue, non_products, cfg)
+    accepted = events.where(F.col(C.REASON).isNull()).select(
+        C.USER_ID,
+        C.ITEM_ID,
+        C.TS,
+        C.EVENT_TYPE,
+        C.QUANTITY,
+        C.VALUE,
+        event_weight(cfg).alias(C.WEIGHT),
+    )
+    quarantine = _quarantine_rows(
+        items,
+        "items",
+        [C.ITEM_ID, C.TITLE, C.CATEGORY, C.PRICE, C.FIRST_SEEN, "_corrupt_record"],
+    ).unionByName(
+        _quarantine_rows(
+            events,
+            "events",
+            [C.USER_ID, C.ITEM_ID, C.TS_RAW, C.EVENT_TYPE, C.QUANTITY, C.VALUE, "_corrupt_record"],
+        )
+    )
+    return CleanResult(
+        events=accepted,
+        catalogue=catalogue,
+        interactions=build_interactions(accepted),
+        quarantine=quarantine,
+    )

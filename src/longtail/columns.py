@@ -1,0 +1,50 @@
+"""Column names, in one place, for every table the pipeline reads or writes."""
+
+# Landing contract: events/
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+TS = "ts"
+EVENT_TYPE = "event_type"
+QUANTITY = "quantity"
+VALUE = "value"
+
+# Landing contract: items/
+TITLE = "title"
+DESCRIPTION = "description"
+CATEGORY = "category"
+BRAND = "brand"
+PRICE = "price"
+FIRST_SEEN = "first_seen"
+# Optional flag for fees, postage and adjustments: never recommended, their events quarantined.
+NON_PRODUCT = "non_product"
+
+# Event types accepted at ingest; the first is the default when the column is absent or empty.
+EVENT_TYPES = ("purchase", "view", "add_to_cart", "rating", "review")
+DEFAULT_EVENT_TYPE = "purchase"
+# Event types that mean "already owned / judged": never recommend these items again.
+EXCLUDING_EVENT_TYPES = ("purchase", "rating", "review")
+
+EVENTS_REQUIRED = (USER_ID, ITEM_ID, TS)
+EVENTS_OPTIONAL = (EVENT_TYPE, QUANTITY, VALUE)
+ITEMS_REQUIRED = (ITEM_ID, TITLE)
+ITEMS_OPTIONAL = (DESCRIPTION, CATEGORY, BRAND, PRICE, FIRST_SEEN, NON_PRODUCT)
+USERS_REQUIRED = (USER_ID,)
+
+# Added by the pipeline
+SOURCE_FILE = "source_file"
+TS_RAW = "ts_raw"
+ROW_ID = "row_id"
+WEIGHT = "weight"
+REASON = "reason"
+STAGE = "stage"
+DS = "ds"
+
+# Output contract: recommendations
+RANK = "rank"
+SCORE = "score"
+SOURCE = "source"
+MODEL_VERSION = "model_version"
+RECOMMENDATION_COLUMNS = (USER_ID, RANK, ITEM_ID, SCORE, SOURCE, MODEL_VERSION)
+
+# Model factors
+FACTORS = "factors"

@@ -1,0 +1,183 @@
+"""Typed, frozen configuration: one object per stage, validated at start and recorded with the run.
+
+Every stage is a pure function of (input data, run date, config); the config is therefore part of
+the run's identity and is hashed into the model version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field, fields
+from datetime import date
+from typing import Any, Self, get_type_hints
+
+_URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; raised before any work starts."""
+
+
+def normalise_location(path: str) -> str:
+    """Absolute local paths (so Spark and Airflow agree), URIs (hdfs://, s3a://) untouched."""
+    if not path:
+        raise ConfigError("empty path")
+    if _URI.match(path):
+        return path.rstrip("/")
+    return os.path.abspath(path)
+
+
+def parse_ds(value: str | date) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(f"run date must be YYYY-MM-DD, got {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Fields shared by every stage: which night, which warehouse."""
+
+    ds: date
+    warehouse: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ds", parse_ds(self.ds))
+        object.__setattr__(self, "warehouse", normalise_location(self.warehouse))
+        self.validate()
+
+    def validate(self) -> None:
+        """Subclasses raise ConfigError on values that make no sense."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["ds"] = self.ds.isoformat()
+        return out
+
+    def fingerprint(self, exclude: tuple[str, ...] = ("warehouse", "landing")) -> str:
+        """Hash of everything that changes results (locations excluded: moving data changes nothing)."""
+        payload = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_argv(cls, argv: list[str] | None = None) -> Self:
+        """Build from `--field value` arguments; every field is an option, defaults kept."""
+        parser = argparse.ArgumentParser(prog=cls.__name__)
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            kind = hints[f.name]
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if kind is bool:
+                parser.add_argument(
+                    f"--{f.name.replace('_', '-')}",
+                    type=lambda s: s.lower() in ("1", "true", "yes"),
+                    required=required,
+                )
+            elif kind in (int, float):
+                parser.add_argument(
+                    f"--{f.name.replace('_', '-')}", type=kind, required=required
+                )
+            elif kind in (str, date):
+                parser.add_argument(f"--{f.name.replace('_', '-')}", type=str, required=required)
+            else:  # dict-valued fields are given as JSON
+                parser.add_argument(
+                    f"--{f.name.replace('_', '-')}", type=json.loads, required=required
+                )
+        ns = parser.parse_args(argv)
+        given = {k: v for k, v in vars(ns).items() if v is not None}
+        try:
+            return cls(**given)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from exc
+
+
+@dataclass(frozen=True)
+class IngestConfig(StageConfig):
+    landing: str = "data/landing"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "landing", normalise_location(self.landing))
+        super().__post_init__()
+
+
+DEFAULT_EVENT_WEIGHTS = {
+    "view": 1.0,
+    "add_to_cart": 2.0,
+    "purchase": 4.0,
+    "rating": 3.0,
+    "review": 4.0,
+}
+
+
+@dataclass(frozen=True)
+class CleanConfig(StageConfig):
+    event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    # Events older than this are a broken clock (epoch 0), not history.
+    min_valid_date: str = "1995-01-01"
+    # More accepted events than this for one user in one day is a bot: the whole user-day is quarantined.
+    bot_max_events_per_day: int = 500
+    max_title_chars: int = 500
+
+    def __post_init__(self) -> None:
+        # A partial override keeps the defaults for the event types it does not name.
+        object.__setattr__(self, "event_weights", {**DEFAULT_EVENT_WEIGHTS, **self.event_weights})
+        super().__post_init__()
+
+    def validate(self) -> None:
+        unknown = set(self.event_weights) - set(DEFAULT_EVENT_WEIGHTS)
+        if unknown:
+            raise ConfigError(f"event_weights has unknown event types: {sorted(unknown)}")
+        if any(w <= 0 for w in self.event_weights.values()):
+            raise ConfigError("event weights must be > 0")
+        parse_ds(self.min_valid_date)
+        if self.bot_max_events_per_day < 1:
+            raise ConfigError("bot_max_events_per_day must be >= 1")
+
+
+@dataclass(frozen=True)
+class AlsConfig(StageConfig):
+    factors: int = 64
+    regularization: float = 0.05
+    alpha: float = 2.0
+    iterations: int = 15
+    seed: int = 42
+    # Users with fewer distinct items than this get the popularity fallback instead of ALS.
+    min_user_items: int = 2
+    num_threads: int = 0
+
+    def validate(self) -> None:
+        if not 1 <= self.factors <= 1024:
+            raise ConfigError("factors must be in 1..1024")
+        if self.regularization < 0 or self.alpha <= 0 or self.iterations < 1:
+            raise ConfigError("regularization >= 0, alpha > 0 and iterations >= 1 are required")
+        if self.min_user_items < 1:
+            raise ConfigError("min_user_items must be >= 1")
+
+
+@dataclass(frozen=True)
+class ScoreConfig(StageConfig):
+    top_n: int = 20
+    # Popularity counts distinct users over this many days before the run date.
+    popularity_days: int = 28
+
+    def validate(self) -> None:
+        if not 1 <= self.top_n <= 1000:
+            raise ConfigError("top_n must be in 1..1000")
+        if self.popularity_days < 1:
+            raise ConfigError("popularity_days must be >= 1")
+
+
+@dataclass(frozen=True)
+class PublishConfig(StageConfig):
+    top_n: int = 20
+
+    def validate(self) -> None:
+        if not 1 <= self.top_n <= 1000:
+            raise ConfigError("top_n must be in 1..1000")

@@ -1,0 +1,163 @@
+"""Great Expectations gates: one expectation suite per published table.
+
+A gate runs on the staged output of a stage, before anything downstream can read it; a failed gate
+raises GateFailed and nothing is published. The full validation result is returned so the stage
+records it with the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from longtail import columns as C
+
+SCORE_DROP = "_score_drop"
+
+
+class GateFailed(RuntimeError):
+    """A data-quality gate failed; the message lists the failed expectations."""
+
+
+def _gx() -> Any:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx  # heavy: imported only when a gate runs
+
+    return gx
+
+
+def run_suite(df: DataFrame, name: str, expectations: Sequence[Any]) -> dict:
+    """Validate df against expectations; raise GateFailed with the failures, else return results."""
+    gx = _gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    asset = ctx.data_sources.add_spark(name="spark").add_dataframe_asset(name=name)
+    batch = asset.add_batch_definition_whole_dataframe("whole")
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    result = vd.run(batch_parameters={"dataframe": df})
+    summary = result.describe_dict()
+    if not result.success:
+        failed = [
+            f"{e['expectation_type']}({_kw(e['kwargs'])}): {_observed(e['result'])}"
+            for e in summary["expectations"]
+            if not e["success"]
+        ]
+        raise GateFailed(f"gate '{name}' failed: " + "; ".join(failed))
+    return summary
+
+
+def _kw(kwargs: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in kwargs.items() if k != "batch_id")
+
+
+def _observed(result: dict) -> str:
+    if "observed_value" in result:
+        return f"observed {result['observed_value']}"
+    return (
+        f"{result.get('unexpected_count')} unexpected, e.g. {result.get('partial_unexpected_list', [])[:5]}"
+    )
+
+
+def _e() -> Any:
+    return _gx().expectations
+
+
+def _window_end(ds: date) -> str:
+    return datetime.combine(ds + timedelta(days=1), datetime.min.time()).isoformat(sep=" ")
+
+
+def gate_events(df: DataFrame, ds: date, event_types: Sequence[str] = C.EVENT_TYPES) -> dict:
+    e = _e()
+    return run_suite(
+        df,
+        "silver_events",
+        [
+            *(e.ExpectColumnValuesToNotBeNull(column=c) for c in (C.USER_ID, C.ITEM_ID, C.TS)),
+            e.ExpectColumnValuesToBeInSet(column=C.EVENT_TYPE, value_set=list(event_types)),
+            e.ExpectColumnValuesToBeBetween(column=C.WEIGHT, min_value=0, strict_min=True),
+            e.ExpectColumnMaxToBeBetween(column=C.TS, max_value=_window_end(ds), strict_max=True),
+            e.ExpectTableRowCountToBeBetween(min_value=1),
+        ],
+    )
+
+
+def gate_catalogue(df: DataFrame) -> dict:
+    e = _e()
+    return run_suite(
+        df,
+        "catalogue",
+        [
+            e.ExpectColumnValuesToNotBeNull(column=C.ITEM_ID),
+            e.ExpectColumnValuesToBeUnique(column=C.ITEM_ID),
+            e.ExpectColumnValuesToNotBeNull(column=C.TITLE),
+            e.ExpectTableRowCountToBeBetween(min_value=1),
+        ],
+    )
+
+
+def gate_interactions(df: DataFrame) -> dict:
+    e = _e()
+    return run_suite(
+        df,
+        "interactions",
+        [
+            e.ExpectColumnValuesToNotBeNull(column=C.USER_ID),
+            e.ExpectColumnValuesToNotBeNull(column=C.ITEM_ID),
+            e.ExpectCompoundColumnsToBeUnique(column_list=[C.USER_ID, C.ITEM_ID]),
+            e.ExpectColumnValuesToBeBetween(column=C.WEIGHT, min_value=0, strict_min=True),
+            e.ExpectTableRowCountToBeBetween(min_value=1),
+        ],
+    )
+
+
+def gate_factors(df: DataFrame, key: str, dim: int) -> dict:
+    e = _e()
+    checked = df.select(key, F.size(C.FACTORS).alias("dim"), _all_finite(C.FACTORS).alias("finite"))
+    return run_suite(
+        checked,
+        f"factors_{key}",
+        [
+            e.ExpectColumnValuesToNotBeNull(column=key),
+            e.ExpectColumnValuesToBeUnique(column=key),
+            e.ExpectColumnValuesToBeBetween(column="dim", min_value=dim, max_value=dim),
+            e.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
+            e.ExpectTableRowCountToBeBetween(min_value=1),
+        ],
+    )
+
+
+def _all_finite(col: str) -> Any:
+    return F.forall(F.col(col), lambda x: ~F.isnan(x) & (F.abs(x) < float("inf")))
+
+
+def gate_recommendations(
+    df: DataFrame, top_n: int, expected_users: int, sources: Sequence[str]
+) -> dict:
+    """Output contract: exactly top_n distinct items per user, ranks 1..N, scores non-increasing."""
+    e = _e()
+    by_user = Window.partitionBy(C.USER_ID).orderBy(C.RANK)
+    checked = df.withColumn(SCORE_DROP, F.lag(C.SCORE).over(by_user) - F.col(C.SCORE))
+    return run_suite(
+        checked,
+        "recommendations",
+        [
+            e.ExpectTableColumnsToMatchSet(
+                column_set=[*C.RECOMMENDATION_COLUMNS, SCORE_DROP], exact_match=True
+            ),
+            *(e.ExpectColumnValuesToNotBeNull(column=c) for c in C.RECOMMENDATION_COLUMNS),
+            e.ExpectColumnValuesToBeBetween(column=C.RANK, min_value=1, max_value=top_n),
+            e.ExpectCompoundColumnsToBeUnique(column_list=[C.USER_ID, C.RANK]),
+            e.ExpectCompoundColumnsToBeUnique(column_list=[C.USER_ID, C.ITEM_ID]),
+            e.ExpectColumnValuesToBeBetween(column=SCORE_DROP, min_value=0),
+            e.ExpectColumnValuesToBeInSet(column=C.SOURCE, value_set=list(sources)),
+            e.ExpectTableRowCountToEqual(value=expected_users * top_n),
+        ],
+    )

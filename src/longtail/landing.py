@@ -1,0 +1,223 @@
+"""Read a landing folder (the input contract) into typed bronze DataFrames.
+
+Contract: `events/` and `items/` (optional `users/`), files in CSV, CSV.GZ, Parquet or JSON Lines,
+optionally under `dt=YYYY-MM-DD/` subfolders. Column names are matched case-insensitively; extra
+columns are ignored; a missing required column stops the run naming the file and the column. Rows
+that cannot be parsed are kept, flagged with a parse error, and quarantined by the clean stage, so
+nothing that arrived is silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from longtail import columns as C
+from longtail.storage import Fs
+
+CORRUPT = "_corrupt_record"
+PARSE_ERROR = "parse_error"
+
+_FORMATS = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".parquet": "parquet",
+    ".jsonl": "json",
+    ".jsonl.gz": "json",
+    ".ndjson": "json",
+    ".json": "json",
+    ".json.gz": "json",
+}
+
+
+class LandingContractError(ValueError):
+    """The landing folder breaks the input contract; the message names the file and column."""
+
+
+def detect_format(path: str) -> str:
+    name = path.rsplit("/", 1)[-1].lower()
+    for suffix in sorted(_FORMATS, key=len, reverse=True):
+        if name.endswith(suffix):
+            return _FORMATS[suffix]
+    raise LandingContractError(
+        f"{path}: unsupported file type (expected one of {', '.join(sorted(_FORMATS))})"
+    )
+
+
+def _raw_columns(spark: SparkSession, path: str, fmt: str) -> list[str]:
+    try:
+        if fmt == "csv":
+            return spark.read.option("header", True).csv(path).columns
+        if fmt == "json":
+            return spark.read.option("mode", "PERMISSIVE").json(path).columns
+        return spark.read.parquet(path).columns
+    except Exception as exc:  # truncated Parquet, unreadable gzip, ...
+        first = str(exc).strip().splitlines()[0][:300]
+        raise LandingContractError(f"{path}: unreadable {fmt} file: {first}") from exc
+
+
+def _check_columns(path: str, raw: Sequence[str], required: Sequence[str]) -> dict[str, str]:
+    """Map canonical name -> raw column name; raise naming the file and the missing column."""
+    by_lower = {}
+    for col in raw:
+        by_lower.setdefault(col.strip().lower(), col)
+    missing = [c for c in required if c not in by_lower]
+    if missing:
+        found = ", ".join(c for c in raw if c != CORRUPT) or "none"
+        raise LandingContractError(
+            f"{path}: missing required column '{missing[0]}'"
+            + (f" (and {missing[1:]})" if len(missing) > 1 else "")
+            + f"; found columns: {found}"
+        )
+    return by_lower
+
+
+def read_landing_table(
+    spark: SparkSession,
+    folder: str,
+    required: Sequence[str],
+    optional: Sequence[str],
+    *,
+    must_exist: bool = True,
+) -> DataFrame | None:
+    """All files below folder as one DataFrame of string columns plus source_file and corrupt text."""
+    fs = Fs(spark, folder)
+    files = fs.list_files(folder)
+    if not files:
+        if must_exist:
+            raise LandingContractError(f"{folder}: no data files found (the folder is missing or empty)")
+        return None
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
+    for path in files:
+        fmt = detect_format(path)
+        raw = _raw_columns(spark, path, fmt)
+        _check_columns(path, raw, required)
+        groups[(fmt, tuple(raw))].append(path)
+
+    wanted = [*required, *optional]
+    parts = []
+    for (fmt, raw), paths in sorted(groups.items()):
+        by_lower = _check_columns(paths[0], raw, required)
+        if fmt == "csv":
+            schema = StructType(
+                [StructField(c, StringType()) for c in raw if c != CORRUPT]
+                + [StructField(CORRUPT, StringType())]
+            )
+            df = (
+                spark.read.schema(schema)
+                .option("header", True)
+                .option("mode", "PERMISSIVE")
+                .option("columnNameOfCorruptRecord", CORRUPT)
+                .csv(paths)
+            )
+        elif fmt == "json":
+            df = spark.read.option("mode", "PERMISSIVE").json(paths)
+        else:
+            df = spark.read.parquet(*paths)
+        cols: list[Column] = []
+        for name in wanted:
+            if name in by_lower:
+                cols.append(F.col(f"`{by_lower[name]}`").cast("string").alias(name))
+            else:
+                cols.append(F.lit(None).cast("string").alias(name))
+        corrupt = F.col(CORRUPT) if CORRUPT in df.columns else F.lit(None).cast("string")
+        cols.append(corrupt.alias(CORRUPT))
+        cols.append(F.input_file_name().alias(C.SOURCE_FILE))
+        parts.append(df.select(*cols))
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out
+
+
+def _blank_to_null(col: Column) -> Column:
+    trimmed = F.trim(col)
+    return F.when(trimmed == "", None).otherwise(trimmed)
+
+
+def parse_timestamp(raw: Column) -> Column:
+    """Epoch seconds (or milliseconds, when too large for seconds) or ISO-8601 text -> timestamp."""
+    is_number = raw.rlike(r"^-?[0-9]+(\.[0-9]+)?$")
+    num = raw.try_cast("double")
+    epoch = F.when(F.abs(num) >= 1e11, num / 1000.0).otherwise(num)
+    return F.when(is_number, F.timestamp_seconds(epoch)).otherwise(F.try_to_timestamp(raw))
+
+
+def type_events(raw: DataFrame) -> DataFrame:
+    """String landing rows -> typed bronze events, with a parse_error for rows that cannot be typed."""
+    ts_raw = _blank_to_null(F.col(C.TS))
+    qty_raw = _blank_to_null(F.col(C.QUANTITY))
+    val_raw = _blank_to_null(F.col(C.VALUE))
+    event_type = F.lower(_blank_to_null(F.col(C.EVENT_TYPE)))
+    ts = parse_timestamp(ts_raw)
+    qty = qty_raw.try_cast("double")
+    val = val_raw.try_cast("double")
+    error = (
+        F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row"))
+        .when(ts_raw.isNotNull() & ts.isNull(), F.lit("invalid_timestamp"))
+        .when(qty_raw.isNotNull() & qty.isNull(), F.lit("invalid_quantity"))
+        .when(val_raw.isNotNull() & val.isNull(), F.lit("invalid_value"))
+    )
+    return raw.select(
+        _blank_to_null(F.col(C.USER_ID)).alias(C.USER_ID),
+        _blank_to_null(F.col(C.ITEM_ID)).alias(C.ITEM_ID),
+        ts.alias(C.TS),
+        F.col(C.TS).alias(C.TS_RAW),
+        F.coalesce(event_type, F.lit(C.DEFAULT_EVENT_TYPE)).alias(C.EVENT_TYPE),
+        qty.alias(C.QUANTITY),
+        val.alias(C.VALUE),
+        error.alias(PARSE_ERROR),
+        F.col(CORRUPT),
+        F.col(C.SOURCE_FILE),
+    )
+
+
+def type_items(raw: DataFrame) -> DataFrame:
+    """String landing rows -> typed bronze items."""
+    price_raw = _blank_to_null(F.col(C.PRICE))
+    price = price_raw.try_cast("double")
+    first_seen = F.to_date(parse_timestamp(_blank_to_null(F.col(C.FIRST_SEEN))))
+    flag = F.lower(_blank_to_null(F.col(C.NON_PRODUCT)))
+    error = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row")).when(
+        price_raw.isNotNull() & price.isNull(), F.lit("invalid_price")
+    )
+    return raw.select(
+        _blank_to_null(F.col(C.ITEM_ID)).alias(C.ITEM_ID),
+        F.coalesce(F.trim(F.col(C.TITLE)), F.lit("")).alias(C.TITLE),
+        F.trim(F.col(C.DESCRIPTION)).alias(C.DESCRIPTION),
+        _blank_to_null(F.col(C.CATEGORY)).alias(C.CATEGORY),
+        _blank_to_null(F.col(C.BRAND)).alias(C.BRAND),
+        price.alias(C.PRICE),
+        first_seen.alias(C.FIRST_SEEN),
+        F.coalesce(flag.isin("true", "1", "yes"), F.lit(False)).alias(C.NON_PRODUCT),
+        error.alias(PARSE_ERROR),
+        F.col(CORRUPT),
+        F.col(C.SOURCE_FILE),
+    )
+
+
+def read_events(spark: SparkSession, landing: str) -> DataFrame:
+    raw = read_landing_table(spark, f"{landing}/events", C.EVENTS_REQUIRED, C.EVENTS_OPTIONAL)
+    assert raw is not None
+    return type_events(raw)
+
+
+def read_items(spark: SparkSession, landing: str) -> DataFrame:
+    raw = read_landing_table(spark, f"{landing}/items", C.ITEMS_REQUIRED, C.ITEMS_OPTIONAL)
+    assert raw is not None
+    return type_items(raw)
+
+
+def read_users(spark: SparkSession, landing: str) -> DataFrame | None:
+    raw = read_landing_table(
+        spark, f"{landing}/users", C.USERS_REQUIRED, (), must_exist=False
+    )
+    if raw is None:
+        return None
+    return raw.select(
+        _blank_to_null(F.col(C.USER_ID)).alias(C.USER_ID), F.col(CORRUPT), F.col(C.SOURCE_FILE)
+    )

@@ -1,0 +1,72 @@
+"""Clean: bronze -> silver events, catalogue, interactions, and the quarantine (with reasons)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from longtail import columns as C
+from longtail import gates
+from longtail.cleaning import clean, window_end
+from longtail.config import CleanConfig
+from longtail.stages.common import stage_main
+from longtail.storage import publish_staged, read_table, write_staging
+
+
+class AccountingError(RuntimeError):
+    """Rows in != accepted + quarantined + deferred: something was lost; nothing is published."""
+
+
+def run(spark: SparkSession, cfg: CleanConfig) -> dict[str, Any]:
+    bronze_events = read_table(spark, cfg.warehouse, "bronze_events", cfg.ds)
+    bronze_items = read_table(spark, cfg.warehouse, "bronze_items", cfg.ds)
+    result = clean(bronze_events, bronze_items, cfg)
+    wh, ds = cfg.warehouse, cfg.ds
+    outputs = {
+        "quarantine": (result.quarantine, None),
+        "catalogue": (result.catalogue, gates.gate_catalogue),
+        "silver_events": (result.events, lambda df: gates.gate_events(df, ds)),
+        "interactions": (result.interactions, gates.gate_interactions),
+    }
+    staged = {t: spark.read.parquet(write_staging(df, wh, t, ds)) for t, (df, _) in outputs.items()}
+
+    end = F.lit(window_end(cfg).isoformat(sep=" ")).cast("timestamp")
+    n_events_in = bronze_events.count()
+    n_events_deferred = bronze_events.where(F.col(C.TS) >= end).count()
+    n_items_in = bronze_items.count()
+    n_items_deferred = bronze_items.where(F.col(C.FIRST_SEEN) > F.lit(ds)).count()
+    quarantine = staged["quarantine"]
+    reasons = {
+        f"{r['table']}/{r['reason']}": r["count"]
+        for r in quarantine.groupBy("table", C.REASON).count().collect()
+    }
+    q_events = sum(v for k, v in reasons.items() if k.startswith("events/"))
+    q_items = sum(v for k, v in reasons.items() if k.startswith("items/"))
+    counts = {
+        "events_in": n_events_in,
+        "events_accepted": staged["silver_events"].count(),
+        "events_quarantined": q_events,
+        "events_deferred": n_events_deferred,
+        "items_in": n_items_in,
+        "items_accepted": staged["catalogue"].count(),
+        "items_quarantined": q_items,
+        "items_deferred": n_items_deferred,
+        "interactions": staged["interactions"].count(),
+    }
+    for kind in ("events", "items"):
+        parts = sum(counts[f"{kind}_{p}"] for p in ("accepted", "quarantined", "deferred"))
+        if parts != counts[f"{kind}_in"]:
+            raise AccountingError(f"{kind}: {counts[f'{kind}_in']} in but {parts} accounted for")
+    # Accounted for: now audit and publish each table (a failed gate raises, publishing nothing more).
+    gate_results = {t: publish_staged(spark, wh, t, ds, audit) for t, (_, audit) in outputs.items()}
+    return {
+        "counts": counts,
+        "quarantine_reasons": dict(sorted(reasons.items())),
+        "gates": {t: r.get("statistics") for t, r in gate_results.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("clean", CleanConfig, run, argv)

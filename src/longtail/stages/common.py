@@ -1,0 +1,51 @@
+"""What every stage's main() does around its run(): parse, validate, start Spark, record."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pyspark.sql import SparkSession
+
+from longtail import __version__
+from longtail.config import StageConfig
+from longtail.sparkutil import get_spark
+from longtail.storage import write_record
+
+Cfg = TypeVar("Cfg", bound=StageConfig)
+log = logging.getLogger("longtail")
+
+
+def stage_main(
+    name: str,
+    cfg_type: type[Cfg],
+    run: Callable[[SparkSession, Cfg], dict[str, Any]],
+    argv: list[str] | None = None,
+) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = cfg_type.from_argv(argv if argv is not None else sys.argv[1:])
+    spark = get_spark(f"longtail-{name}-{cfg.ds}")
+    started = time.time()
+    record = run_and_record(spark, name, cfg, run)
+    log.info("%s ds=%s done in %.1fs: %s", name, cfg.ds, time.time() - started, record.get("counts"))
+    return 0
+
+
+def run_and_record(
+    spark: SparkSession, name: str, cfg: Cfg, run: Callable[[SparkSession, Cfg], dict[str, Any]]
+) -> dict[str, Any]:
+    started = time.time()
+    record = run(spark, cfg)
+    record = {
+        "stage": name,
+        "longtail_version": __version__,
+        "config": cfg.to_dict(),
+        "config_fingerprint": cfg.fingerprint(),
+        "seconds": round(time.time() - started, 2),
+        **record,
+    }
+    write_record(spark, cfg.warehouse, cfg.ds, name, record)
+    return record

@@ -1,0 +1,38 @@
+"""Publish: gate the staged recommendations and swap them into place atomically."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from longtail import gates
+from longtail.config import PublishConfig
+from longtail.scoring import SOURCES
+from longtail.stages.common import stage_main
+from longtail.stages.score import TABLE
+from longtail.storage import publish_staged, read_record, table_path
+
+
+def run(spark: SparkSession, cfg: PublishConfig) -> dict[str, Any]:
+    score = read_record(spark, cfg.warehouse, cfg.ds, "score")
+    if score is None:
+        raise FileNotFoundError(f"no score record for ds={cfg.ds}: run score first")
+    expected_users = int(score["counts"]["users"])
+    result = publish_staged(
+        spark,
+        cfg.warehouse,
+        TABLE,
+        cfg.ds,
+        lambda df: gates.gate_recommendations(df, cfg.top_n, expected_users, SOURCES),
+    )
+    return {
+        "published": table_path(cfg.warehouse, TABLE, cfg.ds),
+        "model_version": score["model_version"],
+        "counts": {"users": expected_users, "rows": expected_users * cfg.top_n},
+        "gate": result.get("statistics"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("publish", PublishConfig, run, argv)
