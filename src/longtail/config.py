@@ -68,7 +68,15 @@ class StageConfig:
 
     @classmethod
     def from_argv(cls, argv: list[str] | None = None) -> Self:
-        """Build from `--field value` arguments; every field is an option, defaults kept."""
+        """Build from `--field value` arguments (or one `--config-json '{...}'`), defaults kept."""
+        argv = list(argv or [])
+        if argv[:1] == ["--config-json"]:
+            if len(argv) != 2:
+                raise ConfigError("--config-json takes exactly one JSON object")
+            try:
+                return cls(**json.loads(argv[1]))
+            except TypeError as exc:
+                raise ConfigError(str(exc)) from exc
         parser = argparse.ArgumentParser(prog=cls.__name__)
         hints = get_type_hints(cls)
         for f in fields(cls):
@@ -81,9 +89,7 @@ class StageConfig:
                     required=required,
                 )
             elif kind in (int, float):
-                parser.add_argument(
-                    f"--{f.name.replace('_', '-')}", type=kind, required=required
-                )
+                parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, required=required)
             elif kind in (str, date):
                 parser.add_argument(f"--{f.name.replace('_', '-')}", type=str, required=required)
             else:  # dict-valued fields are given as JSON

@@ -89,7 +89,9 @@ def read_landing_table(
     files = fs.list_files(folder)
     if not files:
         if must_exist:
-            raise LandingContractError(f"{folder}: no data files found (the folder is missing or empty)")
+            raise LandingContractError(
+                f"{folder}: no data files found (the folder is missing or empty)"
+            )
         return None
     groups: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
     for path in files:
@@ -213,9 +215,7 @@ def read_items(spark: SparkSession, landing: str) -> DataFrame:
 
 
 def read_users(spark: SparkSession, landing: str) -> DataFrame | None:
-    raw = read_landing_table(
-        spark, f"{landing}/users", C.USERS_REQUIRED, (), must_exist=False
-    )
+    raw = read_landing_table(spark, f"{landing}/users", C.USERS_REQUIRED, (), must_exist=False)
     if raw is None:
         return None
     return raw.select(

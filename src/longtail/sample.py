@@ -624,9 +624,9 @@ def _bot_rows(cfg: SampleConfig, shop: _Shop, r: random.Random) -> list[tuple]:
     day = r.randint(cfg.n_days // 3, cfg.n_days - RECENT_DAYS - 1)
     first_day = shop.items["first_day"].to_numpy()
     pool = np.flatnonzero((shop.items["weight"].to_numpy() > 0) & (first_day <= day)).tolist()
-    n = int(np.clip(cfg.n_users, 500, 3000))
+    n = int(np.clip(cfg.n_users, 1000, 3000))  # well above any sane per-user daily cap
     t0 = _day_epoch(shop.start) + day * 86400
-    secs = sorted(r.randrange(86400) for _ in range(n))
+    secs = sorted(r.sample(range(86400), n))  # distinct seconds: no accidental duplicates
     return [(u, r.choice(pool), t0 + s, _VIEW, None, None) for s in secs]
 
 
@@ -750,7 +750,7 @@ def generate(out_dir: str | os.PathLike, cfg: SampleConfig = SampleConfig()) -> 
     collide = events.duplicated(subset=list(EVENT_COLUMNS)) & (events["kind"] != "duplicate")
     events = events[~collide.to_numpy()].reset_index(drop=True)
     events["dt"] = _iso_seconds(events["epoch"].to_numpy()).astype("U10")
-    events = events.sort_values(["epoch", "dt"], kind="stable")
+    events = events.sort_values("epoch", kind="stable")  # a log: in time order within a day
 
     out.mkdir(parents=True, exist_ok=True)
     days = [(shop.start + timedelta(days=d)).isoformat() for d in range(cfg.n_days)]

@@ -81,7 +81,9 @@ def _popular_for(excluded: set[str], model: ScoringModel, n: int) -> tuple[list[
     return ids, scores
 
 
-def recommend_batch(batch: pd.DataFrame, model: ScoringModel, index: dict[str, int]) -> pd.DataFrame:
+def recommend_batch(
+    batch: pd.DataFrame, model: ScoringModel, index: dict[str, int]
+) -> pd.DataFrame:
     """Top-N rows for one batch of users (columns user_id, factors, n_items, excluded)."""
     n = model.top_n
     out_users: list[str] = []

@@ -29,7 +29,9 @@ def get_spark(app_name: str = "longtail", extra: dict[str, str] | None = None) -
     builder = SparkSession.builder.appName(app_name)
     if not SparkConf().contains("spark.master"):
         builder = builder.master(os.environ.get("LONGTAIL_SPARK_MASTER", "local[2]"))
-        builder = builder.config("spark.driver.memory", os.environ.get("LONGTAIL_DRIVER_MEMORY", "4g"))
+        builder = builder.config(
+            "spark.driver.memory", os.environ.get("LONGTAIL_DRIVER_MEMORY", "4g")
+        )
     for key, value in {**BASE_CONF, **(extra or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

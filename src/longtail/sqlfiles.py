@@ -26,7 +26,9 @@ def quoted_list(values: list[str] | tuple[str, ...]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
-def run_sql(spark: SparkSession, name: str, views: dict[str, DataFrame], **params: object) -> DataFrame:
+def run_sql(
+    spark: SparkSession, name: str, views: dict[str, DataFrame], **params: object
+) -> DataFrame:
     """Run sql/<name> with the given DataFrames registered under their view names."""
     for view, df in views.items():
         df.createOrReplaceTempView(view)

@@ -25,12 +25,16 @@ def stage_main(
     run: Callable[[SparkSession, Cfg], dict[str, Any]],
     argv: list[str] | None = None,
 ) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     cfg = cfg_type.from_argv(argv if argv is not None else sys.argv[1:])
     spark = get_spark(f"longtail-{name}-{cfg.ds}")
     started = time.time()
     record = run_and_record(spark, name, cfg, run)
-    log.info("%s ds=%s done in %.1fs: %s", name, cfg.ds, time.time() - started, record.get("counts"))
+    log.info(
+        "%s ds=%s done in %.1fs: %s", name, cfg.ds, time.time() - started, record.get("counts")
+    )
     return 0
 
 

@@ -40,14 +40,26 @@ def run(spark: SparkSession, cfg: AlsConfig) -> dict[str, Any]:
     users = spark.createDataFrame(factors_frame(model.user_ids, model.user_factors, C.USER_ID))
     items = spark.createDataFrame(factors_frame(model.item_ids, model.item_factors, C.ITEM_ID))
     write_audit_publish(
-        users, cfg.warehouse, USER_FACTORS, cfg.ds, lambda df: gates.gate_factors(df, C.USER_ID, cfg.factors)
+        users,
+        cfg.warehouse,
+        USER_FACTORS,
+        cfg.ds,
+        lambda df: gates.gate_factors(df, C.USER_ID, cfg.factors),
     )
     write_audit_publish(
-        items, cfg.warehouse, ITEM_FACTORS, cfg.ds, lambda df: gates.gate_factors(df, C.ITEM_ID, cfg.factors)
+        items,
+        cfg.warehouse,
+        ITEM_FACTORS,
+        cfg.ds,
+        lambda df: gates.gate_factors(df, C.ITEM_ID, cfg.factors),
     )
     return {
         "model_version": model_version(cfg),
-        "counts": {"users": len(model.user_ids), "items": len(model.item_ids), "nnz": len(interactions)},
+        "counts": {
+            "users": len(model.user_ids),
+            "items": len(model.item_ids),
+            "nnz": len(interactions),
+        },
     }
 
 

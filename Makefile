@@ -1,0 +1,88 @@
+# Longtail: every target sets itself up (virtualenv, packages, sample data, Airflow DB) when needed.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.longtail-installed
+
+SAMPLE := $(CURDIR)/data/landing/sample
+LANDING ?= $(SAMPLE)
+WAREHOUSE ?= $(CURDIR)/data/warehouse
+TOP_N ?= 20
+DS ?=
+DATA_DIR ?= $(abspath $(CURDIR)/../shared/datasets)
+DATASET ?=
+BENCH_NAME ?=
+PYTEST_ARGS ?=
+
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := False
+export AIRFLOW__CORE__PARALLELISM := 2
+export AIRFLOW__API__HOST := 127.0.0.1
+export AIRFLOW_CONN_LONGTAIL_SPARK ?= {"conn_type": "spark", "host": "local[2]"}
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export OPENBLAS_NUM_THREADS := 1
+export SPARK_LOCAL_IP := 127.0.0.1
+export PYSPARK_PYTHON := $(BIN)/python
+export PYSPARK_DRIVER_PYTHON := $(BIN)/python
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all clean-data
+
+help:
+	@echo "make run    [DS=YYYY-MM-DD] [LANDING=dir] [WAREHOUSE=dir] [TOP_N=20]  nightly DAG on the sample"
+	@echo "make test   [PYTEST_ARGS=...]                                          the test suite"
+	@echo "make bench  DATASET=<name> | LANDING=<dir> [BENCH_NAME=name]           temporal-replay benchmark"
+	@echo "make lint | format | sample | venv"
+
+venv: $(STAMP)
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=25"
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+sample: $(SAMPLE)/_SAMPLE_OK
+$(SAMPLE)/_SAMPLE_OK: | $(STAMP)
+	$(BIN)/python -m longtail.sample --out $(SAMPLE)
+
+airflow-db: $(AIRFLOW_HOME)/.migrated
+$(AIRFLOW_HOME)/.migrated: | $(STAMP)
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
+	touch $@
+
+run: $(STAMP) airflow-db
+	@if [ "$(LANDING)" = "$(SAMPLE)" ]; then $(MAKE) --no-print-directory sample; fi
+	@set -euo pipefail; \
+	ds="$(DS)"; if [ -z "$$ds" ]; then ds=$$($(BIN)/python -m longtail.lastday "$(LANDING)"); fi; \
+	echo "longtail: run date $$ds, landing $(LANDING), warehouse $(WAREHOUSE), top_n $(TOP_N)"; \
+	$(BIN)/python -m longtail.airflow_run --ds "$$ds" --landing "$(abspath $(LANDING))" \
+	  --warehouse "$(abspath $(WAREHOUSE))" --top-n $(TOP_N)
+
+test: $(STAMP) airflow-db
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m longtail.bench.replay $(if $(DATASET),--dataset "$(DATASET)" --data-dir "$(DATA_DIR)",--landing "$(abspath $(LANDING))") $(if $(BENCH_NAME),--name "$(BENCH_NAME)")
+
+bench-all: $(STAMP)
+	for d in online-retail amazon-office-2014 ml-latest-small amazon-beauty-2014; do \
+	  $(MAKE) --no-print-directory bench DATASET=$$d || exit 1; done
+
+clean-data:
+	rm -rf data/warehouse data/bench

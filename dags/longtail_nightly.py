@@ -1,0 +1,104 @@
+"""Longtail nightly: landing -> bronze -> silver -> ALS -> scores -> published top-N per user.
+
+This file only wires stages together: every stage is a Spark job in jobs/ launched with
+spark-submit through the `longtail_spark` connection (local[2] by default; point the connection at
+a cluster master to run there, no code change). Nothing heavy is imported at parse time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Param, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+REPO = Path(__file__).resolve().parents[1]
+JOBS = REPO / "jobs"
+SPARK_CONN_ID = os.environ.get("LONGTAIL_SPARK_CONN_ID", "longtail_spark")
+DEFAULT_LANDING = os.environ.get("LONGTAIL_LANDING", str(REPO / "data" / "landing" / "sample"))
+DEFAULT_WAREHOUSE = os.environ.get("LONGTAIL_WAREHOUSE", str(REPO / "data" / "warehouse"))
+STAGES = ("ingest", "clean", "train_als", "score", "publish")
+
+DOC = """
+### Longtail nightly recommendations
+
+For the run date **ds** (the data interval's start for scheduled runs, or the `ds` param for
+manual runs and backfills) reads every landing event before ds + 1 day, cleans it (bad rows go
+to `quarantine/` with a reason), trains ALS, scores every user with history and publishes
+`<warehouse>/recommendations/ds=<ds>/` atomically after a Great Expectations gate.
+
+Params: `ds` (YYYY-MM-DD, optional), `top_n`, `landing`, `warehouse`, and `overrides`: per-stage
+config overrides such as `{"train_als": {"factors": 128}}`. Each stage records its validated
+config and counts under `<warehouse>/_runs/ds=<ds>/`.
+"""
+
+default_args = {
+    "owner": "longtail",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=int(os.environ.get("LONGTAIL_RETRY_DELAY_S", "120"))),
+    "retry_exponential_backoff": True,
+    "execution_timeout": timedelta(hours=3),
+}
+
+with DAG(
+    dag_id="longtail_nightly",
+    description="Nightly per-user top-N recommendations published to Parquet",
+    doc_md=DOC,
+    schedule=CronDataIntervalTimetable("30 1 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    tags=["longtail", "recommendations", "spark"],
+    params={
+        "ds": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="Run date YYYY-MM-DD; empty = the run's data interval start.",
+        ),
+        "top_n": Param(20, type="integer", minimum=1, maximum=1000),
+        "landing": Param(DEFAULT_LANDING, type="string", minLength=1),
+        "warehouse": Param(DEFAULT_WAREHOUSE, type="string", minLength=1),
+        "overrides": Param(
+            {},
+            type="object",
+            description='Per-stage config overrides, e.g. {"train_als": {"factors": 128}}.',
+        ),
+    },
+) as dag:
+
+    @task(retries=0)
+    def resolve_run(**context: object) -> dict:
+        """Validate every stage's config before any Spark job starts; hand each its arguments."""
+        from longtail.dagargs import resolve
+
+        return resolve(context["params"], context.get("data_interval_start"))  # type: ignore[arg-type, index]
+
+    resolved = resolve_run()
+    previous = resolved
+    for stage in STAGES:
+        job = SparkSubmitOperator(
+            task_id=stage,
+            conn_id=SPARK_CONN_ID,
+            application=str(JOBS / f"{stage}.py"),
+            application_args=[
+                "--config-json",
+                f"{{{{ ti.xcom_pull(task_ids='resolve_run')['configs']['{stage}'] | tojson }}}}",
+            ],
+            name=f"longtail-{stage}",
+            env_vars={
+                "PYSPARK_PYTHON": os.environ.get("LONGTAIL_PYSPARK_PYTHON", sys.executable),
+                "PYSPARK_DRIVER_PYTHON": sys.executable,
+                "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+                "OPENBLAS_NUM_THREADS": "1",
+            },
+            driver_memory=os.environ.get("LONGTAIL_DRIVER_MEMORY", "3g"),
+            verbose=False,
+        )
+        previous >> job
+        previous = job

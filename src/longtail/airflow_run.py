@@ -1,0 +1,77 @@
+"""`make run`: one nightly run through real Airflow (`airflow dags test`), with a clear verdict.
+
+`airflow dags test` runs every task in this process tree without a scheduler. Its exit status
+alone does not say whether the DAG run succeeded, so this also checks the run's final state in
+the output and that the publish stage recorded this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DAG_ID = "longtail_nightly"
+_STATE = re.compile(r"DagRun Finished: .*?state=(\w+)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ds", required=True)
+    parser.add_argument("--landing", required=True)
+    parser.add_argument("--warehouse", required=True)
+    parser.add_argument("--top-n", type=int, default=20)
+    parser.add_argument("--overrides", type=json.loads, default={})
+    parser.add_argument(
+        "--log", default=None, help="full Airflow log (default: under AIRFLOW_HOME)"
+    )
+    args = parser.parse_args(argv)
+
+    conf = {
+        "ds": args.ds,
+        "landing": args.landing,
+        "warehouse": args.warehouse,
+        "top_n": args.top_n,
+        "overrides": args.overrides,
+    }
+    home = Path(os.environ.get("AIRFLOW_HOME", ".airflow"))
+    log_path = Path(args.log) if args.log else home / "logs" / f"make-run-{args.ds}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = ["airflow", "dags", "test", DAG_ID, args.ds, "-c", json.dumps(conf)]
+    started = time.time()
+    state = None
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            m = _STATE.search(line)
+            if m:
+                state = m.group(1)
+            if "Marking task as" in line or "ERROR" in line or "LandingContractError" in line:
+                print(line.rstrip()[:400], flush=True)
+        rc = proc.wait()
+    record = Path(args.warehouse) / "_runs" / f"ds={args.ds}" / "publish.json"
+    fresh = record.exists() and record.stat().st_mtime >= started
+    elapsed = time.time() - started
+    if rc == 0 and state == "success" and fresh:
+        out = json.loads(record.read_text())
+        print(
+            f"longtail: published {out['published']} ({out['counts']['rows']} rows) in {elapsed:.0f}s"
+        )
+        return 0
+    print(
+        f"longtail: run for {args.ds} FAILED (exit {rc}, dag run state {state}); "
+        f"nothing new was published. Full log: {log_path}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
