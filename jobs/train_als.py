@@ -1,4 +1,4 @@
-"""spark-submit entry point for the train_als stage; the logic lives in longtail.stages.train_als."""
+"""spark-submit entry point for the train_als stage; logic in longtail.stages.train_als."""
 
 from longtail.stages.train_als import main
 

@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if rc == 0 and state == "success" and fresh:
         out = json.loads(record.read_text())
         print(
-            f"longtail: published {out['published']} ({out['counts']['rows']} rows) in {elapsed:.0f}s"
+            f"longtail: published {out['published']} "
+            f"({out['counts']['rows']} rows) in {elapsed:.0f}s"
         )
         return 0
     print(

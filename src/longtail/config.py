@@ -62,7 +62,7 @@ class StageConfig:
         return out
 
     def fingerprint(self, exclude: tuple[str, ...] = ("warehouse", "landing")) -> str:
-        """Hash of everything that changes results (locations excluded: moving data changes nothing)."""
+        """Hash of everything that changes results (locations excluded: moving data changes none)."""
         payload = {k: v for k, v in self.to_dict().items() if k not in exclude}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -127,7 +127,7 @@ class CleanConfig(StageConfig):
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     # Events older than this are a broken clock (epoch 0), not history.
     min_valid_date: str = "1995-01-01"
-    # More accepted events than this for one user in one day is a bot: the whole user-day is quarantined.
+    # More accepted events than this for one user in one day is a bot: that user-day is quarantined.
     bot_max_events_per_day: int = 500
     max_title_chars: int = 500
 

@@ -61,7 +61,8 @@ def _kw(kwargs: dict) -> str:
 def _observed(result: dict) -> str:
     if "observed_value" in result:
         return f"observed {result['observed_value']}"
-    return f"{result.get('unexpected_count')} unexpected, e.g. {result.get('partial_unexpected_list', [])[:5]}"
+    examples = result.get("partial_unexpected_list", [])[:5]
+    return f"{result.get('unexpected_count')} unexpected, e.g. {examples}"
 
 
 def _e() -> Any:

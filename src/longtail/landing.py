@@ -84,7 +84,7 @@ def read_landing_table(
     *,
     must_exist: bool = True,
 ) -> DataFrame | None:
-    """All files below folder as one DataFrame of string columns plus source_file and corrupt text."""
+    """All files below folder as one DataFrame of string columns, source_file and corrupt text."""
     fs = Fs(spark, folder)
     files = fs.list_files(folder)
     if not files:
@@ -150,7 +150,7 @@ def parse_timestamp(raw: Column) -> Column:
 
 
 def type_events(raw: DataFrame) -> DataFrame:
-    """String landing rows -> typed bronze events, with a parse_error for rows that cannot be typed."""
+    """String landing rows -> typed bronze events; parse_error set where a row cannot be typed."""
     ts_raw = _blank_to_null(F.col(C.TS))
     qty_raw = _blank_to_null(F.col(C.QUANTITY))
     val_raw = _blank_to_null(F.col(C.VALUE))

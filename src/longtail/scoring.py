@@ -57,7 +57,7 @@ class ScoringModel:
 
 
 def top_n_indices(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the n best scores per row, best first; ties go to the lower index (deterministic)."""
+    """Indices of the n best scores per row, best first; ties go to the lower index."""
     n = min(n, scores.shape[1])
     part = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else None
     if part is None:

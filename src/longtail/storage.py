@@ -113,7 +113,7 @@ class Fs:
             stream.close()
 
     def try_lock(self, uri: str, owner: str) -> bool:
-        """Atomic create-if-absent; a lock older than LOCK_STALE_S is a crashed writer's and is broken."""
+        """Atomic create-if-absent; a lock older than LOCK_STALE_S is a crashed writer's."""
         path = self._path(uri)
         if self._fs.exists(path):
             age_s = time.time() - self._fs.getFileStatus(path).getModificationTime() / 1000

@@ -59,7 +59,7 @@ def run(spark: SparkSession, cfg: CleanConfig) -> dict[str, Any]:
         parts = sum(counts[f"{kind}_{p}"] for p in ("accepted", "quarantined", "deferred"))
         if parts != counts[f"{kind}_in"]:
             raise AccountingError(f"{kind}: {counts[f'{kind}_in']} in but {parts} accounted for")
-    # Accounted for: now audit and publish each table (a failed gate raises, publishing nothing more).
+    # Accounted for: audit and publish each table (a failed gate raises, publishing no more).
     gate_results = {t: publish_staged(spark, wh, t, ds, audit) for t, (_, audit) in outputs.items()}
     return {
         "counts": counts,
