@@ -62,7 +62,7 @@ class StageConfig:
         return out
 
     def fingerprint(self, exclude: tuple[str, ...] = ("warehouse", "landing")) -> str:
-        """Hash of everything that changes results (locations excluded: moving data changes none)."""
+        """Hash of what changes results (locations excluded: moving data changes nothing)."""
         payload = {k: v for k, v in self.to_dict().items() if k not in exclude}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
