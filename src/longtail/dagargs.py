@@ -38,6 +38,13 @@ def resolve(params: dict[str, Any], interval_start: datetime | None) -> dict[str
     unknown = set(overrides) - set(STAGE_CONFIGS)
     if unknown:
         raise ConfigError(f"overrides for unknown stages: {sorted(unknown)}")
+    for stage, fields in overrides.items():
+        if not isinstance(fields, dict):
+            raise ConfigError(f"overrides for {stage} must be an object, got {fields!r}")
+        # One run is one date in one warehouse: a stage must not read or write another's data.
+        shared = sorted(set(fields) & {"ds", "warehouse"})
+        if shared:
+            raise ConfigError(f"overrides for {stage} may not set {shared}: use the run's params")
     common = {"ds": ds, "warehouse": params["warehouse"]}
     per_stage = {
         "ingest": {"landing": params["landing"]},

@@ -1,4 +1,4 @@
-"""Peer systems trained on the same split as the pipeline: popularity, tuned implicit ALS, MLlib ALS.
+"""Peers trained on the same split as the pipeline: popularity, tuned implicit ALS, MLlib ALS.
 
 Each returns top-k lists for the eval users, excluding every item the user interacted with in
 training, plus its fit and score times.

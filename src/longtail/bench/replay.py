@@ -16,6 +16,7 @@ Protocol (stated in every metrics.json):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -71,10 +72,8 @@ class PeakMemory:
         proc = psutil.Process()
         total = proc.memory_info().rss
         for child in proc.children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
-            except psutil.Error:
-                pass
         return total / 2**20
 
     def _loop(self) -> None:
