@@ -31,7 +31,7 @@ export PYSPARK_PYTHON := $(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all clean-data
+.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all clean-data env
 
 help:
 	@echo "make run    [DS=YYYY-MM-DD] [LANDING=dir] [WAREHOUSE=dir] [TOP_N=20]  nightly DAG on the sample"
@@ -86,3 +86,10 @@ bench-all: $(STAMP)
 
 clean-data:
 	rm -rf data/warehouse data/bench
+
+env:  ## print the environment `make run` uses, for `source <(make -s env)`
+	@for v in AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER AIRFLOW__CORE__LOAD_EXAMPLES \
+	  AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION AIRFLOW__CORE__PARALLELISM AIRFLOW__API__HOST \
+	  GX_ANALYTICS_ENABLED HF_HUB_OFFLINE TRANSFORMERS_OFFLINE OPENBLAS_NUM_THREADS SPARK_LOCAL_IP \
+	  PYSPARK_PYTHON PYSPARK_DRIVER_PYTHON PATH; do printf "export %s='%s'\n" $$v "$${!v}"; done
+	@printf "export AIRFLOW_CONN_LONGTAIL_SPARK='%s'\n" '$(AIRFLOW_CONN_LONGTAIL_SPARK)'

@@ -21,7 +21,7 @@ JOBS = REPO / "jobs"
 SPARK_CONN_ID = os.environ.get("LONGTAIL_SPARK_CONN_ID", "longtail_spark")
 DEFAULT_LANDING = os.environ.get("LONGTAIL_LANDING", str(REPO / "data" / "landing" / "sample"))
 DEFAULT_WAREHOUSE = os.environ.get("LONGTAIL_WAREHOUSE", str(REPO / "data" / "warehouse"))
-STAGES = ("ingest", "clean", "train_als", "score", "publish")
+STAGES = ("ingest", "clean", "train_als", "score", "publish", "quality")
 
 DOC = """
 ### Longtail nightly recommendations
@@ -34,6 +34,9 @@ to `quarantine/` with a reason), trains ALS, scores every user with history and 
 Params: `ds` (YYYY-MM-DD, optional), `top_n`, `landing`, `warehouse`, and `overrides`: per-stage
 config overrides such as `{"train_als": {"factors": 128}}`. Each stage records its validated
 config and counts under `<warehouse>/_runs/ds=<ds>/`.
+
+The last task, `quality`, scores the previous night's published list against the events that
+arrived since and writes one row to `<warehouse>/quality_metrics/ds=<ds>/`.
 """
 
 default_args = {

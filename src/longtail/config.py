@@ -187,3 +187,15 @@ class PublishConfig(StageConfig):
     def validate(self) -> None:
         if not 1 <= self.top_n <= 1000:
             raise ConfigError("top_n must be in 1..1000")
+
+
+@dataclass(frozen=True)
+class QualityConfig(StageConfig):
+    """Score the previous night's published list against the events that arrived since."""
+
+    # Look back at most this many days for the previous published list.
+    max_lookback_days: int = 7
+
+    def validate(self) -> None:
+        if self.max_lookback_days < 1:
+            raise ConfigError("max_lookback_days must be >= 1")

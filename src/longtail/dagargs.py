@@ -11,6 +11,7 @@ from longtail.config import (
     ConfigError,
     IngestConfig,
     PublishConfig,
+    QualityConfig,
     ScoreConfig,
     StageConfig,
 )
@@ -21,6 +22,7 @@ STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "train_als": AlsConfig,
     "score": ScoreConfig,
     "publish": PublishConfig,
+    "quality": QualityConfig,
 }
 
 

@@ -113,6 +113,9 @@ def read_landing_table(
                 spark.read.schema(schema)
                 .option("header", True)
                 .option("mode", "PERMISSIVE")
+                # Without this, columns pruned away (extra columns, unused ones) also prune the
+                # token-count check, and a row with too many/few fields is not flagged corrupt.
+                .option("columnPruning", False)
                 .option("columnNameOfCorruptRecord", CORRUPT)
                 .csv(paths)
             )

@@ -1,0 +1,192 @@
+"""The nightly DAG parses cleanly, has the intended shape, and stays cheap to parse.
+
+Fast (no Spark, no database): the DAG is loaded the way the dag-processor loads it, by DagBag
+(fixtures in conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_FILE = REPO / "dags" / "longtail_nightly.py"
+DAG_ID = "longtail_nightly"
+CHAIN = ("resolve_run", "ingest", "clean", "train_als", "score", "publish")
+SPARK_STAGES = CHAIN[1:]
+# Heavy libraries that belong in the Spark jobs, never in the scheduler's parse loop.
+HEAVY_MODULES = (
+    "pyspark",
+    "implicit",
+    "lightgbm",
+    "great_expectations",
+    "torch",
+    "sentence_transformers",
+    "pandas",
+)
+
+
+def test_dagbag_has_no_import_errors(dagbag: Any) -> None:
+    assert dagbag.import_errors == {}
+    assert DAG_ID in dagbag.dags
+
+
+def test_task_ids_and_exact_chain(dag: Any) -> None:
+    assert sorted(dag.task_ids) == sorted(CHAIN)
+    for i, task_id in enumerate(CHAIN):
+        task = dag.get_task(task_id)
+        upstream = {CHAIN[i - 1]} if i > 0 else set()
+        downstream = {CHAIN[i + 1]} if i + 1 < len(CHAIN) else set()
+        assert task.upstream_task_ids == upstream, task_id
+        assert task.downstream_task_ids == downstream, task_id
+    assert [t.task_id for t in dag.topological_sort()] == list(CHAIN)
+
+
+def test_retries(dag: Any) -> None:
+    # Validation is deterministic: retrying a bad config only delays the failure.
+    assert dag.get_task("resolve_run").retries == 0
+    for task_id in SPARK_STAGES:
+        task = dag.get_task(task_id)
+        assert task.retries >= 2, task_id
+        assert task.retry_delay > timedelta(0), task_id
+        assert task.execution_timeout is not None, task_id
+
+
+def test_documentation_and_tags(dag: Any) -> None:
+    assert dag.doc_md and dag.doc_md.strip()
+    assert dag.description
+    assert dag.tags and "longtail" in dag.tags
+
+
+def test_schedule_is_daily_cron_data_interval_without_catchup(dag: Any) -> None:
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    tt = dag.timetable
+    assert isinstance(tt, CronDataIntervalTimetable)
+    minute, hour, *rest = tt.serialize()["expression"].split()
+    assert minute.isdigit() and hour.isdigit() and rest == ["*", "*", "*"]
+    assert tt.serialize()["timezone"] == "UTC"
+    interval = tt.infer_manual_data_interval(run_after=datetime(2026, 2, 10, 12, tzinfo=UTC))
+    assert interval.end - interval.start == timedelta(days=1)
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+
+
+def test_params_and_their_schemas(dag: Any) -> None:
+    assert set(dag.params) == {"ds", "top_n", "landing", "warehouse", "overrides"}
+    top_n = dag.params.get_param("top_n")
+    assert top_n.schema["type"] == "integer"
+    assert top_n.schema["minimum"] == 1
+    assert top_n.schema["maximum"] == 1000
+    ds = dag.params.get_param("ds")
+    assert ds.value is None
+    assert set(ds.schema["type"]) == {"null", "string"}
+    assert ds.schema["format"] == "date"
+    assert dag.params.get_param("overrides").schema["type"] == "object"
+    dag.params.validate()  # the defaults themselves are valid
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("top_n", 0),
+        ("top_n", 1001),
+        ("top_n", "10"),
+        ("ds", "2026-13-45"),
+        ("ds", "yesterday"),
+        ("overrides", ["train_als"]),
+    ],
+)
+def test_bad_param_values_are_rejected(dag: Any, name: str, value: Any) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param(name).resolve(value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("top_n", 1), ("top_n", 1000), ("ds", None), ("ds", "2026-01-31")]
+)
+def test_good_param_values_are_accepted(dag: Any, name: str, value: Any) -> None:
+    assert dag.params.get_param(name).resolve(value) == value
+
+
+def test_spark_tasks_use_the_longtail_connection_and_existing_jobs(dag: Any) -> None:
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    spark_tasks = [t for t in dag.tasks if isinstance(t, SparkSubmitOperator)]
+    assert sorted(t.task_id for t in spark_tasks) == sorted(SPARK_STAGES)
+    jobs = (REPO / "jobs").resolve()
+    for task in spark_tasks:
+        assert task._conn_id == "longtail_spark", task.task_id
+        app = Path(task.application).resolve()
+        assert app.is_file(), app
+        assert app.parent == jobs and app.name == f"{task.task_id}.py"
+        # The stage's validated config comes from resolve_run, through XCom.
+        args = " ".join(task.application_args)
+        assert "resolve_run" in args and f"'{task.task_id}'" in args
+        assert task.env_vars.get("PYSPARK_PYTHON"), task.task_id
+
+
+def _run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LONGTAIL_")}
+    env.update(
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+    )
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_parsing_imports_nothing_heavy(tmp_path: Path) -> None:
+    """A fresh interpreter parses the DAG file; no heavy library may be imported by it."""
+    code = f"""
+        import importlib.util, json, sys
+        spec = importlib.util.spec_from_file_location("longtail_nightly_probe", {str(DAG_FILE)!r})
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.dag.dag_id == {DAG_ID!r}
+        heavy = {list(HEAVY_MODULES)!r}
+        print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
+    """
+    proc = _run_python(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_config_validation_imports_nothing_heavy(tmp_path: Path) -> None:
+    """resolve_run's code (longtail.dagargs) rejects a bad config with the stdlib alone."""
+    code = """
+        import json, sys
+        from longtail.config import ConfigError
+        from longtail.dagargs import resolve
+        params = {"ds": "2026-01-31", "top_n": 5, "landing": "/l", "warehouse": "/w",
+                  "overrides": {"train_als": {"factors": 0}}}
+        try:
+            resolve(params, None)
+        except ConfigError as exc:
+            print("rejected:", exc)
+        else:
+            raise SystemExit("factors=0 was accepted")
+        heavy = ["pyspark", "py4j", "implicit", "numpy", "pandas", "great_expectations"]
+        print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
+    """
+    proc = _run_python(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rejected:" in proc.stdout
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []

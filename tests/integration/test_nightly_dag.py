@@ -1,0 +1,493 @@
+"""End to end through real Airflow: `python -m longtail.airflow_run` (= `airflow dags test`).
+
+One nightly run on a small generated shop, checked against the output contract with expectations
+computed here, with plain pandas from the landing files (no pipeline code); then a re-run of the
+same date (idempotent, nothing left behind), then a run on a landing folder that breaks the input
+contract (fails, names the file and the column, and the published partition is untouched).
+
+The three tests share one warehouse and run in file order; each can also run alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from longtail.sample import SampleConfig, generate
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = SampleConfig(n_users=300, n_items=200, n_days=20, seed=3)
+TOP_N = 10
+RUN_TIMEOUT_S = 600
+
+EVENT_TYPES = {"purchase", "view", "add_to_cart", "rating", "review"}
+OWNED_TYPES = {"purchase", "rating", "review"}  # never recommended again
+BOT_MAX_EVENTS_PER_DAY = 500
+MIN_VALID_TS = pd.Timestamp("1995-01-01", tz="UTC")
+RECOMMENDATION_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("rank", pa.int32()),
+        ("item_id", pa.string()),
+        ("score", pa.float64()),
+        ("source", pa.string()),
+        ("model_version", pa.string()),
+    ]
+)
+
+
+# --------------------------------------------------------------------------- running Airflow
+
+
+@dataclass(frozen=True)
+class Nightly:
+    base: Path
+    landing: Path
+    warehouse: Path
+    ds: str
+    env: dict[str, str]
+    summary: dict[str, Any]
+
+    @property
+    def published(self) -> Path:
+        return self.warehouse / "recommendations" / f"ds={self.ds}"
+
+
+def _airflow_env(base: Path) -> dict[str, str]:
+    """An isolated Airflow (own home, SQLite DB, connection from the environment)."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "LONGTAIL_"))
+    }
+    env.update(
+        AIRFLOW_HOME=str(base / "airflow"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__PARALLELISM="2",
+        AIRFLOW_CONN_LONGTAIL_SPARK='{"conn_type": "spark", "host": "local[2]"}',
+        LONGTAIL_RETRY_DELAY_S="1",
+        PATH=venv_bin + os.pathsep + env.get("PATH", ""),
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        SPARK_LOCAL_IP="127.0.0.1",
+        GX_ANALYTICS_ENABLED="false",
+        HF_HUB_OFFLINE="1",
+        OPENBLAS_NUM_THREADS="1",
+    )
+    return env
+
+
+def _airflow_run(run: Nightly, landing: Path, log_name: str) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "longtail.airflow_run",
+        "--ds",
+        run.ds,
+        "--landing",
+        str(landing),
+        "--warehouse",
+        str(run.warehouse),
+        "--top-n",
+        str(TOP_N),
+        "--log",
+        str(run.base / log_name),
+    ]
+    return subprocess.run(
+        cmd,
+        cwd=run.base,
+        env=run.env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+
+
+def _explain(proc: subprocess.CompletedProcess[str], log: Path) -> str:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n{text[-6000:]}"
+
+
+@pytest.fixture(scope="module")
+def nightly(tmp_path_factory: pytest.TempPathFactory) -> Nightly:
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("Spark needs a Java runtime")
+    base = tmp_path_factory.mktemp("nightly")
+    summary = generate(base / "landing", SAMPLE)
+    run = Nightly(
+        base=base,
+        landing=base / "landing",
+        warehouse=base / "warehouse",
+        ds=summary["end_date"],
+        env=_airflow_env(base),
+        summary=summary,
+    )
+    migrate = subprocess.run(
+        ["airflow", "db", "migrate"],
+        cwd=base,
+        env=run.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+    proc = _airflow_run(run, run.landing, "run-1.log")
+    assert proc.returncode == 0, _explain(proc, base / "run-1.log")
+    return run
+
+
+# ------------------------------------------------------------- expectations, from the landing
+
+
+def _blank_to_na(s: pd.Series) -> pd.Series:
+    s = s.astype("string").str.strip()
+    return s.mask(s == "")
+
+
+def _parse_ts(raw: pd.Series) -> pd.Series:
+    """Epoch seconds (milliseconds when huge) or ISO-8601 text; anything else is NaT."""
+    numeric = raw.str.fullmatch(r"-?\d+(\.\d+)?").fillna(False).astype(bool)
+    num = pd.to_numeric(raw.where(numeric), errors="coerce")
+    num = num.where(num.abs() < 1e11, num / 1000)
+    as_epoch = pd.to_datetime(num, unit="s", utc=True, errors="coerce")
+    as_text = pd.to_datetime(raw.where(~numeric), utc=True, errors="coerce", format="ISO8601")
+    return as_epoch.where(numeric, as_text)
+
+
+@dataclass(frozen=True)
+class Expected:
+    events_in: int
+    accepted: pd.DataFrame  # user_id, item_id, event_type
+    deferred: int
+    event_reasons: dict[str, int]
+    items_in: int
+    items_deferred: int
+    item_reasons: dict[str, int]
+    listed_items: set[str]  # catalogue ids listed by the run date
+    unknown_event_items: set[str]  # item ids seen in events but in no items file
+    untitled_items: set[str]
+
+
+def _expected(landing: Path, ds: str) -> Expected:
+    files = sorted((landing / "events").rglob("*.csv.gz"))
+    assert files
+    ev = pd.concat(
+        [pd.read_csv(f, dtype=str, keep_default_na=False, na_filter=False) for f in files],
+        ignore_index=True,
+    )
+    user, item, ts_raw = (_blank_to_na(ev[c]) for c in ("user_id", "item_id", "ts"))
+    etype = _blank_to_na(ev["event_type"]).str.lower().fillna("purchase")
+    qty_raw, val_raw = _blank_to_na(ev["quantity"]), _blank_to_na(ev["value"])
+    qty = pd.to_numeric(qty_raw, errors="coerce")
+    val = pd.to_numeric(val_raw, errors="coerce")
+    ts = _parse_ts(ts_raw)
+    end = pd.Timestamp(ds, tz="UTC") + pd.Timedelta(days=1)
+    deferred = (ts.notna() & (ts >= end)).to_numpy()
+
+    items = pd.concat(
+        [
+            pd.read_parquet(landing / "items" / "items.parquet"),
+            pd.read_json(landing / "items" / "late_items.jsonl", lines=True, dtype=False),
+        ],
+        ignore_index=True,
+    )
+    item_ids = _blank_to_na(items["item_id"])
+    first_seen = pd.to_datetime(items["first_seen"], errors="coerce")
+    listed_mask = (first_seen.isna() | (first_seen <= pd.Timestamp(ds))).to_numpy()
+    listed = items[listed_mask]
+    listed_ids = _blank_to_na(listed["item_id"])
+    item_reasons = {
+        "missing_item_id": int(listed_ids.isna().sum()),
+        "duplicate_item": int(listed_ids.dropna().duplicated().sum()),
+    }
+    catalogue = set(listed_ids.dropna())
+
+    reason = np.full(len(ev), None, dtype=object)
+
+    def flag(mask: Any, name: str) -> None:
+        m = np.asarray(mask, dtype=bool) & pd.isna(reason) & ~deferred
+        reason[m] = name
+
+    def b(s: pd.Series) -> np.ndarray:
+        return s.fillna(False).astype(bool).to_numpy()
+
+    flag(b(ts_raw.notna() & ts.isna()), "invalid_timestamp")
+    flag(b(qty_raw.notna() & qty.isna()), "invalid_quantity")
+    flag(b(val_raw.notna() & val.isna()), "invalid_value")
+    flag(b(user.isna()), "missing_user_id")
+    flag(b(item.isna()), "missing_item_id")
+    flag(b(ts.isna()), "missing_timestamp")
+    flag(b(ts < MIN_VALID_TS), "timestamp_too_old")
+    flag(b(~etype.isin(EVENT_TYPES)), "unknown_event_type")
+    flag(b(qty <= 0), "non_positive_quantity")
+    flag(b((etype == "purchase") & (val <= 0)), "non_positive_price")
+    flag(b(~item.isin(catalogue)), "unknown_item")
+    key = pd.DataFrame({"u": user, "i": item, "t": ts, "e": etype, "q": qty, "v": val}).reset_index(
+        drop=True
+    )
+    ok = pd.isna(reason) & ~deferred
+    dup = np.zeros(len(ev), dtype=bool)
+    dup[np.flatnonzero(ok)] = key[ok].duplicated().to_numpy()
+    flag(dup, "duplicate_event")
+    ok = pd.isna(reason) & ~deferred
+    day = ts.dt.floor("D")
+    per_day = key[ok].assign(d=day[ok].to_numpy()).groupby(["u", "d"])["i"].transform("size")
+    bot = np.zeros(len(ev), dtype=bool)
+    bot[np.flatnonzero(ok)] = (per_day > BOT_MAX_EVENTS_PER_DAY).to_numpy()
+    flag(bot, "bot_activity")
+    ok = pd.isna(reason) & ~deferred
+
+    accepted = pd.DataFrame(
+        {"user_id": user[ok], "item_id": item[ok], "event_type": etype[ok]}
+    ).astype(str)
+    reasons = pd.Series(reason[~pd.isna(reason)]).value_counts()
+    all_item_ids = set(item_ids.dropna())
+    return Expected(
+        events_in=len(ev),
+        accepted=accepted.reset_index(drop=True),
+        deferred=int(deferred.sum()),
+        event_reasons={str(k): int(v) for k, v in reasons.items()},
+        items_in=len(items),
+        items_deferred=int((~listed_mask).sum()),
+        item_reasons={k: v for k, v in item_reasons.items() if v},
+        listed_items=catalogue,
+        unknown_event_items=set(item.dropna()) - all_item_ids,
+        untitled_items=set(item_ids[_blank_to_na(items["title"]).isna()].dropna()),
+    )
+
+
+@pytest.fixture(scope="module")
+def expected(nightly: Nightly) -> Expected:
+    return _expected(nightly.landing, nightly.ds)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _read_published(path: Path) -> pd.DataFrame:
+    return (
+        pq.read_table(path)
+        .to_pandas()
+        .sort_values(["user_id", "rank"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def _record(run: Nightly, stage: str) -> dict[str, Any]:
+    return json.loads((run.warehouse / "_runs" / f"ds={run.ds}" / f"{stage}.json").read_text())
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+# -------------------------------------------------------------------------------- the tests
+
+
+def test_published_partition_layout_and_schema(nightly: Nightly) -> None:
+    out = nightly.published
+    assert (out / "_SUCCESS").is_file()
+    parts = sorted(out.glob("part-*.parquet"))
+    assert parts
+    assert not list(out.rglob("_temporary"))
+    visible = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+    assert visible == {"_SUCCESS", *(p.name for p in parts)}
+
+    table = pq.read_table(out)
+    assert table.schema.names == RECOMMENDATION_SCHEMA.names
+    for field in RECOMMENDATION_SCHEMA:
+        assert table.schema.field(field.name).type == field.type, field.name
+
+    con = duckdb.connect()
+    partition = f"read_parquet('{out}/part-*.parquet', hive_partitioning = false)"
+    rows, users = con.execute(
+        f"SELECT count(*), count(DISTINCT user_id) FROM {partition}"
+    ).fetchone()
+    assert rows == table.num_rows
+    assert users == len(set(table.column("user_id").to_pylist()))
+    described = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {partition}").fetchall()}
+    # Readers of the whole table get ds from the folder name (Hive layout).
+    whole = f"read_parquet('{out.parent}/*/part-*.parquet', hive_partitioning = true)"
+    (ds,) = con.execute(f"SELECT DISTINCT CAST(ds AS VARCHAR) FROM {whole}").fetchone()
+    assert ds == nightly.ds
+    assert described == {
+        "user_id": "VARCHAR",
+        "rank": "INTEGER",
+        "item_id": "VARCHAR",
+        "score": "DOUBLE",
+        "source": "VARCHAR",
+        "model_version": "VARCHAR",
+    }
+    for name in ("_staging", "_trash"):
+        assert not _files_under(nightly.warehouse / name / "recommendations" / f"ds={nightly.ds}")
+
+
+def test_top_n_lists_are_well_formed(nightly: Nightly, expected: Expected) -> None:
+    recs = _read_published(nightly.published)
+    assert recs.notna().all().all()
+    per_user = recs.groupby("user_id")
+    assert (per_user.size() == TOP_N).all()
+    assert (per_user["rank"].apply(list) == [list(range(1, TOP_N + 1))] * per_user.ngroups).all()
+    assert not recs.duplicated(["user_id", "item_id"]).any()
+    assert (per_user["score"].diff().dropna() <= 0).all(), "scores must not increase with rank"
+    assert set(recs["source"]) <= {"als", "popularity"}
+
+    recommended = set(recs["item_id"])
+    assert recommended <= expected.listed_items
+    assert not recommended & expected.unknown_event_items
+    assert not recommended & expected.untitled_items
+
+    model_versions = set(recs["model_version"])
+    assert len(model_versions) == 1
+    assert model_versions == {_record(nightly, "publish")["model_version"]}
+    assert next(iter(model_versions)).startswith(f"als-{nightly.ds}-")
+
+
+def test_every_user_with_valid_history_and_only_they_are_scored(
+    nightly: Nightly, expected: Expected
+) -> None:
+    recs = _read_published(nightly.published)
+    users = set(expected.accepted["user_id"])
+    bot = nightly.summary["bot_user"]
+    assert bot and bot not in users, "the bot's only activity is one quarantined day"
+    assert set(recs["user_id"]) == users
+    assert _record(nightly, "publish")["counts"] == {
+        "users": len(users),
+        "rows": len(users) * TOP_N,
+    }
+
+
+def test_owned_items_are_never_recommended(nightly: Nightly, expected: Expected) -> None:
+    recs = _read_published(nightly.published)
+    acc = expected.accepted
+    owned = acc[acc["event_type"].isin(OWNED_TYPES)][["user_id", "item_id"]].drop_duplicates()
+    assert len(owned) > 0
+    clash = recs.merge(owned, on=["user_id", "item_id"])
+    assert clash.empty, clash.head()
+
+
+def test_thin_history_users_get_popularity_lists(nightly: Nightly, expected: Expected) -> None:
+    recs = _read_published(nightly.published)
+    distinct = expected.accepted.groupby("user_id")["item_id"].nunique()
+    thin, rich = set(distinct[distinct < 2].index), set(distinct[distinct >= 2].index)
+    assert thin and rich
+    sources = recs.groupby("user_id")["source"].agg(set)
+    assert all(sources[u] == {"popularity"} for u in thin)
+    top = recs[recs["rank"] == 1].set_index("user_id")["source"]
+    assert all(top[u] == "als" for u in rich)
+
+
+def test_quarantine_and_run_accounting(nightly: Nightly, expected: Expected) -> None:
+    q = pd.read_parquet(nightly.warehouse / "quarantine" / f"ds={nightly.ds}")
+    assert {"table", "reason", "source_file", "record"} <= set(q.columns)
+    assert q["reason"].notna().all()
+    assert q["source_file"].notna().all()
+    got = q.groupby(["table", "reason"]).size()
+    events = {r: int(n) for (t, r), n in got.items() if t == "events"}
+    items = {r: int(n) for (t, r), n in got.items() if t == "items"}
+
+    # Unambiguous kinds, kind by kind (each sample kind is present a few times).
+    dirty = nightly.summary["dirty_events"]
+    for reason, kind in [
+        ("missing_user_id", "null_user_id"),
+        ("missing_item_id", "null_item_id"),
+        ("unknown_item", "unknown_item"),
+        ("unknown_event_type", "unknown_event_type"),
+        ("non_positive_quantity", "negative_quantity"),
+        ("invalid_timestamp", "unparseable_ts"),
+        ("timestamp_too_old", "epoch_zero_ts"),
+        ("duplicate_event", "duplicate"),
+    ]:
+        assert events.get(reason, 0) == expected.event_reasons.get(reason, 0), reason
+        assert events.get(reason, 0) == dirty[kind] > 0, reason
+    assert events.get("bot_activity") == nightly.summary["bot_events"]
+    # ... and in total: every quarantined event is one pandas also rejects, for the same reason.
+    assert events == expected.event_reasons
+    assert items.get("duplicate_item", 0) == expected.item_reasons["duplicate_item"] == 2
+
+    counts = _record(nightly, "clean")["counts"]
+    assert counts["events_in"] == (
+        counts["events_accepted"] + counts["events_quarantined"] + counts["events_deferred"]
+    )
+    assert counts["events_in"] == expected.events_in
+    assert counts["events_accepted"] == len(expected.accepted)
+    assert counts["events_quarantined"] == sum(expected.event_reasons.values())
+    assert counts["events_deferred"] == expected.deferred == dirty["future_ts"]
+    assert counts["items_in"] == (
+        counts["items_accepted"] + counts["items_quarantined"] + counts["items_deferred"]
+    )
+    assert counts["items_in"] == expected.items_in
+    assert counts["items_deferred"] == expected.items_deferred
+
+
+def test_rerun_of_the_same_date_is_idempotent(nightly: Nightly) -> None:
+    before = _read_published(nightly.published)
+    version = _record(nightly, "publish")["model_version"]
+    proc = _airflow_run(nightly, nightly.landing, "run-2.log")
+    assert proc.returncode == 0, _explain(proc, nightly.base / "run-2.log")
+    after = _read_published(nightly.published)
+    pd.testing.assert_frame_equal(before, after, check_exact=True)
+    assert _record(nightly, "publish")["model_version"] == version
+    ds_dir = f"ds={nightly.ds}"
+    for name in ("_staging", "_trash", "_locks"):
+        root = nightly.warehouse / name
+        leftovers = [
+            p for p in _files_under(root) if ds_dir in p.parts or f"{ds_dir}.lock" in p.name
+        ]
+        assert not leftovers, leftovers
+
+
+def test_broken_landing_fails_loudly_and_keeps_the_published_partition(
+    nightly: Nightly,
+) -> None:
+    broken = nightly.base / "landing-broken"
+    if not broken.exists():
+        shutil.copytree(nightly.landing, broken)
+    day_files = sorted((broken / "events").rglob("*.csv.gz"))
+    victim = day_files[len(day_files) // 2]
+    pd.read_csv(victim, dtype=str, keep_default_na=False).drop(columns=["item_id"]).to_csv(
+        victim, index=False, compression="gzip"
+    )
+    before = _snapshot(nightly.published)
+    record_before = (nightly.warehouse / "_runs" / f"ds={nightly.ds}" / "publish.json").read_bytes()
+    assert before
+
+    proc = _airflow_run(nightly, broken, "run-broken.log")
+    log = (nightly.base / "run-broken.log").read_text(errors="replace")
+    assert proc.returncode != 0, _explain(proc, nightly.base / "run-broken.log")
+    assert "FAILED" in proc.stderr
+    where = f"{victim.parent.name}/{victim.name}"
+    for text, name in ((proc.stdout + proc.stderr, "output"), (log, "log")):
+        lines = [ln for ln in text.splitlines() if where in ln and "'item_id'" in ln]
+        assert lines, f"no line in the {name} names {where} and 'item_id'"
+
+    assert _snapshot(nightly.published) == before
+    assert (
+        nightly.warehouse / "_runs" / f"ds={nightly.ds}" / "publish.json"
+    ).read_bytes() == record_before

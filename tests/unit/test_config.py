@@ -1,0 +1,131 @@
+"""Stage configs: validated at construction, parsed from argv, fingerprinted without locations."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+
+import pytest
+
+from longtail.config import (
+    DEFAULT_EVENT_WEIGHTS,
+    AlsConfig,
+    CleanConfig,
+    ConfigError,
+    IngestConfig,
+    ScoreConfig,
+)
+
+WH = "/tmp/wh"
+
+
+@pytest.mark.parametrize("top_n", [0, -1, 1001])
+def test_score_config_rejects_top_n_out_of_range(top_n: int) -> None:
+    with pytest.raises(ConfigError, match="top_n must be in 1..1000"):
+        ScoreConfig(ds="2024-05-01", warehouse=WH, top_n=top_n)
+
+
+@pytest.mark.parametrize("top_n", [1, 1000])
+def test_score_config_accepts_top_n_bounds(top_n: int) -> None:
+    assert ScoreConfig(ds="2024-05-01", warehouse=WH, top_n=top_n).top_n == top_n
+
+
+def test_clean_config_rejects_unknown_event_weight_type() -> None:
+    with pytest.raises(ConfigError, match=r"unknown event types: \['click'\]"):
+        CleanConfig(ds="2024-05-01", warehouse=WH, event_weights={"click": 1.0})
+
+
+def test_clean_config_rejects_non_positive_weight() -> None:
+    with pytest.raises(ConfigError, match="event weights must be > 0"):
+        CleanConfig(ds="2024-05-01", warehouse=WH, event_weights={"view": 0.0})
+
+
+def test_als_config_rejects_zero_factors() -> None:
+    with pytest.raises(ConfigError, match="factors must be in 1..1024"):
+        AlsConfig(ds="2024-05-01", warehouse=WH, factors=0)
+
+
+def test_bad_run_date_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="run date must be YYYY-MM-DD"):
+        ScoreConfig(ds="05/01/2024", warehouse=WH)
+
+
+def test_partial_event_weights_override_keeps_defaults() -> None:
+    cfg = CleanConfig(ds="2024-05-01", warehouse=WH, event_weights={"view": 0.5})
+    assert cfg.event_weights == {
+        "view": 0.5,
+        "add_to_cart": 2.0,
+        "purchase": 4.0,
+        "rating": 3.0,
+        "review": 4.0,
+    }
+    # the module default is not mutated by an override
+    assert DEFAULT_EVENT_WEIGHTS["view"] == 1.0
+
+
+def test_ds_and_paths_are_normalised() -> None:
+    cfg = IngestConfig(ds="2024-05-01", warehouse="rel/wh", landing="s3a://bucket/landing/")
+    assert cfg.ds == date(2024, 5, 1)
+    assert cfg.warehouse == os.path.join(os.getcwd(), "rel/wh")
+    assert cfg.landing == "s3a://bucket/landing"
+
+
+def test_from_argv_config_json() -> None:
+    payload = {"ds": "2024-05-01", "warehouse": WH, "factors": 8, "seed": 7}
+    cfg = AlsConfig.from_argv(["--config-json", json.dumps(payload)])
+    assert cfg.ds == date(2024, 5, 1)
+    assert cfg.warehouse == WH
+    assert cfg.factors == 8
+    assert cfg.seed == 7
+    assert cfg.iterations == 15  # default kept
+
+
+def test_from_argv_config_json_unknown_field_is_config_error() -> None:
+    payload = {"ds": "2024-05-01", "warehouse": WH, "no_such_field": 1}
+    with pytest.raises(ConfigError, match="no_such_field"):
+        AlsConfig.from_argv(["--config-json", json.dumps(payload)])
+
+
+def test_from_argv_field_options() -> None:
+    cfg = CleanConfig.from_argv(
+        [
+            "--ds",
+            "2024-05-02",
+            "--warehouse",
+            WH,
+            "--event-weights",
+            '{"rating": 1.5}',
+            "--bot-max-events-per-day",
+            "7",
+        ]
+    )
+    assert cfg.ds == date(2024, 5, 2)
+    assert cfg.bot_max_events_per_day == 7
+    assert cfg.event_weights["rating"] == 1.5
+    assert cfg.event_weights["purchase"] == 4.0
+    assert cfg.min_valid_date == "1995-01-01"
+
+
+def test_from_argv_numeric_fields_are_typed() -> None:
+    cfg = AlsConfig.from_argv(
+        ["--ds", "2024-05-01", "--warehouse", WH, "--regularization", "0.5", "--factors", "3"]
+    )
+    assert cfg.regularization == 0.5
+    assert cfg.factors == 3
+
+
+def test_fingerprint_ignores_locations_but_not_factors() -> None:
+    a = AlsConfig(ds="2024-05-01", warehouse="/tmp/wh-a", factors=16)
+    b = AlsConfig(ds="2024-05-01", warehouse="/tmp/wh-b", factors=16)
+    c = AlsConfig(ds="2024-05-01", warehouse="/tmp/wh-a", factors=32)
+    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != c.fingerprint()
+    assert len(a.fingerprint()) == 12
+
+
+def test_fingerprint_ignores_landing() -> None:
+    a = IngestConfig(ds="2024-05-01", warehouse="/tmp/wh-a", landing="/tmp/land-a")
+    b = IngestConfig(ds="2024-05-01", warehouse="/tmp/wh-b", landing="/tmp/land-b")
+    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != IngestConfig(ds="2024-05-02", warehouse=WH).fingerprint()
