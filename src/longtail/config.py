@@ -199,3 +199,21 @@ class QualityConfig(StageConfig):
     def validate(self) -> None:
         if self.max_lookback_days < 1:
             raise ConfigError("max_lookback_days must be >= 1")
+
+
+@dataclass(frozen=True)
+class ContentConfig(StageConfig):
+    """Item text embeddings; `model` is the packaged default or a local model folder."""
+
+    model: str = "all-MiniLM-L6-v2"
+    device: str = "auto"
+    batch_size: int = 64
+    max_text_chars: int = 1000
+
+    def validate(self) -> None:
+        if not self.model:
+            raise ConfigError("model must name the packaged encoder or a local folder")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError("device must be auto, cpu, cuda or cuda:N")
+        if self.batch_size < 1 or self.max_text_chars < 16:
+            raise ConfigError("batch_size >= 1 and max_text_chars >= 16 are required")

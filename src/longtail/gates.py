@@ -117,12 +117,13 @@ def gate_interactions(df: DataFrame) -> dict:
     )
 
 
-def gate_factors(df: DataFrame, key: str, dim: int) -> dict:
+def gate_factors(df: DataFrame, key: str, dim: int, column: str = C.FACTORS) -> dict:
+    """Vectors (ALS factors, text embeddings): one per key, the right length, all finite."""
     e = _e()
-    checked = df.select(key, F.size(C.FACTORS).alias("dim"), _all_finite(C.FACTORS).alias("finite"))
+    checked = df.select(key, F.size(column).alias("dim"), _all_finite(column).alias("finite"))
     return run_suite(
         checked,
-        f"factors_{key}",
+        f"{column}_{key}",
         [
             e.ExpectColumnValuesToNotBeNull(column=key),
             e.ExpectColumnValuesToBeUnique(column=key),

@@ -64,6 +64,15 @@ def top_n_indices(scores: np.ndarray, n: int) -> np.ndarray:
         part = np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
     rows = np.arange(scores.shape[0])[:, None]
     sub = scores[rows, part]
+    if n < scores.shape[1]:
+        # argpartition keeps arbitrary members of a tie at the cut: keep the lowest indices instead
+        cut = sub.min(axis=1, keepdims=True)
+        tied = np.flatnonzero((scores == cut).sum(axis=1) > (sub == cut).sum(axis=1))
+        for r in tied:
+            above = np.flatnonzero(scores[r] > cut[r, 0])
+            at_cut = np.flatnonzero(scores[r] == cut[r, 0])[: n - len(above)]
+            part[r] = np.concatenate([above, at_cut])
+        sub = scores[rows, part]
     # lexsort: last key is primary -> sort by -score, then index
     order = np.lexsort((part, -sub), axis=1)
     return part[rows, order]

@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+# As `make test` does: implicit's ALS is slow (and warns) with a threaded BLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
@@ -25,7 +28,12 @@ def spark() -> Iterator[Any]:
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
     from longtail.sparkutil import get_spark
 
-    session = get_spark("longtail-unit-tests", extra={"spark.sql.shuffle.partitions": "1"})
+    # One shuffle partition and no adaptive re-planning: tiny inputs, and AQE's extra planning
+    # roughly triples the time of each first-run query (results are the same either way).
+    session = get_spark(
+        "longtail-unit-tests",
+        extra={"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false"},
+    )
     yield session
     session.stop()
 

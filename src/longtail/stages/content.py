@@ -1,0 +1,106 @@
+"""Content features: catalogue text -> embeddings, computed inside Spark, cached by text hash.
+
+The cache lives at `<warehouse>/_cache/embeddings/model=<model>/ds=<night>/` (text_hash,
+embedding): each night embeds only texts never seen before, so an unchanged item is never
+embedded twice across nights. A re-run of a night recomputes exactly that night's additions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
+
+from longtail import columns as C
+from longtail import gates
+from longtail.config import ContentConfig
+from longtail.content import embed_batches, item_text, pick_device, text_hash
+from longtail.stages.common import stage_main
+from longtail.storage import Fs, read_table, write_audit_publish
+
+TABLE = "item_embeddings"
+EMBEDDING = "embedding"
+TEXT_HASH = "text_hash"
+_SCHEMA = StructType(
+    [StructField(TEXT_HASH, StringType()), StructField(EMBEDDING, ArrayType(FloatType()))]
+)
+
+
+def cache_table(model: str) -> str:
+    return "_cache/embeddings/model=" + re.sub(r"[^A-Za-z0-9._-]+", "_", model)
+
+
+def catalogue_texts(catalogue: pd.DataFrame, cfg: ContentConfig) -> pd.DataFrame:
+    """item_id, text, text_hash for every catalogue item (pure; pandas)."""
+    texts = [
+        item_text(t, c, b, d, cfg.max_text_chars)
+        for t, c, b, d in zip(
+            catalogue[C.TITLE],
+            catalogue[C.CATEGORY],
+            catalogue[C.BRAND],
+            catalogue[C.DESCRIPTION],
+            strict=True,
+        )
+    ]
+    out = pd.DataFrame({C.ITEM_ID: catalogue[C.ITEM_ID].astype(str), "text": texts})
+    out[TEXT_HASH] = [text_hash(t, cfg.model) for t in texts]
+    return out
+
+
+def run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
+    wh, ds = cfg.warehouse, cfg.ds
+    catalogue = read_table(spark, wh, "catalogue", ds).orderBy(C.ITEM_ID).toPandas()
+    texts = catalogue_texts(catalogue, cfg)
+    cache_root = f"{wh}/{cache_table(cfg.model)}"
+    fs = Fs(spark, cache_root)
+    if fs.exists(cache_root) and fs.list_files(cache_root):
+        cache = spark.read.parquet(cache_root).where(F.col(C.DS) != F.lit(ds))
+        cached = {r[0] for r in cache.select(TEXT_HASH).distinct().collect()}
+    else:
+        cache, cached = None, set()
+    todo = (
+        texts[~texts[TEXT_HASH].isin(cached)]
+        .drop_duplicates(TEXT_HASH)
+        .sort_values(TEXT_HASH)[[TEXT_HASH, "text"]]
+    )
+    device = pick_device(cfg.device)
+    if len(todo):
+        parts = max(1, min(spark.sparkContext.defaultParallelism, len(todo) // 256 + 1))
+        new = (
+            spark.createDataFrame(todo)
+            .repartitionByRange(parts, TEXT_HASH)
+            .mapInPandas(
+                lambda it: embed_batches(it, cfg.model, device, cfg.batch_size), _SCHEMA
+            )
+        )
+        write_audit_publish(new, wh, cache_table(cfg.model), ds)
+    all_cached = spark.read.parquet(cache_root).select(TEXT_HASH, EMBEDDING, C.DS)
+    first = all_cached.groupBy(TEXT_HASH).agg(F.min(C.DS).alias(C.DS))
+    vectors = all_cached.join(first, [TEXT_HASH, C.DS]).select(TEXT_HASH, EMBEDDING)
+    items = spark.createDataFrame(texts[[C.ITEM_ID, TEXT_HASH]]).join(vectors, TEXT_HASH, "left")
+    dim = len(vectors.first()[EMBEDDING])
+    write_audit_publish(
+        items.select(C.ITEM_ID, TEXT_HASH, EMBEDDING),
+        wh,
+        TABLE,
+        ds,
+        lambda df: gates.gate_factors(df, C.ITEM_ID, dim, column=EMBEDDING),
+    )
+    return {
+        "model": cfg.model,
+        "device": device,
+        "dim": dim,
+        "counts": {
+            "items": len(texts),
+            "embedded_now": len(todo),
+            "from_cache": int(texts[TEXT_HASH].isin(cached).sum()),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    return stage_main("content", ContentConfig, run, argv)
