@@ -33,7 +33,9 @@ deduped AS (
     *,
     ROW_NUMBER() OVER (
       PARTITION BY base_reason IS NULL, user_id, item_id, ts, event_type, quantity, value
-      ORDER BY source_file
+      -- ts_raw too: "0" and "1970-01-01T00:00:00Z" are one time, and the same copy must win
+      -- on every re-run (the losers' records go to the quarantine).
+      ORDER BY source_file, ts_raw
     ) AS dup_rank
   FROM flagged
 ),

@@ -172,12 +172,22 @@ class ScoreConfig(StageConfig):
     top_n: int = 20
     # Popularity counts distinct users over this many days before the run date.
     popularity_days: int = 28
+    # Minimum share of long-tail items at every prefix of a list (0 = pure ranker order).
+    tail_target: float = 0.3
+    # Head = the fewest most-interacted items holding this share of interactions; the rest is tail.
+    head_share: float = 0.8
+    # "fusion" (candidates + ranker + tail-aware re-ranking) or "als" (ALS top-N only).
+    strategy: str = "fusion"
 
     def validate(self) -> None:
         if not 1 <= self.top_n <= 1000:
             raise ConfigError("top_n must be in 1..1000")
         if self.popularity_days < 1:
             raise ConfigError("popularity_days must be >= 1")
+        if not 0 <= self.tail_target <= 1 or not 0 < self.head_share < 1:
+            raise ConfigError("tail_target must be in [0, 1] and head_share in (0, 1)")
+        if self.strategy not in ("fusion", "als"):
+            raise ConfigError("strategy must be 'fusion' or 'als'")
 
 
 @dataclass(frozen=True)
@@ -217,3 +227,48 @@ class ContentConfig(StageConfig):
             raise ConfigError("device must be auto, cpu, cuda or cuda:N")
         if self.batch_size < 1 or self.max_text_chars < 16:
             raise ConfigError("batch_size >= 1 and max_text_chars >= 16 are required")
+
+
+@dataclass(frozen=True)
+class RankerConfig(StageConfig):
+    """Fusion ranker: temporal label window, candidate counts (scoring reuses them), LightGBM."""
+
+    label_window_days: int = 7
+    max_label_window_days: int = 365
+    min_label_pairs: int = 2000
+    max_train_users: int = 4000
+    k_als: int = 100
+    k_content: int = 50
+    k_cooccurrence: int = 50
+    k_category: int = 20
+    k_tail_explorer: int = 30
+    k_cold_text: int = 20
+    k_popularity: int = 20
+    n_estimators: int = 300
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 50
+    seed: int = 42
+
+    def validate(self) -> None:
+        if not 1 <= self.label_window_days <= self.max_label_window_days:
+            raise ConfigError("need 1 <= label_window_days <= max_label_window_days")
+        if self.min_label_pairs < 1 or self.max_train_users < 10:
+            raise ConfigError("min_label_pairs >= 1 and max_train_users >= 10 are required")
+        ks = [self.k_als, self.k_content, self.k_cooccurrence, self.k_category]
+        ks += [self.k_tail_explorer, self.k_cold_text, self.k_popularity]
+        if any(k < 0 for k in ks) or sum(ks) < 1:
+            raise ConfigError("candidate counts must be >= 0 and not all 0")
+        if self.n_estimators < 1 or not 0 < self.learning_rate <= 1:
+            raise ConfigError("n_estimators >= 1 and 0 < learning_rate <= 1 are required")
+
+    def candidate_counts(self) -> dict[str, int]:
+        return {
+            "als": self.k_als,
+            "content": self.k_content,
+            "cooccurrence": self.k_cooccurrence,
+            "category": self.k_category,
+            "tail_explorer": self.k_tail_explorer,
+            "cold_text": self.k_cold_text,
+            "popularity": self.k_popularity,
+        }

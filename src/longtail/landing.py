@@ -9,6 +9,7 @@ nothing that arrived is silently dropped.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -21,6 +22,11 @@ from longtail.storage import Fs
 
 CORRUPT = "_corrupt_record"
 PARSE_ERROR = "parse_error"
+# What a decoder puts where the bytes were not UTF-8 (latin-1 text in a CSV, say).
+REPLACEMENT_CHAR = "\ufffd"
+# Epoch seconds a timestamp can hold (0001-01-01 .. 9999-12-31 UTC); beyond is not a time.
+_MIN_EPOCH_S, _MAX_EPOCH_S = -62135596800, 253402300799
+_READ_FAILURE = re.compile(r"Encountered error while reading file (\S+?)\.?\s+SQLSTATE", re.S)
 
 _FORMATS = {
     ".csv": "csv",
@@ -58,6 +64,18 @@ def _raw_columns(spark: SparkSession, path: str, fmt: str) -> list[str]:
     except Exception as exc:  # truncated Parquet, unreadable gzip, ...
         first = str(exc).strip().splitlines()[0][:300]
         raise LandingContractError(f"{path}: unreadable {fmt} file: {first}") from exc
+
+
+def explain_read_error(exc: BaseException) -> LandingContractError | None:
+    """A Spark read failure that names a landing file (e.g. a truncated .gz found only when the
+    whole file is read) -> LandingContractError naming that file; None for other errors."""
+    text = str(exc)
+    m = _READ_FAILURE.search(text)
+    if not m:
+        return None
+    causes = re.findall(r"Caused by: ([^\n]+)", text)
+    cause = causes[-1].strip()[:200] if causes else text.strip().splitlines()[0][:200]
+    return LandingContractError(f"{m.group(1)}: unreadable file: {cause}")
 
 
 def _check_columns(path: str, raw: Sequence[str], required: Sequence[str]) -> dict[str, str]:
@@ -149,7 +167,21 @@ def parse_timestamp(raw: Column) -> Column:
     is_number = raw.rlike(r"^-?[0-9]+(\.[0-9]+)?$")
     num = raw.try_cast("double")
     epoch = F.when(F.abs(num) >= 1e11, num / 1000.0).otherwise(num)
-    return F.when(is_number, F.timestamp_seconds(epoch)).otherwise(F.try_to_timestamp(raw))
+    in_range = epoch.between(_MIN_EPOCH_S, _MAX_EPOCH_S)
+    return F.when(is_number & in_range, F.timestamp_seconds(epoch)).when(
+        ~is_number, F.try_to_timestamp(raw)
+    )
+
+
+def _not_a_number(raw: Column, num: Column) -> Column:
+    """Text given but not a finite number ("abc", "NaN", "Infinity", "1e400")."""
+    finite = ~F.isnan(num) & (F.abs(num) < float("inf"))
+    return raw.isNotNull() & ~F.coalesce(finite, F.lit(False))
+
+
+def _badly_encoded(names: Sequence[str]) -> Column:
+    """True where any of the columns holds text that was not valid UTF-8."""
+    return F.concat_ws("", *[F.col(n) for n in names]).contains(REPLACEMENT_CHAR)
 
 
 def type_events(raw: DataFrame) -> DataFrame:
@@ -163,9 +195,10 @@ def type_events(raw: DataFrame) -> DataFrame:
     val = val_raw.try_cast("double")
     error = (
         F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row"))
+        .when(_badly_encoded([*C.EVENTS_REQUIRED, *C.EVENTS_OPTIONAL]), F.lit("invalid_encoding"))
         .when(ts_raw.isNotNull() & ts.isNull(), F.lit("invalid_timestamp"))
-        .when(qty_raw.isNotNull() & qty.isNull(), F.lit("invalid_quantity"))
-        .when(val_raw.isNotNull() & val.isNull(), F.lit("invalid_value"))
+        .when(_not_a_number(qty_raw, qty), F.lit("invalid_quantity"))
+        .when(_not_a_number(val_raw, val), F.lit("invalid_value"))
     )
     return raw.select(
         _blank_to_null(F.col(C.USER_ID)).alias(C.USER_ID),
@@ -187,8 +220,10 @@ def type_items(raw: DataFrame) -> DataFrame:
     price = price_raw.try_cast("double")
     first_seen = F.to_date(parse_timestamp(_blank_to_null(F.col(C.FIRST_SEEN))))
     flag = F.lower(_blank_to_null(F.col(C.NON_PRODUCT)))
-    error = F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row")).when(
-        price_raw.isNotNull() & price.isNull(), F.lit("invalid_price")
+    error = (
+        F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row"))
+        .when(_badly_encoded([*C.ITEMS_REQUIRED, *C.ITEMS_OPTIONAL]), F.lit("invalid_encoding"))
+        .when(_not_a_number(price_raw, price), F.lit("invalid_price"))
     )
     return raw.select(
         _blank_to_null(F.col(C.ITEM_ID)).alias(C.ITEM_ID),

@@ -9,6 +9,8 @@ place; an earlier partition for the same date is moved aside first and deleted o
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 LOCK_STALE_S = 600
+log = logging.getLogger("longtail")
 
 
 class PublishError(RuntimeError):
@@ -29,8 +32,15 @@ def table_path(warehouse: str, table: str, ds: date | None = None) -> str:
     return base if ds is None else f"{base}/ds={ds.isoformat()}"
 
 
-def staging_path(warehouse: str, table: str, ds: date) -> str:
-    return f"{warehouse}/_staging/{table}/ds={ds.isoformat()}"
+def staging_path(warehouse: str, table: str, ds: date, attempt: str | None = None) -> str:
+    """Where a stage's output waits for its audit; with attempt, a folder private to one attempt.
+
+    A private folder per attempt means two runs of the same date (a retry racing a zombie, a
+    backfill overlapping a manual run) never write into each other's staging, so what is published
+    is always one attempt's complete output.
+    """
+    base = f"{warehouse}/_staging/{table}/ds={ds.isoformat()}"
+    return base if attempt is None else f"{base}.attempt-{attempt}"
 
 
 def run_record_path(warehouse: str, ds: date, name: str) -> str:
@@ -120,6 +130,18 @@ class Fs:
             if age_s < LOCK_STALE_S:
                 return False
             self._fs.delete(path, False)
+        if self._fs.getScheme() == "file":
+            # Hadoop's local create(overwrite=False) checks, then opens: two writers can both
+            # pass the check. O_EXCL makes create-if-absent atomic on a local disk.
+            local = self._fs.pathToFile(path).getPath()
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            try:
+                fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(owner)
+            return True
         try:
             out = self._fs.create(path, False)
         except Exception:  # another writer created it first
@@ -141,11 +163,72 @@ def read_record(spark: SparkSession, warehouse: str, ds: date, name: str) -> dic
     return json.loads(fs.read_text(uri)) if fs.exists(uri) else None
 
 
-def write_staging(df: DataFrame, warehouse: str, table: str, ds: date) -> str:
-    """Write a stage's output to its private staging folder, replacing an older attempt."""
-    uri = staging_path(warehouse, table, ds)
+def write_staging(
+    df: DataFrame, warehouse: str, table: str, ds: date, attempt: str | None = None
+) -> str:
+    """Write a stage's output to its staging folder, replacing an older attempt's."""
+    uri = staging_path(warehouse, table, ds, attempt)
     df.write.mode("overwrite").parquet(uri)
     return uri
+
+
+def discard_staged(
+    spark: SparkSession, warehouse: str, table: str, ds: date, attempt: str | None = None
+) -> None:
+    """Remove a failed attempt's staging folder (a no-op once it has been published)."""
+    uri = staging_path(warehouse, table, ds, attempt)
+    try:
+        fs = Fs(spark, uri)
+        if fs.exists(uri):
+            fs.delete(uri)
+    except Exception:  # cleanup must never hide the error that got us here
+        log.warning("could not remove %s", uri, exc_info=True)
+
+
+def _check_staged(fs: Fs, staged: str, table: str, ds: date) -> None:
+    if not fs.exists(f"{staged}/_SUCCESS"):
+        raise PublishError(f"nothing staged for {table} ds={ds}: {staged}/_SUCCESS is missing")
+    if fs.exists(f"{staged}/_temporary"):
+        raise PublishError(
+            f"staged {table} ds={ds} is still being written by another run ({staged}/_temporary)"
+        )
+
+
+def gate_record_name(table: str) -> str:
+    """Each audited table's validation result is kept per run: _runs/ds=<ds>/gates/<table>.json."""
+    return f"gates/{table}"
+
+
+def audit_staged(
+    spark: SparkSession,
+    warehouse: str,
+    table: str,
+    ds: date,
+    audit: Callable[[DataFrame], dict],
+    attempt: str | None = None,
+) -> dict:
+    """Run audit on the staged partition; record its result (pass or fail), re-raise a failure."""
+    staged = staging_path(warehouse, table, ds, attempt)
+    _check_staged(Fs(spark, staged), staged, table, ds)
+    record: dict[str, Any] = {"table": table, "ds": ds.isoformat()}
+    try:
+        result = audit(spark.read.parquet(staged))
+    except Exception as exc:
+        record.update(success=False, error=f"{type(exc).__name__}: {exc}")
+        _write_gate_record(spark, warehouse, ds, table, record)
+        raise
+    record.update(success=True, result=result)
+    _write_gate_record(spark, warehouse, ds, table, record)
+    return result
+
+
+def _write_gate_record(
+    spark: SparkSession, warehouse: str, ds: date, table: str, record: dict
+) -> None:
+    try:
+        write_record(spark, warehouse, ds, gate_record_name(table), record)
+    except Exception:  # never let bookkeeping mask the gate's own outcome
+        log.warning("could not record the gate result of %s ds=%s", table, ds, exc_info=True)
 
 
 def publish_staged(
@@ -154,6 +237,7 @@ def publish_staged(
     table: str,
     ds: date,
     audit: Callable[[DataFrame], dict] | None = None,
+    attempt: str | None = None,
 ) -> dict:
     """Audit the staged partition, then swap it into place atomically.
 
@@ -161,11 +245,10 @@ def publish_staged(
     runs of the same date cannot both publish; the earlier partition is moved aside, not deleted,
     until the new one is in place.
     """
-    staged = staging_path(warehouse, table, ds)
+    staged = staging_path(warehouse, table, ds, attempt)
     fs = Fs(spark, staged)
-    if not fs.exists(f"{staged}/_SUCCESS"):
-        raise PublishError(f"nothing staged for {table} ds={ds}: {staged}/_SUCCESS is missing")
-    result = audit(spark.read.parquet(staged)) if audit else {}
+    _check_staged(fs, staged, table, ds)
+    result = audit_staged(spark, warehouse, table, ds, audit, attempt) if audit else {}
     target = table_path(warehouse, table, ds)
     lock = f"{warehouse}/_locks/{table}/ds={ds.isoformat()}.lock"
     owner = uuid.uuid4().hex
@@ -174,6 +257,7 @@ def publish_staged(
             f"another run is publishing {table} ds={ds} (lock {lock}); retry when it has finished"
         )
     try:
+        _check_staged(fs, staged, table, ds)  # still complete now that we hold the lock
         trash = f"{warehouse}/_trash/{table}/ds={ds.isoformat()}/{owner}"
         had_old = fs.exists(target)
         if had_old:
@@ -181,6 +265,8 @@ def publish_staged(
         try:
             fs.rename(staged, target)
         except Exception:
+            if fs.exists(target):  # half a move (object stores copy file by file): not data
+                fs.delete(target)
             if had_old:
                 fs.rename(trash, target)
             raise
@@ -198,8 +284,13 @@ def write_audit_publish(
     ds: date,
     audit: Callable[[DataFrame], dict] | None = None,
 ) -> dict:
-    write_staging(df, warehouse, table, ds)
-    return publish_staged(df.sparkSession, warehouse, table, ds, audit)
+    """Stage df in a folder private to this attempt, audit it, publish it; on failure, clean up."""
+    attempt = uuid.uuid4().hex[:12]
+    try:
+        write_staging(df, warehouse, table, ds, attempt)
+        return publish_staged(df.sparkSession, warehouse, table, ds, audit, attempt)
+    finally:
+        discard_staged(df.sparkSession, warehouse, table, ds, attempt)
 
 
 def read_table(spark: SparkSession, warehouse: str, table: str, ds: date) -> DataFrame:

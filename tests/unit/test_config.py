@@ -22,7 +22,7 @@ WH = "/tmp/wh"
 
 @pytest.mark.parametrize("top_n", [0, -1, 1001])
 def test_score_config_rejects_top_n_out_of_range(top_n: int) -> None:
-    with pytest.raises(ConfigError, match="top_n must be in 1..1000"):
+    with pytest.raises(ConfigError, match=r"top_n must be in 1\.\.1000"):
         ScoreConfig(ds="2024-05-01", warehouse=WH, top_n=top_n)
 
 
@@ -42,7 +42,7 @@ def test_clean_config_rejects_non_positive_weight() -> None:
 
 
 def test_als_config_rejects_zero_factors() -> None:
-    with pytest.raises(ConfigError, match="factors must be in 1..1024"):
+    with pytest.raises(ConfigError, match=r"factors must be in 1\.\.1024"):
         AlsConfig(ds="2024-05-01", warehouse=WH, factors=0)
 
 

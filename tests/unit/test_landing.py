@@ -1,4 +1,4 @@
-"""Landing contract: formats, folders, column matching, contract errors and row-level parse errors."""
+"""Landing contract: formats, folders, column matching, contract errors, row parse errors."""
 
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def test_missing_required_column_names_file_and_column(spark, tmp_landing):
 
 def test_missing_required_item_column_in_jsonl(spark, tmp_landing):
     root = tmp_landing("items/catalogue.jsonl", ["item_id", "name"], [["i1", "Lamp"]])
-    with pytest.raises(LandingContractError, match=r"catalogue\.jsonl: missing required column 'title'"):
+    missing = r"catalogue\.jsonl: missing required column 'title'"
+    with pytest.raises(LandingContractError, match=missing):
         landing.read_items(spark, str(root))
 
 

@@ -41,10 +41,18 @@ def test_top_n_indices_orders_best_first_and_breaks_ties_by_lower_index(n, expec
     assert top_n_indices(scores, n).tolist() == expected
 
 
-def test_top_n_indices_tie_at_the_cut_on_a_wide_row():
-    # five-way tie for the last two places: the two lowest tied indices win
-    scores = np.array([[1.0, 1.0, 9.0, 1.0, 1.0, 1.0, 0.0, 8.0]])
-    assert top_n_indices(scores, 4).tolist() == [[2, 7, 0, 1]]
+@pytest.mark.parametrize(
+    ("row", "n", "expected"),
+    [
+        ([0.0, 0.0, 2.0, 2.0], 3, [2, 3, 0]),
+        ([0.0, 0.0, 1.0, 1.0, 0.0], 3, [2, 3, 0]),
+        ([2.0, 2.0, 0.0, 0.0, 2.0, 2.0, 0.0], 3, [0, 1, 4]),
+        ([1.0, 1.0, 9.0, 1.0, 1.0, 1.0, 0.0, 8.0], 4, [2, 7, 0, 1]),
+        ([5.0, NEG_INF, NEG_INF, 4.0, NEG_INF], 3, [0, 3, 1]),
+    ],
+)
+def test_top_n_indices_tie_at_the_cut_keeps_the_lowest_indices(row, n, expected):
+    assert top_n_indices(np.array([row]), n).tolist() == [expected]
 
 
 MODEL = ScoringModel(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -12,7 +13,15 @@ from longtail import gates
 from longtail.cleaning import clean, window_end
 from longtail.config import CleanConfig
 from longtail.stages.common import stage_main
-from longtail.storage import publish_staged, read_table, write_staging
+from longtail.storage import (
+    audit_staged,
+    discard_staged,
+    publish_staged,
+    read_table,
+    write_staging,
+)
+
+TABLES = ("quarantine", "catalogue", "silver_events", "interactions")
 
 
 class AccountingError(RuntimeError):
@@ -20,6 +29,16 @@ class AccountingError(RuntimeError):
 
 
 def run(spark: SparkSession, cfg: CleanConfig) -> dict[str, Any]:
+    # Staged in folders private to this attempt; cleaned up on failure, moved into place on success.
+    attempt = uuid.uuid4().hex[:12]
+    try:
+        return _run(spark, cfg, attempt)
+    finally:
+        for table in TABLES:
+            discard_staged(spark, cfg.warehouse, table, cfg.ds, attempt)
+
+
+def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
     bronze_events = read_table(spark, cfg.warehouse, "bronze_events", cfg.ds)
     bronze_items = read_table(spark, cfg.warehouse, "bronze_items", cfg.ds)
     result = clean(bronze_events, bronze_items, cfg)
@@ -30,8 +49,10 @@ def run(spark: SparkSession, cfg: CleanConfig) -> dict[str, Any]:
         "silver_events": (result.events, lambda df: gates.gate_events(df, ds)),
         "interactions": (result.interactions, gates.gate_interactions),
     }
-    staged = {t: spark.read.parquet(write_staging(df, wh, t, ds)) for t, (df, _) in outputs.items()}
-
+    staged = {
+        t: spark.read.parquet(write_staging(df, wh, t, ds, attempt))
+        for t, (df, _) in outputs.items()
+    }
     end = F.lit(window_end(cfg).isoformat(sep=" ")).cast("timestamp")
     n_events_in = bronze_events.count()
     n_events_deferred = bronze_events.where(F.col(C.TS) >= end).count()
@@ -59,8 +80,14 @@ def run(spark: SparkSession, cfg: CleanConfig) -> dict[str, Any]:
         parts = sum(counts[f"{kind}_{p}"] for p in ("accepted", "quarantined", "deferred"))
         if parts != counts[f"{kind}_in"]:
             raise AccountingError(f"{kind}: {counts[f'{kind}_in']} in but {parts} accounted for")
-    # Accounted for: audit and publish each table (a failed gate raises, publishing no more).
-    gate_results = {t: publish_staged(spark, wh, t, ds, audit) for t, (_, audit) in outputs.items()}
+    # Accounted for: every gate runs before anything is published, so a failed gate (which
+    # raises) leaves all four tables as they were.
+    gate_results = {
+        t: audit_staged(spark, wh, t, ds, audit, attempt) if audit else {}
+        for t, (_, audit) in outputs.items()
+    }
+    for t in outputs:
+        publish_staged(spark, wh, t, ds, attempt=attempt)
     return {
         "counts": counts,
         "quarantine_reasons": dict(sorted(reasons.items())),

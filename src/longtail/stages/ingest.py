@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -10,7 +11,7 @@ from longtail import columns as C
 from longtail import gates, landing
 from longtail.config import IngestConfig
 from longtail.stages.common import stage_main
-from longtail.storage import write_audit_publish
+from longtail.storage import audit_staged, discard_staged, publish_staged, write_staging
 
 TABLES = ("bronze_events", "bronze_items", "bronze_users")
 
@@ -38,10 +39,27 @@ def run(spark: SparkSession, cfg: IngestConfig) -> dict[str, Any]:
     users = landing.read_users(spark, cfg.landing)
     if users is not None:
         frames["bronze_users"] = (users, C.USERS_REQUIRED)
-    counts = {}
-    for table, (df, required) in frames.items():
-        write_audit_publish(df, cfg.warehouse, table, cfg.ds, _bronze_gate(required))
-        counts[table] = spark.read.parquet(f"{cfg.warehouse}/{table}/ds={cfg.ds}").count()
+    wh, ds = cfg.warehouse, cfg.ds
+    # Every table is staged and audited before any is published: a file that turns out to be
+    # unreadable half-way (a truncated .gz) or a failed gate leaves all bronze tables as they were.
+    attempt = uuid.uuid4().hex[:12]
+    try:
+        for table, (df, _) in frames.items():
+            try:
+                write_staging(df, wh, table, ds, attempt)
+            except Exception as exc:
+                explained = landing.explain_read_error(exc)
+                if explained is None:
+                    raise
+                raise explained from exc
+        for table, (_, required) in frames.items():
+            audit_staged(spark, wh, table, ds, _bronze_gate(required), attempt)
+        for table in frames:
+            publish_staged(spark, wh, table, ds, attempt=attempt)
+    finally:
+        for table in frames:
+            discard_staged(spark, wh, table, ds, attempt)
+    counts = {t: spark.read.parquet(f"{wh}/{t}/ds={ds}").count() for t in frames}
     return {"counts": counts}
 
 

@@ -8,7 +8,7 @@ from pyspark.sql import SparkSession
 
 from longtail import gates
 from longtail.config import PublishConfig
-from longtail.scoring import SOURCES
+from longtail.fusion import SOURCES
 from longtail.stages.common import stage_main
 from longtail.stages.score import TABLE
 from longtail.storage import publish_staged, read_record, table_path

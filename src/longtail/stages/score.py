@@ -1,34 +1,173 @@
-"""Score every user with history inside Spark and stage the top-N list for publishing."""
+"""Score every user with history inside Spark and stage the top-N list for publishing.
+
+Default strategy "fusion": multi-source candidates, the LightGBM ranker trained by train_ranker
+(or a fixed blend when none could be trained), then a tail-aware re-ranking; users with too
+little history, and any list short of N, get popularity. Strategy "als" keeps the plain ALS
+top-N. Either way the item arrays are built once on the driver and broadcast; each Arrow batch
+of users is scored as one block.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from pyspark.sql import SparkSession
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, StructField, StructType
 
 from longtail import columns as C
+from longtail import fusion
 from longtail.config import ScoreConfig
-from longtail.scoring import ScoringModel, popularity, score_all, users_to_score
+from longtail.ranker import load_booster
+from longtail.scoring import (
+    RECOMMENDATION_SCHEMA,
+    SOURCE_POPULARITY,
+    ScoringModel,
+    popularity,
+    score_all,
+    users_to_score,
+)
+from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
 from longtail.stages.train_als import ITEM_FACTORS, USER_FACTORS
-from longtail.storage import read_record, read_table, staging_path, write_staging
+from longtail.stages.train_ranker import TABLE as RANKER
+from longtail.storage import Fs, read_record, read_table, staging_path, table_path, write_staging
 
 TABLE = "recommendations"
+OUTPUT_SCHEMA = StructType(
+    [*RECOMMENDATION_SCHEMA.fields, StructField(C.IS_LONG_TAIL, BooleanType(), False)]
+)
+N_ITEMS = "n_items"
 
 
-def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
+def fusion_users(interactions: DataFrame, user_factors: DataFrame) -> DataFrame:
+    """One row per user: history arrays (sorted by item), exclusions, factors."""
+    hist = F.sort_array(
+        F.collect_list(
+            F.struct(
+                F.col(C.ITEM_ID),
+                F.col(C.WEIGHT),
+                F.unix_micros(F.col("last_ts")).cast("double").alias("ts"),
+                F.col("exclude"),
+            )
+        )
+    )
+    per_user = interactions.groupBy(C.USER_ID).agg(hist.alias("h"))
+    return per_user.join(user_factors, C.USER_ID, "left").select(
+        C.USER_ID,
+        F.col("h")[C.ITEM_ID].alias(fusion.HIST_ITEMS),
+        F.col("h")[C.WEIGHT].alias(fusion.HIST_WEIGHTS),
+        (F.col("h")["ts"]).alias(fusion.HIST_TS),
+        F.transform(F.filter("h", lambda x: x["exclude"]), lambda x: x[C.ITEM_ID]).alias(
+            fusion.EXCLUDED
+        ),
+        F.size("h").alias(N_ITEMS),
+        F.col(C.FACTORS),
+    )
+
+
+def popular_order(space: fusion.ItemSpace) -> np.ndarray:
+    """Item positions by recent popularity, then all-time, then id (the fallback list)."""
+    return np.lexsort((np.arange(len(space.item_ids)), -space.popularity, -space.recent_popularity))
+
+
+def fill_lists(
+    lists: pd.DataFrame, users: pd.DataFrame, space: fusion.ItemSpace, order: np.ndarray, n: int
+) -> pd.DataFrame:
+    """Give every user exactly n rows: short lists continue with popular items they do not have,
+    scored below their last score."""
+    have = lists.groupby(C.USER_ID).size() if len(lists) else pd.Series(dtype=int)
+    extra = []
+    for row in users.itertuples(index=False):
+        user = getattr(row, C.USER_ID)
+        k = int(have.get(user, 0))
+        if k >= n:
+            continue
+        taken = set(lists.loc[lists[C.USER_ID] == user, C.ITEM_ID]) if k else set()
+        excluded = set(getattr(row, fusion.EXCLUDED) if getattr(row, fusion.EXCLUDED) is not None else [])
+        last = float(lists.loc[lists[C.USER_ID] == user, C.SCORE].min()) if k else None
+        picks = [j for j in order if space.item_ids[j] not in taken and space.item_ids[j] not in excluded]
+        picks = picks[: n - k]
+        if last is None:
+            scores = space.recent_popularity[picks].astype(np.float64)
+        else:
+            scores = np.array([min(last, 0.0) - (i + 1) for i in range(len(picks))])
+        extra.append(
+            pd.DataFrame(
+                {
+                    C.USER_ID: user,
+                    C.RANK: np.arange(k + 1, k + len(picks) + 1, dtype=np.int32),
+                    C.ITEM_ID: space.item_ids[picks],
+                    C.SCORE: scores,
+                    C.SOURCE: SOURCE_POPULARITY,
+                    C.IS_LONG_TAIL: space.is_tail[picks],
+                }
+            )
+        )
+    return pd.concat([lists, *extra], ignore_index=True) if extra else lists
+
+
+def score_fusion_batch(
+    batch: pd.DataFrame,
+    space: fusion.ItemSpace,
+    index: dict[str, int],
+    order: np.ndarray,
+    booster: Any,
+    counts: fusion.CandidateCounts,
+    cfg: ScoreConfig,
+    min_user_items: int,
+    version: str,
+) -> pd.DataFrame:
+    rich = batch[batch[N_ITEMS] >= min_user_items].reset_index(drop=True)
+    lists = fusion.recommend(rich, space, counts, booster, cfg.top_n, cfg.tail_target, index=index)
+    out = fill_lists(lists, batch, space, order, cfg.top_n)
+    out = out.sort_values([C.USER_ID, C.RANK], kind="stable")
+    out[C.MODEL_VERSION] = version
+    out[C.RANK] = out[C.RANK].astype(np.int32)
+    return out[[f.name for f in OUTPUT_SCHEMA.fields]]
+
+
+def _run_fusion(spark: SparkSession, cfg: ScoreConfig, min_user_items: int) -> tuple[DataFrame, str]:
     wh, ds = cfg.warehouse, cfg.ds
-    als_record = read_record(spark, wh, ds, "train_als")
-    if als_record is None:
-        raise FileNotFoundError(f"no train_als record for ds={ds}: run train_als first")
+    meta_uri = f"{table_path(wh, RANKER, ds)}/meta.json"
+    fs = Fs(spark, meta_uri)
+    if not fs.exists(meta_uri):
+        raise FileNotFoundError(f"no ranker for ds={ds}: run train_ranker first ({meta_uri})")
+    meta = json.loads(fs.read_text(meta_uri))
+    model_text = fs.read_text(f"{table_path(wh, RANKER, ds)}/model.txt")
+    space = inputs.space_at(spark, wh, ds, cfg.head_share)
+    counts = fusion.CandidateCounts(**meta["candidate_counts"])
+    users = fusion_users(
+        read_table(spark, wh, "interactions", ds), read_table(spark, wh, USER_FACTORS, ds)
+    )
+    bc = spark.sparkContext.broadcast((space, model_text, meta["model_version"]))
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        sp, text, version = bc.value
+        booster = load_booster(text) if text.strip() else None
+        index, order = sp.index, popular_order(sp)
+        for batch in batches:
+            if len(batch):
+                yield score_fusion_batch(
+                    batch, sp, index, order, booster, counts, cfg, min_user_items, version
+                )
+
+    parts = max(2, spark.sparkContext.defaultParallelism * 2)
+    recs = users.repartition(parts, C.USER_ID).mapInPandas(run, OUTPUT_SCHEMA)
+    return recs, meta["model_version"]
+
+
+def _run_als(spark: SparkSession, cfg: ScoreConfig, als_record: dict) -> tuple[DataFrame, str]:
+    wh, ds = cfg.warehouse, cfg.ds
     events = read_table(spark, wh, "silver_events", ds)
     catalogue = read_table(spark, wh, "catalogue", ds)
     since = (ds - timedelta(days=cfg.popularity_days - 1)).isoformat()
     pop = popularity(events, catalogue, since).toPandas()
-    if len(pop) < cfg.top_n:
-        raise ValueError(f"the catalogue has {len(pop)} items, fewer than top_n={cfg.top_n}")
     items = read_table(spark, wh, ITEM_FACTORS, ds).orderBy(C.ITEM_ID).toPandas()
     model = ScoringModel(
         item_ids=items[C.ITEM_ID].to_numpy(dtype=str),
@@ -44,16 +183,40 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     users = users_to_score(
         read_table(spark, wh, "interactions", ds), read_table(spark, wh, USER_FACTORS, ds)
     )
-    recs = score_all(spark, users, model)
+    space = inputs.space_at(spark, wh, ds, cfg.head_share)
+    tail = spark.createDataFrame(
+        pd.DataFrame({C.ITEM_ID: space.item_ids, C.IS_LONG_TAIL: space.is_tail.astype(bool)})
+    )
+    recs = score_all(spark, users, model).join(F.broadcast(tail), C.ITEM_ID, "left")
+    return recs.select(*[f.name for f in OUTPUT_SCHEMA.fields]), model.model_version
+
+
+def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
+    wh, ds = cfg.warehouse, cfg.ds
+    als_record = read_record(spark, wh, ds, "train_als")
+    if als_record is None:
+        raise FileNotFoundError(f"no train_als record for ds={ds}: run train_als first")
+    n_catalogue = read_table(spark, wh, "catalogue", ds).count()
+    if n_catalogue < cfg.top_n:
+        raise ValueError(f"the catalogue has {n_catalogue} items, fewer than top_n={cfg.top_n}")
+    min_user_items = int(als_record["config"]["min_user_items"])
+    if cfg.strategy == "fusion":
+        recs, version = _run_fusion(spark, cfg, min_user_items)
+    else:
+        recs, version = _run_als(spark, cfg, als_record)
     write_staging(recs, wh, TABLE, ds)
     staged = spark.read.parquet(staging_path(wh, TABLE, ds))
     by_source = {r[C.SOURCE]: r["count"] for r in staged.groupBy(C.SOURCE).count().collect()}
+    n_users = read_table(spark, wh, "interactions", ds).select(C.USER_ID).distinct().count()
+    tail_share = staged.where(F.col(C.RANK) <= 10).agg(F.avg(F.col(C.IS_LONG_TAIL).cast("double")))
     return {
-        "model_version": model.model_version,
+        "model_version": version,
+        "strategy": cfg.strategy,
         "counts": {
-            "users": users.count(),
+            "users": n_users,
             "rows": sum(by_source.values()),
-            "rows_by_source": by_source,
+            "rows_by_source": dict(sorted(by_source.items())),
+            "tail_share_top10": tail_share.first()[0],
         },
     }
 

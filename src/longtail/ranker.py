@@ -1,0 +1,186 @@
+"""The LightGBM lambdarank fusion ranker, trained on a temporal window.
+
+Features come from everything before the window start S, labels from the new (user, item) pairs
+in [S, T): the model learns how to weigh ALS, text similarity, co-occurrence, popularity and
+recency the way the shop's recent behaviour rewards them. Pure pandas/numpy + lightgbm; trained
+on the driver (single node), applied inside Spark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from longtail import columns as C
+from longtail.fusion import FEATURES, CandidateCounts, ItemSpace, candidates, user_frame
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def new_pairs(before: pd.DataFrame, window: pd.DataFrame) -> dict[str, set[str]]:
+    """Users with history before the window -> items they first touched inside it."""
+    seen = set(zip(before[C.USER_ID], before[C.ITEM_ID], strict=True))
+    users = set(before[C.USER_ID])
+    truth: dict[str, set[str]] = {}
+    for u, i in zip(window[C.USER_ID], window[C.ITEM_ID], strict=True):
+        if u in users and (u, i) not in seen:
+            truth.setdefault(u, set()).add(i)
+    return truth
+
+
+def label_window_start(
+    events: pd.DataFrame, end: pd.Timestamp, min_days: int, max_days: int, min_pairs: int
+) -> pd.Timestamp:
+    """The latest day-aligned start S (>= min_days before end) whose window [S, end) holds at
+    least min_pairs new (user, item) pairs, or end - max_days. Deterministic in the data."""
+    ts = pd.to_datetime(events[C.TS], utc=True)
+    days = min_days
+    while days < max_days:
+        start = end - pd.Timedelta(days=days)
+        pairs = new_pairs(events[ts < start], events[(ts >= start) & (ts < end)])
+        if sum(len(v) for v in pairs.values()) >= min_pairs:
+            return start
+        days = min(max_days, days * 2)
+    return end - pd.Timedelta(days=max_days)
+
+
+def aggregate(events: pd.DataFrame) -> pd.DataFrame:
+    """Accepted events -> interactions, as sql/interactions.sql does in Spark."""
+    ex = events[C.EVENT_TYPE].isin(C.EXCLUDING_EVENT_TYPES)
+    g = events.assign(_ex=ex).groupby([C.USER_ID, C.ITEM_ID], sort=True)
+    return g.agg(
+        weight=(C.WEIGHT, "sum"),
+        n_events=(C.WEIGHT, "size"),
+        first_ts=(C.TS, "min"),
+        last_ts=(C.TS, "max"),
+        exclude=("_ex", "max"),
+    ).reset_index()
+
+
+def sample_users(users: list[str], max_users: int, seed: int) -> list[str]:
+    """A deterministic pseudo-random subset: the same users for the same data and seed."""
+    key = lambda u: hashlib.sha1(f"{seed}:{u}".encode()).hexdigest()  # noqa: E731
+    return sorted(sorted(users, key=key)[:max_users])
+
+
+@dataclass
+class TrainingSet:
+    frame: pd.DataFrame  # candidates with features, label, sorted by user
+    groups: np.ndarray
+    candidate_recall: float  # share of labelled pairs that the candidates contain
+    n_users: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def training_set(
+    space: ItemSpace,
+    interactions: pd.DataFrame,
+    user_factors: pd.DataFrame | None,
+    truth: dict[str, set[str]],
+    counts: CandidateCounts,
+    block: int = 256,
+) -> TrainingSet:
+    users = user_frame(interactions[interactions[C.USER_ID].isin(truth)], user_factors)
+    index = space.index
+    parts = []
+    for start in range(0, len(users), block):
+        batch = users.iloc[start : start + block].reset_index(drop=True)
+        parts.append(candidates(batch, space, counts, index))
+    cands = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    items = space.item_ids[cands["item_idx"].to_numpy()] if len(cands) else np.array([])
+    label = np.fromiter(
+        (i in truth.get(u, ()) for u, i in zip(cands.get(C.USER_ID, []), items, strict=True)),
+        dtype=bool,
+        count=len(cands),
+    )
+    cands = cands.assign(label=label.astype(np.int32))
+    hit = int(label.sum())
+    total = sum(len(v) for v in truth.values())
+    positive_users = cands.groupby(C.USER_ID)["label"].transform("max") > 0
+    cands = cands[positive_users].sort_values([C.USER_ID, "item_idx"], kind="stable")
+    groups = cands.groupby(C.USER_ID, sort=True).size().to_numpy()
+    return TrainingSet(
+        frame=cands.reset_index(drop=True),
+        groups=groups,
+        candidate_recall=hit / total if total else float("nan"),
+        n_users=len(groups),
+    )
+
+
+def _ndcg_at_10(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
+    out, start = [], 0
+    for g in groups:
+        s, y = scores[start : start + g], labels[start : start + g]
+        start += g
+        order = np.lexsort((np.arange(len(s)), -s))[:10]
+        gains = y[order] / np.log2(np.arange(2, len(order) + 2))
+        ideal = np.sort(y)[::-1][:10] / np.log2(np.arange(2, min(10, len(y)) + 2))
+        out.append(gains.sum() / ideal.sum() if ideal.sum() > 0 else 0.0)
+    return float(np.mean(out)) if out else float("nan")
+
+
+def fit(
+    ts: TrainingSet, params: dict[str, Any], seed: int, valid_share: float = 0.2
+) -> tuple[Any, dict[str, Any]]:
+    """LightGBM lambdarank with a held-out share of users for early stopping and reporting."""
+    import lightgbm as lgb
+
+    users = ts.frame[C.USER_ID].drop_duplicates().tolist()
+    valid_users = set(sample_users(users, int(len(users) * valid_share), seed + 1))
+    is_valid = ts.frame[C.USER_ID].isin(valid_users).to_numpy()
+    tr, va = ts.frame[~is_valid], ts.frame[is_valid]
+    g_tr = tr.groupby(C.USER_ID, sort=True).size().to_numpy()
+    g_va = va.groupby(C.USER_ID, sort=True).size().to_numpy()
+    x_tr, x_va = tr[list(FEATURES)].to_numpy(np.float32), va[list(FEATURES)].to_numpy(np.float32)
+    model = lgb.LGBMRanker(
+        objective="lambdarank",
+        n_estimators=params.get("n_estimators", 300),
+        learning_rate=params.get("learning_rate", 0.05),
+        num_leaves=params.get("num_leaves", 31),
+        min_child_samples=params.get("min_child_samples", 50),
+        colsample_bytree=0.9,
+        random_state=seed,
+        deterministic=True,
+        force_row_wise=True,
+        n_jobs=params.get("num_threads", 2),
+        verbose=-1,
+    )
+    callbacks = [lgb.early_stopping(30, verbose=False)] if len(g_va) else []
+    model.fit(
+        x_tr,
+        tr["label"].to_numpy(),
+        group=g_tr,
+        eval_set=[(x_va, va["label"].to_numpy())] if len(g_va) else None,
+        eval_group=[g_va] if len(g_va) else None,
+        eval_at=[10],
+        callbacks=callbacks,
+    )
+    booster = model.booster_
+    report: dict[str, Any] = {
+        "train_users": len(g_tr),
+        "valid_users": len(g_va),
+        "rows": len(ts.frame),
+        "positives": int(ts.frame["label"].sum()),
+        "best_iteration": int(model.best_iteration_ or booster.current_iteration()),
+        "importance_gain": dict(
+            zip(FEATURES, map(float, booster.feature_importance("gain")), strict=True)
+        ),
+    }
+    if len(g_va):
+        y_va = va["label"].to_numpy()
+        report["valid_ndcg@10"] = _ndcg_at_10(booster.predict(x_va), y_va, g_va)
+        singles = {f: _ndcg_at_10(va[f].to_numpy(np.float64), y_va, g_va) for f in FEATURES}
+        report["valid_ndcg@10_single_features"] = singles
+        report["best_single_feature"] = max(singles, key=lambda f: singles[f])
+    return booster, report
+
+
+def load_booster(model_text: str) -> Any:
+    import lightgbm as lgb
+
+    return lgb.Booster(model_str=model_text)

@@ -1,0 +1,37 @@
+"""Fixtures for the reliability tests: one session-wide local Spark, tiny landing folders.
+
+The stages run in-process (`run_and_record` around each stage's `run`), so a test costs seconds,
+not a spark-submit per stage. Helpers shared by several files live in reliability_kit.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from longtail.sparkutil import get_spark
+
+    session = get_spark("longtail-reliability-tests", extra={"spark.sql.shuffle.partitions": "2"})
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def base_landing(tmp_path: Path) -> Path:
+    """A small, clean landing folder (12 items, 6 users, 10 days up to reliability_kit.DS)."""
+    from reliability_kit import write_base_landing
+
+    return write_base_landing(tmp_path / "landing")

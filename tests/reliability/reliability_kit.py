@@ -1,0 +1,202 @@
+"""Helpers for the reliability tests: landing writers, in-process stage runs, content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.dataset as pads
+
+from longtail.config import (
+    AlsConfig,
+    CleanConfig,
+    IngestConfig,
+    PublishConfig,
+    ScoreConfig,
+    StageConfig,
+)
+from longtail.stages.common import run_and_record
+
+DS = date(2024, 5, 10)
+EARLIER_DS = date(2024, 5, 9)
+N_ITEMS = 12
+N_USERS = 6
+EVENTS_HEADER = "user_id,item_id,ts,event_type,quantity,value"
+ITEMS_HEADER = "item_id,title,category,price,first_seen,non_product"
+INGEST_CLEAN_TABLES = (
+    "bronze_events",
+    "bronze_items",
+    "quarantine",
+    "catalogue",
+    "silver_events",
+    "interactions",
+)
+TOP_N = 5
+# Small ALS: a few seconds on two cores, same code path as the nightly run.
+ALS_OVERRIDES = {"factors": 8, "iterations": 5}
+
+
+def iso(day: date, seconds: int = 0) -> str:
+    t = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=seconds)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def epoch(day: date, seconds: int = 0) -> int:
+    t = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=seconds)
+    return int(t.timestamp())
+
+
+def item_id(i: int) -> str:
+    return f"i{i:02d}"
+
+
+def csv_text(header: str, rows: Iterable[Iterable[Any]]) -> str:
+    lines = [header] + [",".join("" if v is None else str(v) for v in row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def base_items() -> list[tuple]:
+    cats = ("Kitchen", "Garden", "Books")
+    return [
+        (item_id(i), f"Item {i}", cats[i % 3], f"{5 + i}.50", "2024-04-01", "false")
+        for i in range(1, N_ITEMS + 1)
+    ]
+
+
+def base_events(ds: date = DS, days: int = 10) -> list[tuple]:
+    """Every user buys or views a few items a day; deterministic, all valid."""
+    rows = []
+    for d in range(days):
+        day = ds - timedelta(days=days - 1 - d)
+        for u in range(1, N_USERS + 1):
+            for k in range(2):
+                i = 1 + (u * 3 + d * 2 + k * 5) % N_ITEMS
+                kind = "purchase" if (u + d + k) % 3 == 0 else "view"
+                qty, val = ("1", f"{5 + i}.50") if kind == "purchase" else ("", "")
+                rows.append(
+                    (f"b-u{u}", item_id(i), iso(day, 3600 * (8 + u) + 60 * k), kind, qty, val)
+                )
+    return rows
+
+
+def write_base_landing(root: Path, ds: date = DS, days: int = 10) -> Path:
+    write(root / "items" / "items.csv", csv_text(ITEMS_HEADER, base_items()))
+    write(root / "events" / "base.csv", csv_text(EVENTS_HEADER, base_events(ds, days)))
+    return root
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+# --------------------------------------------------------------------------- running stages
+
+
+def run_stage(spark: Any, name: str, cfg: StageConfig) -> dict[str, Any]:
+    module = importlib.import_module(f"longtail.stages.{name}")
+    return run_and_record(spark, name, cfg, module.run)
+
+
+def ingest_clean(spark: Any, landing: Path | str, warehouse: Path | str, ds: date = DS) -> dict:
+    run_stage(spark, "ingest", IngestConfig(ds=ds, warehouse=str(warehouse), landing=str(landing)))
+    return run_stage(spark, "clean", CleanConfig(ds=ds, warehouse=str(warehouse)))
+
+
+def full_pipeline(spark: Any, landing: Path | str, warehouse: Path | str, ds: date = DS) -> None:
+    """ingest, clean, train_als, score, publish in-process (quality is not part of the tables)."""
+    wh = str(warehouse)
+    ingest_clean(spark, landing, wh, ds)
+    run_stage(spark, "train_als", AlsConfig(ds=ds, warehouse=wh, **ALS_OVERRIDES))
+    run_stage(spark, "score", ScoreConfig(ds=ds, warehouse=wh, top_n=TOP_N))
+    run_stage(spark, "publish", PublishConfig(ds=ds, warehouse=wh, top_n=TOP_N))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_record(warehouse: Path, ds: date, name: str) -> dict:
+    return read_json(warehouse / "_runs" / f"ds={ds.isoformat()}" / f"{name}.json")
+
+
+# --------------------------------------------------------------------------- comparing outputs
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def table_rows(partition: Path) -> list[dict]:
+    """Rows of one published partition, as a reader sees them (`_`/`.` files skipped)."""
+    return pads.dataset(str(partition), format="parquet").to_table().to_pylist()
+
+
+def table_hash(partition: Path) -> str:
+    """Content hash of a partition: its schema and its rows in sorted order (not file layout)."""
+    data = pads.dataset(str(partition), format="parquet")
+    schema = [(f.name, str(f.type)) for f in data.schema]
+    lines = sorted(
+        json.dumps(r, sort_keys=True, default=_jsonable) for r in data.to_table().to_pylist()
+    )
+    digest = hashlib.sha256(json.dumps(schema).encode())
+    for line in lines:
+        digest.update(line.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def warehouse_hashes(warehouse: Path, ds: date, tables: Iterable[str]) -> dict[str, str]:
+    return {t: table_hash(warehouse / t / f"ds={ds.isoformat()}") for t in tables}
+
+
+def file_snapshot(folder: Path) -> dict[str, str]:
+    """Every file below folder (hidden and `_` files included) -> sha256 of its bytes."""
+    out = {}
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            path = Path(dirpath) / name
+            out[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def published_partitions(warehouse: Path) -> dict[str, list[str]]:
+    """table -> sorted ds=... folders, for every published (not `_`-prefixed) table."""
+    if not warehouse.exists():
+        return {}
+    return {
+        t.name: sorted(p.name for p in t.iterdir() if p.is_dir())
+        for t in sorted(warehouse.iterdir())
+        if t.is_dir() and not t.name.startswith(("_", "."))
+    }
+
+
+def assert_no_partial_output(warehouse: Path) -> None:
+    """No `_temporary` (an unfinished Spark write) and a `_SUCCESS` in every published partition."""
+    for table, parts in published_partitions(warehouse).items():
+        for part in parts:
+            folder = warehouse / table / part
+            leftovers = [str(p) for p in folder.rglob("_temporary")]
+            assert not leftovers, leftovers
+            assert (folder / "_SUCCESS").exists(), f"{folder} has no _SUCCESS"
+
+
+def leftovers(warehouse: Path) -> list[str]:
+    """Files still in staging, trash or locks (after a run, success or failure, there are none)."""
+    out = []
+    for name in ("_staging", "_trash", "_locks"):
+        root = warehouse / name
+        if root.exists():
+            out += [str(p.relative_to(warehouse)) for p in root.rglob("*") if p.is_file()]
+    return sorted(out)

@@ -1,0 +1,73 @@
+"""Great Expectations gates (slow: the first validation costs seconds, so only a few cases)."""
+
+from __future__ import annotations
+
+import pytest
+
+from longtail.gates import GateFailed, gate_catalogue, gate_recommendations
+
+RECS = (
+    "user_id string, rank int, item_id string, score double, source string,"
+    " model_version string, is_long_tail boolean"
+)
+SOURCES = ("als", "popularity")
+
+
+def test_gate_recommendations_passes_on_a_correct_table(spark):
+    df = spark.createDataFrame(
+        [
+            ("u1", 1, "a", 2.0, "als", "v1", False),
+            ("u1", 2, "b", 2.0, "als", "v1", True),  # equal scores are fine
+            ("u1", 3, "c", -1.0, "popularity", "v1", False),
+            ("u2", 1, "c", 9.0, "popularity", "v1", False),
+            ("u2", 2, "a", 8.0, "popularity", "v1", False),
+            ("u2", 3, "b", 7.0, "popularity", "v1", True),
+        ],
+        RECS,
+    )
+    summary = gate_recommendations(df, top_n=3, expected_users=2, sources=SOURCES)
+    assert summary["success"] is True
+    # columns match, 7 not-null, rank range, 2 uniqueness, score drop, source set, row count
+    assert len(summary["expectations"]) == 14
+    assert all(e["success"] for e in summary["expectations"])
+
+
+def test_gate_recommendations_fails_on_duplicate_item_and_rising_score(spark):
+    df = spark.createDataFrame(
+        [
+            ("u1", 1, "a", 3.0, "als", "v1", False),
+            ("u1", 2, "b", 2.0, "als", "v1", False),
+            ("u1", 3, "a", 1.0, "als", "v1", False),  # a twice for u1
+            ("u2", 1, "c", 1.0, "als", "v1", False),
+            ("u2", 2, "a", 5.0, "als", "v1", False),  # score rises with rank
+            ("u2", 3, "b", 0.5, "als", "v1", False),
+        ],
+        RECS,
+    )
+    with pytest.raises(GateFailed) as err:
+        gate_recommendations(df, top_n=3, expected_users=2, sources=SOURCES)
+    msg = str(err.value)
+    assert msg.startswith("gate 'recommendations' failed: ")
+    failed = msg.removeprefix("gate 'recommendations' failed: ").split("; ")
+    assert len(failed) == 2, msg
+    assert any(
+        f.startswith("expect_compound_columns_to_be_unique(column_list=['user_id', 'item_id']")
+        for f in failed
+    ), msg
+    assert any(
+        f.startswith("expect_column_values_to_be_between(column=_score_drop") for f in failed
+    ), msg
+
+
+def test_gate_catalogue_fails_on_duplicate_item_ids(spark):
+    df = spark.createDataFrame(
+        [("i1", "Lamp"), ("i2", "Chair"), ("i1", "Lamp again")], "item_id string, title string"
+    )
+    with pytest.raises(GateFailed) as err:
+        gate_catalogue(df)
+    msg = str(err.value)
+    assert msg.startswith(
+        "gate 'catalogue' failed: expect_column_values_to_be_unique(column=item_id"
+    )
+    assert "2 unexpected" in msg
+    assert ";" not in msg  # the only failure

@@ -1,0 +1,161 @@
+"""Write-audit-publish via Hadoop's FileSystem: atomic replace, failed audits, locks, Fs helpers."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from longtail.storage import (
+    Fs,
+    PublishError,
+    publish_staged,
+    read_record,
+    read_table,
+    write_audit_publish,
+    write_record,
+    write_staging,
+)
+
+DS = date(2024, 5, 1)
+OTHER_DS = date(2024, 4, 30)
+SCHEMA = "id int, v string"
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below folder (hidden ones included) -> its bytes."""
+    out = {}
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            path = Path(dirpath) / name
+            out[str(path.relative_to(folder))] = path.read_bytes()
+    return out
+
+
+def _tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_publish_then_republish_replaces_the_partition(spark, tmp_path):
+    wh = str(tmp_path / "wh")
+    first = spark.createDataFrame([(1, "old")], SCHEMA)
+    other = spark.createDataFrame([(9, "other day")], SCHEMA)
+    assert write_audit_publish(first, wh, "recs", DS) == {}
+    write_audit_publish(other, wh, "recs", OTHER_DS)
+    target = tmp_path / "wh" / "recs" / "ds=2024-05-01"
+    old_files = set(_snapshot(target))
+    other_before = _snapshot(tmp_path / "wh" / "recs" / "ds=2024-04-30")
+    assertDataFrameEqual(read_table(spark, wh, "recs", DS), [(1, "old")])
+
+    second = spark.createDataFrame([(2, "new"), (3, "newer")], SCHEMA)
+    result = write_audit_publish(second, wh, "recs", DS, audit=lambda df: {"rows": df.count()})
+
+    assert result == {"rows": 2}
+    assertDataFrameEqual(read_table(spark, wh, "recs", DS), [(2, "new"), (3, "newer")])
+    # the old partition's part files are gone, not merged with the new ones
+    parquet = {f for f in _snapshot(target) if f.endswith(".parquet")}
+    assert parquet and not parquet & old_files
+    # nothing left in staging, trash or locks for that date
+    assert not (tmp_path / "wh" / "_staging" / "recs" / "ds=2024-05-01").exists()
+    assert _snapshot(tmp_path / "wh" / "_trash" / "recs" / "ds=2024-05-01") == {}
+    assert not (tmp_path / "wh" / "_locks" / "recs" / "ds=2024-05-01.lock").exists()
+    # the other date is untouched, byte for byte
+    assert _snapshot(tmp_path / "wh" / "recs" / "ds=2024-04-30") == other_before
+    assertDataFrameEqual(read_table(spark, wh, "recs", OTHER_DS), [(9, "other day")])
+
+
+def test_failed_audit_leaves_the_published_partition_unchanged(spark, tmp_path):
+    wh = str(tmp_path / "wh")
+    write_audit_publish(spark.createDataFrame([(1, "good")], SCHEMA), wh, "recs", DS)
+    target = tmp_path / "wh" / "recs" / "ds=2024-05-01"
+    before = _snapshot(target)
+
+    def audit(df):
+        raise ValueError("gate says no")
+
+    bad = spark.createDataFrame([(666, "bad")], SCHEMA)
+    with pytest.raises(ValueError, match="gate says no"):
+        write_audit_publish(bad, wh, "recs", DS, audit=audit)
+
+    assert _snapshot(target) == before
+    assertDataFrameEqual(read_table(spark, wh, "recs", DS), [(1, "good")])
+    assert not (tmp_path / "wh" / "_locks" / "recs" / "ds=2024-05-01.lock").exists()
+
+
+def test_held_lock_blocks_publish(spark, tmp_path):
+    wh = str(tmp_path / "wh")
+    write_staging(spark.createDataFrame([(1, "x")], SCHEMA), wh, "recs", DS)
+    lock = f"{wh}/_locks/recs/ds=2024-05-01.lock"
+    fs = Fs(spark, wh)
+    assert fs.try_lock(lock, "someone-else") is True
+    assert fs.try_lock(lock, "me") is False  # held and fresh
+
+    with pytest.raises(PublishError, match="another run is publishing recs ds=2024-05-01"):
+        publish_staged(spark, wh, "recs", DS)
+
+    assert not (tmp_path / "wh" / "recs" / "ds=2024-05-01").exists()
+    assert (tmp_path / "wh" / "_staging" / "recs" / "ds=2024-05-01" / "_SUCCESS").exists()
+    assert fs.read_text(lock) == "someone-else"  # the other writer's lock is not released
+
+    # a lock older than LOCK_STALE_S is a crashed writer's: it is taken over
+    hour_ago = time.time() - 3600
+    os.utime(tmp_path / "wh" / "_locks" / "recs" / "ds=2024-05-01.lock", (hour_ago, hour_ago))
+    assert fs.try_lock(lock, "me") is True
+    assert fs.read_text(lock) == "me"
+
+
+def test_publish_without_staged_output_fails(spark, tmp_path):
+    with pytest.raises(PublishError, match="_SUCCESS is missing"):
+        publish_staged(spark, str(tmp_path / "wh"), "recs", DS)
+
+
+def test_read_table_of_unpublished_date(spark, tmp_path):
+    with pytest.raises(FileNotFoundError, match="recs for ds=2024-05-01 has not been published"):
+        read_table(spark, str(tmp_path / "wh"), "recs", DS)
+
+
+def test_list_files_skips_metadata_and_hidden_entries(spark, tmp_path):
+    root = tmp_path / "landing"
+    for rel in [
+        "a.csv",
+        "dt=2024-05-01/b.csv",
+        "_SUCCESS",
+        ".a.csv.crc",
+        "_temporary/0/c.csv",
+        "dt=2024-05-01/.d.csv",
+        ".hidden/e.csv",
+        "dt=2024-05-01/_committed_1",
+    ]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x")
+    fs = Fs(spark, str(root))
+    assert fs.list_files(str(root)) == [
+        f"file:{root}/a.csv",
+        f"file:{root}/dt=2024-05-01/b.csv",
+    ]
+    assert fs.list_files(str(root / "missing")) == []
+    assert fs.list_dirs(str(root)) == [".hidden", "_temporary", "dt=2024-05-01"]
+
+
+def test_write_text_read_text_round_trip(spark, tmp_path):
+    uri = str(tmp_path / "runs" / "deep" / "note.txt")
+    fs = Fs(spark, uri)
+    text = 'line one\n{"ünïcödé": "€"}\n\tlast line'
+    fs.write_text(uri, text)
+    assert fs.read_text(uri) == text
+    fs.write_text(uri, "replaced")
+    assert fs.read_text(uri) == "replaced"
+    # written through a temporary name: nothing else is left beside it (Hadoop's .crc aside)
+    assert [p for p in _tree(tmp_path / "runs" / "deep") if not p.endswith(".crc")] == ["note.txt"]
+
+
+def test_run_records_round_trip(spark, tmp_path):
+    wh = str(tmp_path / "wh")
+    write_record(spark, wh, DS, "score", {"counts": {"users": 3}, "ds": DS})
+    assert read_record(spark, wh, DS, "score") == {"counts": {"users": 3}, "ds": "2024-05-01"}
+    assert (tmp_path / "wh" / "_runs" / "ds=2024-05-01" / "score.json").exists()
+    assert read_record(spark, wh, DS, "missing") is None
