@@ -1,4 +1,4 @@
-"""Longtail nightly: landing -> bronze -> silver -> ALS -> scores -> published top-N per user.
+"""Longtail nightly: landing -> bronze -> silver -> content + ALS -> ranker -> published top-N.
 
 This file only wires stages together: every stage is a Spark job in jobs/ launched with
 spark-submit through the `longtail_spark` connection (local[2] by default; point the connection at
@@ -21,15 +21,30 @@ JOBS = REPO / "jobs"
 SPARK_CONN_ID = os.environ.get("LONGTAIL_SPARK_CONN_ID", "longtail_spark")
 DEFAULT_LANDING = os.environ.get("LONGTAIL_LANDING", str(REPO / "data" / "landing" / "sample"))
 DEFAULT_WAREHOUSE = os.environ.get("LONGTAIL_WAREHOUSE", str(REPO / "data" / "warehouse"))
-STAGES = ("ingest", "clean", "train_als", "score", "publish", "quality")
+# stage -> the stages it reads from (besides resolve_run)
+UPSTREAM = {
+    "ingest": (),
+    "clean": ("ingest",),
+    "content": ("clean",),
+    "train_als": ("clean",),
+    "train_ranker": ("content", "train_als"),
+    "score": ("train_ranker",),
+    "publish": ("score",),
+    "similar_items": ("content", "train_als"),
+    "quality": ("publish",),
+}
+STAGES = tuple(UPSTREAM)
 
 DOC = """
 ### Longtail nightly recommendations
 
 For the run date **ds** (the data interval's start for scheduled runs, or the `ds` param for
 manual runs and backfills) reads every landing event before ds + 1 day, cleans it (bad rows go
-to `quarantine/` with a reason), trains ALS, scores every user with history and publishes
-`<warehouse>/recommendations/ds=<ds>/` atomically after a Great Expectations gate.
+to `quarantine/` with a reason), embeds item text with a pretrained encoder (`content`), trains
+ALS and a LightGBM fusion ranker on a temporal window, scores every user with history (multi-
+source candidates, ranker, tail-aware re-ranking) and publishes
+`<warehouse>/recommendations/ds=<ds>/` atomically after a Great Expectations gate; also
+`<warehouse>/similar_items/ds=<ds>/` for product pages.
 
 Params: `ds` (YYYY-MM-DD, optional), `top_n`, `landing`, `warehouse`, and `overrides`: per-stage
 config overrides such as `{"train_als": {"factors": 128}}`. Each stage records its validated
@@ -83,9 +98,9 @@ with DAG(
         return resolve(context["params"], context.get("data_interval_start"))  # type: ignore[arg-type, index]
 
     resolved = resolve_run()
-    previous = resolved
-    for stage in STAGES:
-        job = SparkSubmitOperator(
+    jobs = {}
+    for stage, upstream in UPSTREAM.items():
+        jobs[stage] = SparkSubmitOperator(
             task_id=stage,
             conn_id=SPARK_CONN_ID,
             application=str(JOBS / f"{stage}.py"),
@@ -99,9 +114,12 @@ with DAG(
                 "PYSPARK_DRIVER_PYTHON": sys.executable,
                 "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
                 "OPENBLAS_NUM_THREADS": "1",
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "GX_ANALYTICS_ENABLED": "false",
             },
             driver_memory=os.environ.get("LONGTAIL_DRIVER_MEMORY", "3g"),
             verbose=False,
         )
-        previous >> job
-        previous = job
+        for up in upstream or ("resolve_run",):
+            (resolved if up == "resolve_run" else jobs[up]) >> jobs[stage]

@@ -272,3 +272,17 @@ class RankerConfig(StageConfig):
             "cold_text": self.k_cold_text,
             "popularity": self.k_popularity,
         }
+
+
+@dataclass(frozen=True)
+class SimilarItemsConfig(StageConfig):
+    """ "You may also like" lists for product pages, cold items included."""
+
+    top_k: int = 20
+    cooccurrence_weight: float = 1.0
+
+    def validate(self) -> None:
+        if not 1 <= self.top_k <= 200:
+            raise ConfigError("top_k must be in 1..200")
+        if self.cooccurrence_weight < 0:
+            raise ConfigError("cooccurrence_weight must be >= 0")

@@ -26,7 +26,9 @@ class EncoderNotFound(FileNotFoundError):
     """The configured encoder is neither the packaged default nor a local model folder."""
 
 
-def item_text(title: Any, category: Any, brand: Any, description: Any, max_chars: int = 1000) -> str:
+def item_text(
+    title: Any, category: Any, brand: Any, description: Any, max_chars: int = 1000
+) -> str:
     """The text the encoder sees: title first (it carries most signal), then the rest."""
     parts = [str(p).strip() for p in (title, category, brand, description) if _present(p)]
     return ". ".join(p for p in parts if p)[:max_chars]

@@ -9,19 +9,25 @@ from longtail.config import (
     AlsConfig,
     CleanConfig,
     ConfigError,
+    ContentConfig,
     IngestConfig,
     PublishConfig,
     QualityConfig,
+    RankerConfig,
     ScoreConfig,
+    SimilarItemsConfig,
     StageConfig,
 )
 
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "ingest": IngestConfig,
     "clean": CleanConfig,
+    "content": ContentConfig,
     "train_als": AlsConfig,
+    "train_ranker": RankerConfig,
     "score": ScoreConfig,
     "publish": PublishConfig,
+    "similar_items": SimilarItemsConfig,
     "quality": QualityConfig,
 }
 

@@ -105,7 +105,11 @@ def head_tail(counts: np.ndarray, head_share: float = 0.8) -> np.ndarray:
 
 
 def cooccurrence(
-    interactions: pd.DataFrame, item_index: dict[str, int], n_items: int, top: int = 50, cap: int = 200
+    interactions: pd.DataFrame,
+    item_index: dict[str, int],
+    n_items: int,
+    top: int = 50,
+    cap: int = 200,
 ) -> csr_matrix:
     """Item-item cosine over users (binary), keeping the top neighbours of each item.
 
@@ -197,7 +201,9 @@ def build_item_space(
     fac = _vectors(item_factors, C.FACTORS, index, n)
     has_factors = np.abs(fac).sum(axis=1) > 0 if fac.size else np.zeros(n, bool)
 
-    categories = cat[C.CATEGORY].fillna("").astype(str) if C.CATEGORY in cat else pd.Series([""] * n)
+    categories = (
+        cat[C.CATEGORY].fillna("").astype(str) if C.CATEGORY in cat else pd.Series([""] * n)
+    )
     codes, uniques = pd.factorize(categories.where(categories != "", None), sort=True)
     price = pd.to_numeric(cat.get(C.PRICE), errors="coerce") if C.PRICE in cat else None
     return ItemSpace(
@@ -291,7 +297,9 @@ def candidates(
     if excluded.nnz:
         allowed[excluded.nonzero()] = False
 
-    has_u = batch[C.FACTORS].notna().to_numpy() if C.FACTORS in batch else np.zeros(len(batch), bool)
+    has_u = (
+        batch[C.FACTORS].notna().to_numpy() if C.FACTORS in batch else np.zeros(len(batch), bool)
+    )
     dim = space.als_factors.shape[1]
     u = np.zeros((len(batch), dim), np.float32)
     for r in np.flatnonzero(has_u):
@@ -307,7 +315,9 @@ def candidates(
     recent_sim = np.zeros_like(prof_sim)
     for r, js in enumerate(recents):
         if len(js):
-            recent_sim[r] = (space.embeddings[js[: counts.recent_items]] @ space.embeddings.T).max(0)
+            recent_sim[r] = (space.embeddings[js[: counts.recent_items]] @ space.embeddings.T).max(
+                0
+            )
 
     binary = hist.copy()
     binary.data[:] = 1.0
@@ -358,7 +368,9 @@ def candidates(
     user_items = np.log1p(np.diff(binary.indptr)).astype(np.float32)
     priced = binary.multiply(np.nan_to_num(space.price, nan=0.0)[None, :]).tocsr()
     n_priced = binary.multiply((~np.isnan(space.price)).astype(np.float32)[None, :]).sum(axis=1)
-    mean_price = np.asarray(priced.sum(axis=1)).ravel() / np.maximum(np.asarray(n_priced).ravel(), 1)
+    mean_price = np.asarray(priced.sum(axis=1)).ravel() / np.maximum(
+        np.asarray(n_priced).ravel(), 1
+    )
     mean_price = np.where(np.asarray(n_priced).ravel() > 0, mean_price, np.nan)
     price_ratio = space.price[cols] / mean_price[rows]
 
@@ -400,8 +412,9 @@ def tail_rerank(
     scores: np.ndarray, is_tail: np.ndarray, n: int, tail_target: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy list of n positions holding at least floor(tail_target * k) tail items in every
-    top-k prefix (when the candidates allow), otherwise in score order. Returns (positions, output scores);
-    output scores are the fused scores capped by the previous rank's, so they never increase.
+    top-k prefix (when the candidates allow), otherwise in score order. Returns (positions,
+    output scores); output scores are the fused scores capped by the previous rank's, so they
+    never increase.
     """
     order = np.lexsort((np.arange(len(scores)), -scores))
     tail_q = [i for i in order if is_tail[i]]
@@ -505,7 +518,9 @@ def recommend(
         )
         parts.append(final_lists(cands, np.asarray(scores, np.float64), space, n, tail_target))
     if not parts:
-        return final_lists(pd.DataFrame(columns=[C.USER_ID, "item_idx", C.SOURCE]), np.zeros(0), space, n, 0)
+        return final_lists(
+            pd.DataFrame(columns=[C.USER_ID, "item_idx", C.SOURCE]), np.zeros(0), space, n, 0
+        )
     return pd.concat(parts, ignore_index=True)
 
 

@@ -158,7 +158,8 @@ def read_landing_table(
 
 
 def _blank_to_null(col: Column) -> Column:
-    trimmed = F.trim(col)
+    # Any Unicode white space (tabs, no-break spaces), not only the ASCII spaces F.trim removes.
+    trimmed = F.regexp_replace(col, r"(?U)^\s+|\s+$", "")
     return F.when(trimmed == "", None).otherwise(trimmed)
 
 

@@ -73,9 +73,7 @@ def run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
         new = (
             spark.createDataFrame(todo)
             .repartitionByRange(parts, TEXT_HASH)
-            .mapInPandas(
-                lambda it: embed_batches(it, cfg.model, device, cfg.batch_size), _SCHEMA
-            )
+            .mapInPandas(lambda it: embed_batches(it, cfg.model, device, cfg.batch_size), _SCHEMA)
         )
         write_audit_publish(new, wh, cache_table(cfg.model), ds)
     all_cached = spark.read.parquet(cache_root).select(TEXT_HASH, EMBEDDING, C.DS)

@@ -89,9 +89,13 @@ def fill_lists(
         if k >= n:
             continue
         taken = set(lists.loc[lists[C.USER_ID] == user, C.ITEM_ID]) if k else set()
-        excluded = set(getattr(row, fusion.EXCLUDED) if getattr(row, fusion.EXCLUDED) is not None else [])
+        excluded = set(
+            getattr(row, fusion.EXCLUDED) if getattr(row, fusion.EXCLUDED) is not None else []
+        )
         last = float(lists.loc[lists[C.USER_ID] == user, C.SCORE].min()) if k else None
-        picks = [j for j in order if space.item_ids[j] not in taken and space.item_ids[j] not in excluded]
+        picks = [
+            j for j in order if space.item_ids[j] not in taken and space.item_ids[j] not in excluded
+        ]
         picks = picks[: n - k]
         if last is None:
             scores = space.recent_popularity[picks].astype(np.float64)
@@ -132,7 +136,9 @@ def score_fusion_batch(
     return out[[f.name for f in OUTPUT_SCHEMA.fields]]
 
 
-def _run_fusion(spark: SparkSession, cfg: ScoreConfig, min_user_items: int) -> tuple[DataFrame, str]:
+def _run_fusion(
+    spark: SparkSession, cfg: ScoreConfig, min_user_items: int
+) -> tuple[DataFrame, str]:
     wh, ds = cfg.warehouse, cfg.ds
     meta_uri = f"{table_path(wh, RANKER, ds)}/meta.json"
     fs = Fs(spark, meta_uri)

@@ -17,7 +17,14 @@ from longtail import columns as C
 from longtail.als import factors_frame, fit_als
 from longtail.config import RankerConfig
 from longtail.fusion import FEATURES, CandidateCounts, build_item_space
-from longtail.ranker import aggregate, fit, label_window_start, new_pairs, sample_users, training_set
+from longtail.ranker import (
+    aggregate,
+    fit,
+    label_window_start,
+    new_pairs,
+    sample_users,
+    training_set,
+)
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
 from longtail.storage import Fs, publish_staged, read_record, staging_path
@@ -101,7 +108,10 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     fs.write_text(f"{staged}/meta.json", json.dumps(meta, indent=2, sort_keys=True))
     fs.write_text(f"{staged}/_SUCCESS", "")
     publish_staged(spark, wh, TABLE, ds)
-    return {"counts": {"label_pairs": meta["label_pairs"], "label_users": meta["label_users"]}, **meta}
+    return {
+        "counts": {"label_pairs": meta["label_pairs"], "label_users": meta["label_users"]},
+        **meta,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
