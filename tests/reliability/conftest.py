@@ -35,3 +35,37 @@ def base_landing(tmp_path: Path) -> Path:
     from reliability_kit import write_base_landing
 
     return write_base_landing(tmp_path / "landing")
+
+
+@pytest.fixture(scope="session")
+def standard_landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Read-only landing shared by the fault, determinism, concurrency and reader tests.
+
+    Tables carry the landing path (quarantine.source_file), so runs that are compared must read
+    the very same folder.
+    """
+    from reliability_kit import write_standard_landing
+
+    return write_standard_landing(tmp_path_factory.mktemp("standard") / "landing")
+
+
+@pytest.fixture(scope="session")
+def reference(spark: Any, standard_landing: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An undisturbed warehouse: ingest + clean for EARLIER_DS, then for DS. Do not modify it."""
+    from reliability_kit import DS, EARLIER_DS, ingest_clean
+
+    warehouse = tmp_path_factory.mktemp("reference") / "warehouse"
+    for ds in (EARLIER_DS, DS):
+        ingest_clean(spark, standard_landing, warehouse, ds)
+    return warehouse
+
+
+@pytest.fixture(scope="session")
+def reference_published(reference: Path, spark: Any) -> Path:
+    """The reference plus train_als, score and publish for both dates (a copy; do not modify)."""
+    from reliability_kit import DS, EARLIER_DS, copy_warehouse, model_and_publish
+
+    warehouse = copy_warehouse(reference, reference.parent.parent / "published" / "warehouse")
+    for ds in (EARLIER_DS, DS):
+        model_and_publish(spark, warehouse, ds)
+    return warehouse

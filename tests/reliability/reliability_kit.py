@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -91,6 +92,31 @@ def write_base_landing(root: Path, ds: date = DS, days: int = 10) -> Path:
     return root
 
 
+def write_standard_landing(root: Path) -> Path:
+    """The base landing plus a little of the usual mess, so every table (quarantine too) has rows.
+
+    Covers both EARLIER_DS and DS: the base events run up to DS, the dirty rows sit on both days.
+    """
+    write_base_landing(root)
+    rows = []
+    for day in (EARLIER_DS, DS):
+        t = iso(day, 7200)
+        rows += [
+            ("b-u1", item_id(2), t, "purchase", "1", "7.50"),
+            ("b-u1", item_id(2), t, "purchase", "1", "7.50"),  # duplicate
+            ("b-u1", item_id(2), str(epoch(day, 7200)), "purchase", "1", "7.50"),  # same, epoch
+            ("b-u2", "no-such-item", t, "view", "", ""),
+            ("b-u3", item_id(4), "0", "view", "", ""),
+            ("b-u4", item_id(5), t, "purchase", "-1", "3.00"),
+            ("b-u5", item_id(6), "2035-01-01T00:00:00Z", "view", "", ""),
+        ]
+    text = csv_text(EVENTS_HEADER, rows) + 'b-u6,"broken,line\n'
+    write(root / "events" / "dirty.csv", text)
+    late = '{"item_id": "late1", "title": "Arrives later", "first_seen": "2024-06-01"}\n'
+    write(root / "items" / "late.jsonl", late)
+    return root
+
+
 def write(path: Path, content: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
@@ -112,11 +138,25 @@ def ingest_clean(spark: Any, landing: Path | str, warehouse: Path | str, ds: dat
 
 def full_pipeline(spark: Any, landing: Path | str, warehouse: Path | str, ds: date = DS) -> None:
     """ingest, clean, train_als, score, publish in-process (quality is not part of the tables)."""
+    ingest_clean(spark, landing, warehouse, ds)
+    model_and_publish(spark, warehouse, ds)
+
+
+def model_and_publish(spark: Any, warehouse: Path | str, ds: date = DS) -> None:
+    """train_als, score, publish in-process, after ingest and clean."""
     wh = str(warehouse)
-    ingest_clean(spark, landing, wh, ds)
     run_stage(spark, "train_als", AlsConfig(ds=ds, warehouse=wh, **ALS_OVERRIDES))
     run_stage(spark, "score", ScoreConfig(ds=ds, warehouse=wh, top_n=TOP_N))
     run_stage(spark, "publish", PublishConfig(ds=ds, warehouse=wh, top_n=TOP_N))
+
+
+def copy_warehouse(src: Path, dst: Path, drop: date | None = None) -> Path:
+    """A copy of a warehouse; with drop, without anything of that date (as if it never ran)."""
+    shutil.copytree(src, dst)
+    if drop is not None:
+        for part in dst.glob(f"*/ds={drop.isoformat()}"):
+            shutil.rmtree(part)
+    return dst
 
 
 def read_json(path: Path) -> dict:

@@ -27,22 +27,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psutil
 
 from longtail import columns as C
+from longtail import fusion
 from longtail.bench import metrics, peers
 from longtail.bench.report import write_report
 from longtail.bench.split import compute_cutoff, make_split, validation_split
-from longtail.config import AlsConfig, CleanConfig, IngestConfig, PublishConfig, ScoreConfig
+from longtail.config import (
+    AlsConfig,
+    CleanConfig,
+    ContentConfig,
+    IngestConfig,
+    PublishConfig,
+    RankerConfig,
+    ScoreConfig,
+)
 from longtail.lastday import last_day
+from longtail.ranker import load_booster
 from longtail.sparkutil import get_spark
-from longtail.stages import clean, ingest, publish, score, train_als
+from longtail.stages import clean, content, ingest, publish, score, train_als, train_ranker
+from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import run_and_record
 from longtail.storage import read_table
 
 REPO = Path(__file__).resolve().parents[3]
 K = 20
+NAN = float("nan")
 
 
 @dataclass(frozen=True)
@@ -100,7 +113,9 @@ def _run_pipeline(spark: Any, landing: str, wh: str, ds: Any, *, full: bool) -> 
     ]
     if full:
         stages += [
+            ("content", content, ContentConfig(ds=ds, warehouse=wh)),
             ("train_als", train_als, AlsConfig(ds=ds, warehouse=wh)),
+            ("train_ranker", train_ranker, RankerConfig(ds=ds, warehouse=wh)),
             ("score", score, ScoreConfig(ds=ds, warehouse=wh, top_n=K)),
             ("publish", publish, PublishConfig(ds=ds, warehouse=wh, top_n=K)),
         ]
@@ -115,6 +130,67 @@ def _clean_nan(value: Any) -> Any:
     if isinstance(value, list):
         return [_clean_nan(v) for v in value]
     return value
+
+
+TAIL_TARGETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+
+
+def _pipeline_parts(
+    spark: Any,
+    wh: str,
+    ds: Any,
+    interactions: pd.DataFrame,
+    users: list[str],
+    record: Any,
+    log: Any,
+) -> list[tuple[float, dict[str, list[str]]]]:
+    """Score single sources and the un-re-ranked fusion; return lists per tail target."""
+    meta_path = Path(wh) / "ranker" / f"ds={ds.isoformat()}"
+    meta = json.loads((meta_path / "meta.json").read_text())
+    text = (meta_path / "model.txt").read_text()
+    booster = load_booster(text) if text.strip() else None
+    space = inputs.space_at(spark, wh, ds)
+    user_factors = inputs.factors(spark, wh, ds, users=True)
+    frame = fusion.user_frame(interactions[interactions[C.USER_ID].isin(set(users))], user_factors)
+    counts = fusion.CandidateCounts(**meta["candidate_counts"])
+    index = space.index
+
+    def lists_of(df: pd.DataFrame) -> dict[str, list[str]]:
+        return metrics.recs_from_frame(df)
+
+    only = {
+        "content": (fusion.CandidateCounts(0, 60, 0, 0, 0, 0, 0), "content_profile_sim"),
+        "cooccurrence": (fusion.CandidateCounts(0, 0, 60, 0, 0, 0, 0), "cooccurrence"),
+    }
+    for name, (cc, feature) in only.items():
+        t0 = time.perf_counter()
+        parts = []
+        for start in range(0, len(frame), 256):
+            batch = frame.iloc[start : start + 256].reset_index(drop=True)
+            c = fusion.candidates(batch, space, cc, index)
+            parts.append(fusion.final_lists(c, c[feature].to_numpy(np.float64), space, K, 0.0))
+        score_s = time.perf_counter() - t0
+        record(name, lists_of(pd.concat(parts, ignore_index=True)), NAN, score_s, NAN)
+
+    t0 = time.perf_counter()
+    cands, scores = [], []
+    for start in range(0, len(frame), 256):
+        batch = frame.iloc[start : start + 256].reset_index(drop=True)
+        c = fusion.candidates(batch, space, counts, index)
+        cands.append(c)
+        feats = c[list(fusion.FEATURES)].to_numpy(np.float32)
+        scores.append(booster.predict(feats) if booster is not None else fusion.blend_score(c))
+    all_c = pd.concat(cands, ignore_index=True)
+    all_s = np.concatenate(scores).astype(np.float64)
+    score_s = time.perf_counter() - t0
+    out = []
+    for target in TAIL_TARGETS:
+        lists = lists_of(fusion.final_lists(all_c, all_s, space, K, target))
+        if target == 0.0:
+            record("fusion", lists, NAN, score_s, NAN)
+        out.append((target, lists))
+    log(f"candidate recall on the ranker's window: {meta.get('candidate_recall')}")
+    return out
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
@@ -178,6 +254,11 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         pop = peers.popularity(interactions, users, cfg.top_k)
     record("popularity", pop.recs, pop.fit_s, pop.score_s, m_pop.peak_mb)
 
+    def _evaluate_lists(lists: dict[str, list[str]]) -> dict[str, float]:
+        lists = {u: lists.get(u, []) for u in users}
+        m = metrics.evaluate(lists, truth, catalogue, train_counts, n_train_users, tail, cold)
+        return {k: m[k] for k in ("ndcg@10", "recall@20", "aplt@10", "tail_recall@20")}
+
     val_events = events[events[C.TS] < cutoff]
     val = validation_split(val_events, cfg.validation_fraction)
     val_inter = val.train.groupby([C.USER_ID, C.ITEM_ID], as_index=False)[C.WEIGHT].sum()
@@ -201,6 +282,14 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         records["score"]["seconds"],
         mem.peak_mb,
     )
+
+    # 5. The pipeline's parts on their own, and the accuracy / tail-share trade-off of its
+    #    re-ranking, from the same item space and ranker the published run used.
+    tradeoff = _pipeline_parts(spark, wh, ds_train, interactions, users, record, log)
+    tradeoff = [
+        {"system": "published (tail target)", "tail_target": t, **_evaluate_lists(lists)}
+        for t, lists in tradeoff
+    ]
 
     result = {
         "dataset": cfg.name,
@@ -234,6 +323,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "clean_counts": records["clean"]["counts"],
         },
         "systems": systems,
+        "tradeoff": tradeoff,
+        "ranker": records["train_ranker"].get("training"),
     }
     result = _clean_nan(result)
     out = Path(cfg.out_dir)

@@ -1,0 +1,90 @@
+"""The pretrained encoder loads offline from the installed package; the cache skips known texts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from longtail import columns as C
+from longtail import content
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def test_packaged_model_resolves_to_a_local_folder() -> None:
+    path = Path(content.resolve_model("all-MiniLM-L6-v2"))
+    assert path.is_dir() and (path / "config.json").exists()
+    with pytest.raises(content.EncoderNotFound):
+        content.resolve_model("some-org/not-installed-model")
+
+
+def test_encoder_is_deterministic_normalised_and_semantic() -> None:
+    texts = ["Ceramic blue teapot 1L", "Stainless steel electric kettle", "Cotton garden gloves"]
+    a = content.embed(texts, "all-MiniLM-L6-v2", device="cpu")
+    b = content.embed(texts, "all-MiniLM-L6-v2", device="cpu")
+    assert a.shape == (3, 384) and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    assert a[0] @ a[1] > a[0] @ a[2]  # a teapot is closer to a kettle than to gloves
+
+
+def test_item_text_and_hash() -> None:
+    assert content.item_text("Teapot", "Kitchen", None, float("nan")) == "Teapot. Kitchen"
+    assert content.item_text("x" * 50, None, None, None, max_chars=16) == "x" * 16
+    h1 = content.text_hash("Teapot", "m1")
+    assert h1 == content.text_hash("Teapot", "m1") != content.text_hash("Teapot", "m2")
+
+
+def _catalogue(spark: Any, wh: str, ds: str, titles: dict[str, str]) -> None:
+    from longtail.storage import write_audit_publish
+
+    pdf = pd.DataFrame(
+        {
+            C.ITEM_ID: list(titles),
+            C.TITLE: list(titles.values()),
+            C.DESCRIPTION: [None] * len(titles),
+            C.CATEGORY: ["Kitchen"] * len(titles),
+            C.BRAND: [None] * len(titles),
+            C.PRICE: [1.0] * len(titles),
+            C.FIRST_SEEN: [None] * len(titles),
+        }
+    )
+    schema = (
+        "item_id string, title string, description string, category string, brand string, "
+        "price double, first_seen date"
+    )
+    write_audit_publish(
+        spark.createDataFrame(pdf, schema), wh, "catalogue", pd.Timestamp(ds).date()
+    )
+
+
+def test_cache_embeds_each_text_once_across_nights(spark: Any, tmp_path: Path) -> None:
+    from longtail.config import ContentConfig
+    from longtail.stages import content as stage
+
+    wh = str(tmp_path / "wh")
+    _catalogue(spark, wh, "2026-01-01", {"i1": "Blue teapot", "i2": "Red mug"})
+    first = stage.run(spark, ContentConfig(ds="2026-01-01", warehouse=wh))
+    assert first["counts"] == {"items": 2, "embedded_now": 2, "from_cache": 0}
+
+    # next night: i2 unchanged, i1 retitled, i3 new -> only two texts are embedded
+    _catalogue(spark, wh, "2026-01-02", {"i1": "Blue teapot 1L", "i2": "Red mug", "i3": "Fork"})
+    second = stage.run(spark, ContentConfig(ds="2026-01-02", warehouse=wh))
+    assert second["counts"] == {"items": 3, "embedded_now": 2, "from_cache": 1}
+
+    # a re-run of the same night recomputes only that night's additions, same vectors
+    again = stage.run(spark, ContentConfig(ds="2026-01-02", warehouse=wh))
+    assert again["counts"] == second["counts"]
+    vectors = pd.read_parquet(f"{wh}/item_embeddings/ds=2026-01-02").sort_values(C.ITEM_ID)
+    assert vectors[C.ITEM_ID].tolist() == ["i1", "i2", "i3"]
+    direct = content.embed(["Red mug. Kitchen"], "all-MiniLM-L6-v2", device="cpu")[0]
+    assert np.allclose(np.asarray(vectors.iloc[1]["embedding"]), direct, atol=1e-5)

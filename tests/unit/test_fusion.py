@@ -1,0 +1,165 @@
+"""Candidate sources, re-ranking and item-space helpers on hand-made cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.sparse import csr_matrix
+
+from longtail import columns as C
+from longtail import fusion
+
+IDS = np.array(["a", "b", "c", "d", "e", "f"])
+
+
+def _unit(deg: float) -> list[float]:
+    return [float(np.cos(np.radians(deg))), float(np.sin(np.radians(deg)))]
+
+
+def space(**overrides: object) -> fusion.ItemSpace:
+    # a at 0 deg, b at 10 deg (close to a), c at 90, d at 95, e at 180 (cold), f at 5 (cold)
+    emb = np.array([_unit(d) for d in (0, 10, 90, 95, 180, 5)], np.float32)
+    cooc = csr_matrix(
+        (np.array([0.9, 0.9], np.float32), (np.array([0, 2]), np.array([2, 0]))), shape=(6, 6)
+    )
+    base = dict(
+        item_ids=IDS,
+        embeddings=emb,
+        als_factors=np.array([[1, 0], [0.9, 0], [0, 1], [0, 0.5], [0, 0], [0, 0]], np.float32),
+        has_factors=np.array([1, 1, 1, 1, 0, 0], bool),
+        cooc=cooc,
+        popularity=np.log1p(np.array([50, 20, 10, 5, 0, 0], np.float32)),
+        recent_popularity=np.log1p(np.array([40, 10, 10, 2, 0, 0], np.float32)),
+        age_days=np.array([100, 100, 100, 100, 1, 1], np.float32),
+        is_tail=np.array([0, 0, 1, 1, 1, 1], bool),
+        is_cold=np.array([0, 0, 0, 0, 1, 1], bool),
+        category=np.array([0, 0, 1, 1, 1, 0], np.int32),
+        n_categories=2,
+        price=np.array([1, 2, 3, 4, 5, 6], np.float32),
+    )
+    base.update(overrides)
+    return fusion.ItemSpace(**base)  # type: ignore[arg-type]
+
+
+def users(rows: list[dict]) -> pd.DataFrame:
+    out = []
+    for r in rows:
+        out.append(
+            {
+                C.USER_ID: r["user"],
+                fusion.HIST_ITEMS: r["items"],
+                fusion.HIST_WEIGHTS: [1.0] * len(r["items"]),
+                fusion.HIST_TS: list(range(len(r["items"]))),
+                fusion.EXCLUDED: r.get("excluded", r["items"]),
+                C.FACTORS: r.get("factors"),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+ONLY = dict(
+    als=0, content=0, cooccurrence=0, category=0, tail_explorer=0, cold_text=0, popularity=0
+)
+
+
+def _cands(u: pd.DataFrame, **counts: int) -> pd.DataFrame:
+    sp = space()
+    return fusion.candidates(u, sp, fusion.CandidateCounts(**{**ONLY, **counts}), sp.index)
+
+
+def items_of(c: pd.DataFrame) -> set[str]:
+    return set(IDS[c["item_idx"].to_numpy()])
+
+
+def test_content_neighbour_is_the_closest_text() -> None:
+    c = _cands(users([{"user": "u", "items": ["a"]}]), content=1)
+    # closest to a (0 deg) other than a itself: f at 5 deg
+    assert items_of(c) == {"f"}
+    assert c[C.SOURCE].tolist() == ["content"]
+    assert c["content_profile_sim"].iloc[0] == pytest.approx(np.cos(np.radians(5)), abs=1e-6)
+
+
+def test_cold_text_only_offers_items_without_interactions() -> None:
+    c = _cands(users([{"user": "u", "items": ["c"]}]), cold_text=1)
+    # cold items are e (180 deg) and f (5 deg); c is at 90 deg: f is closer (85 vs 90 deg)
+    assert items_of(c) == {"f"}
+    assert c[C.SOURCE].tolist() == ["cold_text"]
+
+
+def test_tail_explorer_only_offers_tail_items() -> None:
+    c = _cands(users([{"user": "u", "items": ["a"]}]), tail_explorer=2)
+    assert items_of(c) <= {"c", "d", "e", "f"}
+    assert "f" in items_of(c)
+
+
+def test_cooccurrence_follows_the_matrix() -> None:
+    c = _cands(users([{"user": "u", "items": ["a"]}]), cooccurrence=3)
+    assert items_of(c) == {"c"}  # only a-c co-occur
+    assert c["cooccurrence"].iloc[0] == pytest.approx(0.9)
+
+
+def test_als_source_uses_factors_and_skips_users_without() -> None:
+    u = users(
+        [
+            {"user": "u", "items": ["c"], "factors": [1.0, 0.0]},
+            {"user": "v", "items": ["c"], "factors": None},
+        ]
+    )
+    c = _cands(u, als=1)
+    assert c[C.USER_ID].tolist() == ["u"]
+    assert items_of(c) == {"a"}  # a has the largest dot product with (1, 0)
+    assert c["als_score"].iloc[0] == pytest.approx(1.0)
+
+
+def test_popularity_and_exclusions() -> None:
+    c = _cands(users([{"user": "u", "items": ["a"], "excluded": ["a"]}]), popularity=2)
+    assert items_of(c) == {"b", "c"}  # a excluded; then b (20+10) and c (10+10) by log counts
+
+
+def test_source_priority_and_n_sources() -> None:
+    c = _cands(users([{"user": "u", "items": ["a"], "factors": [0.0, 1.0]}]), als=1, cooccurrence=1)
+    # c is proposed by both ALS (0,1).c = 1 and co-occurrence: ALS names it, n_sources = 2
+    row = c[c["item_idx"] == 2].iloc[0]
+    assert row[C.SOURCE] == "als" and row["n_sources"] == 2
+
+
+def test_tail_rerank_holds_the_target_share_in_every_prefix() -> None:
+    scores = np.array([9, 8, 7, 6, 5, 4, 3, 2], float)
+    is_tail = np.array([0, 0, 0, 0, 0, 1, 1, 1], bool)
+    pos, out = fusion.tail_rerank(scores, is_tail, 6, 0.5)
+    # floor(0.5 k) tail items by prefix k: k=2 -> 1, k=4 -> 2, k=6 -> 3
+    assert pos.tolist() == [0, 5, 1, 6, 2, 7]
+    assert out.tolist() == [9, 4, 4, 3, 3, 2]  # capped: never increasing
+    pos0, out0 = fusion.tail_rerank(scores, is_tail, 4, 0.0)
+    assert pos0.tolist() == [0, 1, 2, 3] and out0.tolist() == [9, 8, 7, 6]
+
+
+def test_head_tail_split_by_share() -> None:
+    counts = np.array([50, 30, 10, 5, 5, 0], float)
+    assert fusion.head_tail(counts, 0.8).tolist() == [False, False, True, True, True, True]
+
+
+def test_cooccurrence_matrix_is_cosine_over_users() -> None:
+    inter = pd.DataFrame(
+        {
+            C.USER_ID: ["u1", "u1", "u2", "u2", "u3"],
+            C.ITEM_ID: ["a", "b", "a", "b", "a"],
+            "last_ts": pd.to_datetime(["2024-01-01"] * 5, utc=True),
+        }
+    )
+    m = fusion.cooccurrence(inter, {"a": 0, "b": 1, "c": 2}, 3)
+    # a in 3 users, b in 2, together in 2: 2 / sqrt(3 * 2)
+    assert m[0, 1] == pytest.approx(2 / np.sqrt(6), rel=1e-6)
+    assert m[0, 0] == 0 and m[2].nnz == 0
+
+
+def test_recommend_gives_n_distinct_unexcluded_items() -> None:
+    sp = space()
+    u = users([{"user": "u", "items": ["a", "c"], "factors": [0.5, 0.5]}])
+    out = fusion.recommend(u, sp, fusion.CandidateCounts(), None, 3, 0.34)
+    assert len(out) == 3 and out[C.ITEM_ID].nunique() == 3
+    assert not set(out[C.ITEM_ID]) & {"a", "c"}
+    assert out[C.RANK].tolist() == [1, 2, 3]
+    assert (np.diff(out[C.SCORE].to_numpy()) <= 0).all()
+    assert out[C.IS_LONG_TAIL].sum() >= 1
