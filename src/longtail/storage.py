@@ -126,10 +126,14 @@ class Fs:
         """Atomic create-if-absent; a lock older than LOCK_STALE_S is a crashed writer's."""
         path = self._path(uri)
         if self._fs.exists(path):
-            age_s = time.time() - self._fs.getFileStatus(path).getModificationTime() / 1000
-            if age_s < LOCK_STALE_S:
+            try:
+                age_s = time.time() - self._fs.getFileStatus(path).getModificationTime() / 1000
+            except Exception:  # released between the two calls: free now
+                age_s = None
+            if age_s is not None and age_s < LOCK_STALE_S:
                 return False
-            self._fs.delete(path, False)
+            if age_s is not None:
+                self._fs.delete(path, False)
         if self._fs.getScheme() == "file":
             # Hadoop's local create(overwrite=False) checks, then opens: two writers can both
             # pass the check. O_EXCL makes create-if-absent atomic on a local disk.

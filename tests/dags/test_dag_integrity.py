@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "longtail_nightly.py"
 DAG_ID = "longtail_nightly"
-CHAIN = ("resolve_run", "ingest", "clean", "train_als", "score", "publish")
-SPARK_STAGES = CHAIN[1:]
+# task -> its upstream tasks: the whole graph, exactly.
+UPSTREAM = {
+    "resolve_run": set(),
+    "ingest": {"resolve_run"},
+    "clean": {"ingest"},
+    "content": {"clean"},
+    "train_als": {"clean"},
+    "train_ranker": {"content", "train_als"},
+    "score": {"train_ranker"},
+    "publish": {"score"},
+    "similar_items": {"content", "train_als"},
+    "quality": {"publish"},
+}
+# The spine every night must walk, in this order.
+CHAIN = ("resolve_run", "ingest", "clean", "train_als", "train_ranker", "score", "publish")
+SPARK_STAGES = tuple(t for t in UPSTREAM if t != "resolve_run")
 # Heavy libraries that belong in the Spark jobs, never in the scheduler's parse loop.
 HEAVY_MODULES = (
     "pyspark",
@@ -39,15 +54,29 @@ def test_dagbag_has_no_import_errors(dagbag: Any) -> None:
     assert DAG_ID in dagbag.dags
 
 
-def test_task_ids_and_exact_chain(dag: Any) -> None:
-    assert sorted(dag.task_ids) == sorted(CHAIN)
-    for i, task_id in enumerate(CHAIN):
+def test_task_ids_and_exact_dependencies(dag: Any) -> None:
+    assert sorted(dag.task_ids) == sorted(UPSTREAM)
+    for task_id, upstream in UPSTREAM.items():
         task = dag.get_task(task_id)
-        upstream = {CHAIN[i - 1]} if i > 0 else set()
-        downstream = {CHAIN[i + 1]} if i + 1 < len(CHAIN) else set()
+        downstream = {t for t, ups in UPSTREAM.items() if task_id in ups}
         assert task.upstream_task_ids == upstream, task_id
         assert task.downstream_task_ids == downstream, task_id
-    assert [t.task_id for t in dag.topological_sort()] == list(CHAIN)
+
+
+def test_the_spine_runs_in_order_after_validation(dag: Any) -> None:
+    for before, after in pairwise(CHAIN):
+        assert after in dag.get_task(before).downstream_task_ids, (before, after)
+    # No Spark job can start before resolve_run has validated every stage's config.
+    assert [t.task_id for t in dag.roots] == ["resolve_run"]
+    assert dag.get_task("resolve_run").get_flat_relative_ids(upstream=False) == set(SPARK_STAGES)
+    order = [t.task_id for t in dag.topological_sort()]
+    assert [t for t in order if t in CHAIN] == list(CHAIN)
+
+
+def test_every_spark_stage_has_a_validated_config(dag: Any) -> None:
+    from longtail.dagargs import STAGE_CONFIGS
+
+    assert set(STAGE_CONFIGS) == set(SPARK_STAGES)
 
 
 def test_retries(dag: Any) -> None:

@@ -61,11 +61,11 @@ def reference(spark: Any, standard_landing: Path, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(scope="session")
-def reference_published(reference: Path, spark: Any) -> Path:
-    """The reference plus train_als, score and publish for both dates (a copy; do not modify)."""
+def reference_published(reference: Path, standard_landing: Path, spark: Any) -> Path:
+    """The reference plus every later stage of the DAG for both dates (a copy; do not modify)."""
     from reliability_kit import DS, EARLIER_DS, copy_warehouse, model_and_publish
 
     warehouse = copy_warehouse(reference, reference.parent.parent / "published" / "warehouse")
     for ds in (EARLIER_DS, DS):
-        model_and_publish(spark, warehouse, ds)
+        model_and_publish(spark, standard_landing, warehouse, ds)
     return warehouse

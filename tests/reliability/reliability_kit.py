@@ -14,14 +14,7 @@ from typing import Any
 
 import pyarrow.dataset as pads
 
-from longtail.config import (
-    AlsConfig,
-    CleanConfig,
-    IngestConfig,
-    PublishConfig,
-    ScoreConfig,
-    StageConfig,
-)
+from longtail.config import CleanConfig, IngestConfig, StageConfig
 from longtail.stages.common import run_and_record
 
 DS = date(2024, 5, 10)
@@ -39,8 +32,9 @@ INGEST_CLEAN_TABLES = (
     "interactions",
 )
 TOP_N = 5
-# Small ALS: a few seconds on two cores, same code path as the nightly run.
-ALS_OVERRIDES = {"factors": 8, "iterations": 5}
+# Small models: seconds on two cores, the same code paths as the nightly run. Also given to the
+# backfill through Airflow (dag run conf), so both build the very same configs.
+PIPELINE_OVERRIDES = {"train_als": {"factors": 8, "iterations": 5}}
 
 
 def iso(day: date, seconds: int = 0) -> str:
@@ -136,18 +130,46 @@ def ingest_clean(spark: Any, landing: Path | str, warehouse: Path | str, ds: dat
     return run_stage(spark, "clean", CleanConfig(ds=ds, warehouse=str(warehouse)))
 
 
-def full_pipeline(spark: Any, landing: Path | str, warehouse: Path | str, ds: date = DS) -> None:
-    """ingest, clean, train_als, score, publish in-process (quality is not part of the tables)."""
-    ingest_clean(spark, landing, warehouse, ds)
-    model_and_publish(spark, warehouse, ds)
+def resolved_configs(
+    landing: Path | str, warehouse: Path | str, ds: date, overrides: dict | None = None
+) -> dict[str, StageConfig]:
+    """Every stage's config exactly as the DAG's resolve_run task builds it, in DAG order."""
+    from longtail.dagargs import STAGE_CONFIGS, resolve
+
+    params = {
+        "ds": ds.isoformat(),
+        "landing": str(landing),
+        "warehouse": str(warehouse),
+        "top_n": TOP_N,
+        "overrides": PIPELINE_OVERRIDES if overrides is None else overrides,
+    }
+    configs = resolve(params, None)["configs"]
+    return {name: STAGE_CONFIGS[name](**configs[name]) for name in STAGE_CONFIGS}
 
 
-def model_and_publish(spark: Any, warehouse: Path | str, ds: date = DS) -> None:
-    """train_als, score, publish in-process, after ingest and clean."""
-    wh = str(warehouse)
-    run_stage(spark, "train_als", AlsConfig(ds=ds, warehouse=wh, **ALS_OVERRIDES))
-    run_stage(spark, "score", ScoreConfig(ds=ds, warehouse=wh, top_n=TOP_N))
-    run_stage(spark, "publish", PublishConfig(ds=ds, warehouse=wh, top_n=TOP_N))
+def full_pipeline(
+    spark: Any,
+    landing: Path | str,
+    warehouse: Path | str,
+    ds: date = DS,
+    *,
+    skip: tuple[str, ...] = (),
+) -> list[str]:
+    """Every stage of the nightly DAG in-process, in DAG order (ingest .. publish .. quality).
+
+    Follows the DAG's stage list (dagargs.STAGE_CONFIGS), so stages added there are run here too.
+    """
+    done = []
+    for name, cfg in resolved_configs(landing, warehouse, ds).items():
+        if name not in skip:
+            run_stage(spark, name, cfg)
+            done.append(name)
+    return done
+
+
+def model_and_publish(spark: Any, landing: Path | str, warehouse: Path | str, ds: date) -> None:
+    """The stages after ingest and clean, for a warehouse where those two have run."""
+    full_pipeline(spark, landing, warehouse, ds, skip=("ingest", "clean"))
 
 
 def copy_warehouse(src: Path, dst: Path, drop: date | None = None) -> Path:
@@ -183,8 +205,28 @@ def table_rows(partition: Path) -> list[dict]:
     return pads.dataset(str(partition), format="parquet").to_table().to_pylist()
 
 
+def _data_files(partition: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in partition.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(partition).parts)
+    )
+
+
 def table_hash(partition: Path) -> str:
-    """Content hash of a partition: its schema and its rows in sorted order (not file layout)."""
+    """Content hash of a partition: its schema and its rows in sorted order (not file layout).
+
+    A partition without Parquet files (a model folder: meta.json, model.txt) is hashed by the
+    bytes of its files instead.
+    """
+    files = _data_files(partition)
+    assert files, f"{partition} has no data files"
+    if not any(f.name.endswith(".parquet") for f in files):
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(str(f.relative_to(partition)).encode() + b"\0" + f.read_bytes())
+        return digest.hexdigest()
     data = pads.dataset(str(partition), format="parquet")
     schema = [(f.name, str(f.type)) for f in data.schema]
     lines = sorted(
