@@ -31,7 +31,7 @@ export PYSPARK_PYTHON := $(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all clean-data env
+.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all clean-data env bench-table
 
 help:
 	@echo "make run    [DS=YYYY-MM-DD] [LANDING=dir] [WAREHOUSE=dir] [TOP_N=20]  nightly DAG on the sample"
@@ -79,6 +79,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m longtail.bench.replay $(if $(DATASET),--dataset "$(DATASET)" --data-dir "$(DATA_DIR)",--landing "$(abspath $(LANDING))") $(if $(BENCH_NAME),--name "$(BENCH_NAME)")
+
+bench-table: $(STAMP)
+	$(BIN)/python -m longtail.bench.table reports/bench
 
 bench-all: $(STAMP)
 	for d in online-retail amazon-office-2014 ml-latest-small amazon-beauty-2014; do \

@@ -203,6 +203,11 @@ def gate_record_name(table: str) -> str:
     return f"gates/{table}"
 
 
+# An audit may hand over a rendered report (e.g. GX data docs) under this key of its result, or
+# as this attribute of the exception it raises; it is kept beside the JSON as <table>.html.
+DATA_DOCS_HTML = "data_docs_html"
+
+
 def audit_staged(
     spark: SparkSession,
     warehouse: str,
@@ -219,18 +224,24 @@ def audit_staged(
         result = audit(spark.read.parquet(staged))
     except Exception as exc:
         record.update(success=False, error=f"{type(exc).__name__}: {exc}")
-        _write_gate_record(spark, warehouse, ds, table, record)
+        if isinstance(getattr(exc, "result", None), dict):
+            record["result"] = exc.result  # type: ignore[attr-defined]
+        _write_gate_record(spark, warehouse, ds, table, record, getattr(exc, DATA_DOCS_HTML, None))
         raise
+    html = result.pop(DATA_DOCS_HTML, None) if isinstance(result, dict) else None
     record.update(success=True, result=result)
-    _write_gate_record(spark, warehouse, ds, table, record)
+    _write_gate_record(spark, warehouse, ds, table, record, html)
     return result
 
 
 def _write_gate_record(
-    spark: SparkSession, warehouse: str, ds: date, table: str, record: dict
+    spark: SparkSession, warehouse: str, ds: date, table: str, record: dict, html: str | None
 ) -> None:
     try:
         write_record(spark, warehouse, ds, gate_record_name(table), record)
+        if html:
+            uri = run_record_path(warehouse, ds, gate_record_name(table))[: -len(".json")] + ".html"
+            Fs(spark, uri).write_text(uri, html)
     except Exception:  # never let bookkeeping mask the gate's own outcome
         log.warning("could not record the gate result of %s ds=%s", table, ds, exc_info=True)
 

@@ -68,5 +68,15 @@ def test_bench_on_generated_landing(tmp_path: Path) -> None:
             assert 0.0 <= values[metric] <= 1.0, (system, metric)
     # The generated shop has real structure: a learned model beats popularity on it.
     assert out["systems"]["als"]["ndcg@10"] > out["systems"]["popularity"]["ndcg@10"]
+    # Quality floor of the published list on this fixed-seed shop: more accurate than
+    # popularity, and the default tail target (0.3) puts at least 3 tail items in every top 10.
+    published = out["systems"]["published"]
+    assert published["ndcg@10"] > out["systems"]["popularity"]["ndcg@10"]
+    assert published["aplt@10"] >= 0.3 - 1e-9
+    assert published["aplt@10"] > out["systems"]["als"]["aplt@10"]
+    assert {"content", "cooccurrence", "fusion"} <= set(out["systems"])
+    assert [row["tail_target"] for row in out["tradeoff"]] == sorted(
+        row["tail_target"] for row in out["tradeoff"]
+    )
     html = (tmp_path / "reports" / "tiny" / "report.html").read_text()
     assert html.count("<svg") == 2 and all(s in html for s in SYSTEMS)

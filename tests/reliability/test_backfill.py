@@ -1,7 +1,9 @@
 """Backfill through real Airflow: scheduler, api-server and dag-processor as separate processes.
 
-A tiny generated shop; `airflow backfill create` over N days (default 7; LONGTAIL_BACKFILL_DAYS to
-change) with --max-active-runs 1 --reprocess-behavior completed. Shows:
+A tiny generated shop; `airflow backfill create` over the last N days of it with --max-active-runs 1
+--reprocess-behavior completed. N is 2 by default: each DAG run is ~10 spark-submit tasks, about
+6 minutes on two shared cores, so 7 nights would take ~40 minutes (LONGTAIL_BACKFILL_DAYS=7 to
+run them all). Shows:
 - every run succeeds and publishes recommendations/ds=<data interval start>;
 - never more than one backfill run at a time (sampled while running, and from the runs' start
   and end times afterwards);
@@ -46,7 +48,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "longtail_nightly"
 SAMPLE = SampleConfig(n_users=200, n_items=120, n_days=12, n_categories=6, seed=5)
-DAYS = int(os.environ.get("LONGTAIL_BACKFILL_DAYS", "7"))
+DAYS = int(os.environ.get("LONGTAIL_BACKFILL_DAYS", "2"))
 TIMEOUT_S = int(os.environ.get("LONGTAIL_BACKFILL_TIMEOUT_S", str(25 * 60)))
 HISTORY_TABLES = {"quality_metrics"}  # depends on earlier nights, not only on the night's inputs
 PROCESSES = (
@@ -278,7 +280,8 @@ def test_backfill_through_airflow(spark: Any, tmp_path: Path) -> None:
     finally:
         af.stop()
 
-    # the run date is the data interval start; one published partition per run
+    # the run date is the data interval start (= logical date; the run id carries run_after,
+    # one day later); one published partition per run
     assert [_ts(r[2]).date() for r in runs] == days
     assert most_running <= 1
     spans = sorted((_ts(r[3]), _ts(r[4])) for r in runs)

@@ -27,7 +27,7 @@ from reliability_kit import (
 
 from longtail import gates
 from longtail.config import CleanConfig, IngestConfig
-from longtail.storage import write_audit_publish
+from longtail.storage import DATA_DOCS_HTML, write_audit_publish
 
 SCHEMA = "item_id string, title string"
 SILVER = ("quarantine", "catalogue", "silver_events", "interactions")
@@ -143,3 +143,40 @@ def test_clean_run_record_holds_the_accounting(reference: Path) -> None:
             parts = [counts[f"{kind}_{p}"] for p in ("accepted", "quarantined", "deferred")]
             assert sum(parts) == counts[f"{kind}_in"] > 0
         assert counts["events_quarantined"] > 0 and counts["events_deferred"] > 0
+
+
+def test_data_docs_html_handed_over_by_an_audit_is_kept(spark: Any, tmp_path: Path) -> None:
+    """The storage side of GX data docs: an audit's rendered HTML lands beside its JSON."""
+    wh = tmp_path / "wh"
+    df = spark.createDataFrame([("a", "A")], SCHEMA)
+    write_audit_publish(
+        df, str(wh), "items", DS, lambda d: {"success": True, DATA_DOCS_HTML: "<html>ok</html>"}
+    )
+    gates_dir = wh / "_runs" / f"ds={DS}" / "gates"
+    assert (gates_dir / "items.html").read_text() == "<html>ok</html>"
+    assert DATA_DOCS_HTML not in _gate_record(wh, DS, "items")["result"]
+
+    class Rejected(Exception):
+        pass
+
+    def reject(d: Any) -> dict:
+        exc = Rejected("no")
+        exc.data_docs_html = "<html>failed</html>"  # type: ignore[attr-defined]
+        exc.result = {"success": False, "statistics": {"unsuccessful_expectations": 1}}  # type: ignore[attr-defined]
+        raise exc
+
+    with pytest.raises(Rejected):
+        write_audit_publish(df, str(wh), "items", EARLIER_DS, reject)
+    gates_dir = wh / "_runs" / f"ds={EARLIER_DS}" / "gates"
+    assert (gates_dir / "items.html").read_text() == "<html>failed</html>"
+    assert _gate_record(wh, EARLIER_DS, "items")["result"]["success"] is False
+
+
+@pytest.mark.xfail(
+    reason="gates.run_suite does not render GX data docs yet (see DATA_DOCS_HTML in storage)",
+    strict=False,
+)
+def test_real_gates_keep_gx_data_docs_html(reference: Path) -> None:
+    for table in ("catalogue", "silver_events", "interactions"):
+        html = reference / "_runs" / f"ds={DS}" / "gates" / f"{table}.html"
+        assert "<html" in html.read_text().lower()
