@@ -1,4 +1,4 @@
-"""Markdown results table from reports/bench/*/metrics.json (what README's results section shows)."""
+"""Markdown results table from reports/bench/*/metrics.json (README's results section)."""
 
 from __future__ import annotations
 
