@@ -21,7 +21,27 @@ SCORE_DROP = "_score_drop"
 
 
 class GateFailed(RuntimeError):
-    """A data-quality gate failed; the message lists the failed expectations."""
+    """A data-quality gate failed; the message lists the failed expectations.
+
+    Carries the full validation result and its rendered GX data docs page, which storage keeps
+    under `_runs/ds=<ds>/gates/<table>.{json,html}`.
+    """
+
+    def __init__(self, message: str, result: dict | None = None, html: str | None = None):
+        super().__init__(message)
+        self.result = result
+        self.data_docs_html = html
+
+
+def _data_docs(result: Any) -> str | None:
+    """The validation result as a GX data docs HTML page (best effort: never fails a gate)."""
+    try:
+        from great_expectations.render.renderer import ValidationResultsPageRenderer
+        from great_expectations.render.view import DefaultJinjaPageView
+
+        return DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+    except Exception:  # rendering is a report, not a check
+        return None
 
 
 def _gx() -> Any:
@@ -44,13 +64,16 @@ def run_suite(df: DataFrame, name: str, expectations: Sequence[Any]) -> dict:
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
     result = vd.run(batch_parameters={"dataframe": df})
     summary = result.describe_dict()
+    html = _data_docs(result)
     if not result.success:
         failed = [
             f"{e['expectation_type']}({_kw(e['kwargs'])}): {_observed(e['result'])}"
             for e in summary["expectations"]
             if not e["success"]
         ]
-        raise GateFailed(f"gate '{name}' failed: " + "; ".join(failed))
+        raise GateFailed(f"gate '{name}' failed: " + "; ".join(failed), summary, html)
+    if html is not None:
+        summary["data_docs_html"] = html
     return summary
 
 

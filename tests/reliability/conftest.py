@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 
+# Before numpy is imported by any test module: implicit's ALS wants single-threaded BLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
@@ -21,7 +24,6 @@ def spark() -> Iterator[Any]:
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from longtail.sparkutil import get_spark
 
     session = get_spark("longtail-reliability-tests", extra={"spark.sql.shuffle.partitions": "2"})

@@ -47,7 +47,7 @@ def poisoned(df: DataFrame, column: str, value: str) -> DataFrame:
     """df whose Spark job dies in a Python UDF at the row where column == value (mid-write)."""
 
     @F.udf("string")
-    def explode_on(v: str | None) -> str | None:
+    def explode_on(v):  # no type hints: Spark would take them for a pandas UDF
         if v == value:
             # a builtin exception: the Python worker must be able to unpickle it
             raise RuntimeError(f"injected failure at {column}={value}")

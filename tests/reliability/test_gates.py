@@ -172,10 +172,6 @@ def test_data_docs_html_handed_over_by_an_audit_is_kept(spark: Any, tmp_path: Pa
     assert _gate_record(wh, EARLIER_DS, "items")["result"]["success"] is False
 
 
-@pytest.mark.xfail(
-    reason="gates.run_suite does not render GX data docs yet (see DATA_DOCS_HTML in storage)",
-    strict=False,
-)
 def test_real_gates_keep_gx_data_docs_html(reference: Path) -> None:
     for table in ("catalogue", "silver_events", "interactions"):
         html = reference / "_runs" / f"ds={DS}" / "gates" / f"{table}.html"
