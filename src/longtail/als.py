@@ -51,9 +51,25 @@ def fit_als(
     seed: int = 42,
     num_threads: int = 0,
 ) -> AlsModel:
+    matrix, users, items = build_matrix(interactions)
+    user_factors, item_factors = fit_matrix(
+        matrix, factors, regularization, alpha, iterations, seed, num_threads
+    )
+    return AlsModel(users, items, user_factors, item_factors)
+
+
+def fit_matrix(
+    matrix: csr_matrix,
+    factors: int,
+    regularization: float,
+    alpha: float,
+    iterations: int,
+    seed: int,
+    num_threads: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """implicit's CPU ALS on a confidence matrix -> (user factors, item factors), float32."""
     from implicit.cpu.als import AlternatingLeastSquares
 
-    matrix, users, items = build_matrix(interactions)
     model = AlternatingLeastSquares(
         factors=factors,
         regularization=regularization,
@@ -64,11 +80,9 @@ def fit_als(
         calculate_training_loss=False,
     )
     model.fit(matrix, show_progress=False)
-    return AlsModel(
-        user_ids=users,
-        item_ids=items,
-        user_factors=np.asarray(model.user_factors, dtype=np.float32),
-        item_factors=np.asarray(model.item_factors, dtype=np.float32),
+    return (
+        np.asarray(model.user_factors, dtype=np.float32),
+        np.asarray(model.item_factors, dtype=np.float32),
     )
 
 

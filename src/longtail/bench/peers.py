@@ -16,7 +16,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from longtail import columns as C
-from longtail.als import build_matrix
+from longtail.als import build_matrix, fit_matrix
 from longtail.bench import metrics
 from longtail.scoring import top_n_indices
 
@@ -80,23 +80,6 @@ def recommend_from_factors(
     return recs
 
 
-def _fit_implicit(
-    matrix: csr_matrix, factors: int, reg: float, alpha: float, iters: int, seed: int
-):
-    from implicit.cpu.als import AlternatingLeastSquares
-
-    model = AlternatingLeastSquares(
-        factors=factors,
-        regularization=reg,
-        alpha=alpha,
-        iterations=iters,
-        random_state=seed,
-        calculate_training_loss=False,
-    )
-    model.fit(matrix, show_progress=False)
-    return np.asarray(model.user_factors), np.asarray(model.item_factors)
-
-
 DEFAULT_GRID = {
     "factors": (32, 64, 128),
     "regularization": (0.01, 0.1),
@@ -119,7 +102,7 @@ def tune_als(
     for factors, reg, alpha, iters in itertools.product(
         grid["factors"], grid["regularization"], grid["alpha"], grid["iterations"]
     ):
-        uf, itf = _fit_implicit(matrix, factors, reg, alpha, iters, seed)
+        uf, itf = fit_matrix(matrix, factors, reg, alpha, iters, seed)
         recs = recommend_from_factors(uf, itf, user_ids, item_ids, matrix, users, k)
         params = {"factors": factors, "regularization": reg, "alpha": alpha, "iterations": iters}
         trials.append({**params, "val_ndcg@10": metrics.ndcg_at_k(recs, val_truth, 10)})
@@ -132,7 +115,7 @@ def als(
 ) -> PeerResult:
     t0 = time.perf_counter()
     matrix, user_ids, item_ids = build_matrix(interactions)
-    uf, itf = _fit_implicit(
+    uf, itf = fit_matrix(
         matrix,
         params["factors"],
         params["regularization"],
