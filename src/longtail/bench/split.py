@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from longtail import columns as C
+from longtail.ranker import new_pairs
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,7 @@ def make_split(events: pd.DataFrame, cutoff: pd.Timestamp) -> Split:
     ts = pd.to_datetime(events[C.TS], utc=True)
     train = events[ts < cutoff]
     test = events[ts >= cutoff]
-    seen = set(zip(train[C.USER_ID], train[C.ITEM_ID], strict=True))
-    train_users = set(train[C.USER_ID])
-    truth: dict[str, set[str]] = {}
-    for user, item in zip(test[C.USER_ID], test[C.ITEM_ID], strict=True):
-        if user in train_users and (user, item) not in seen:
-            truth.setdefault(user, set()).add(item)
+    truth = new_pairs(train, test)  # the same labelling the ranker trains on
     return Split(cutoff=cutoff, train=train, test=test, truth=truth, eval_users=sorted(truth))
 
 
