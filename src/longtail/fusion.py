@@ -512,7 +512,7 @@ def recommend(
         if cands.empty:
             continue
         scores = (
-            booster.predict(cands[list(FEATURES)].to_numpy(np.float32))  # type: ignore[attr-defined]
+            booster.predict(feature_matrix(cands))  # type: ignore[attr-defined]
             if booster is not None
             else blend_score(cands)
         )

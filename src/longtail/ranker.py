@@ -17,7 +17,14 @@ import numpy as np
 import pandas as pd
 
 from longtail import columns as C
-from longtail.fusion import FEATURES, CandidateCounts, ItemSpace, candidates, user_frame
+from longtail.fusion import (
+    FEATURES,
+    CandidateCounts,
+    ItemSpace,
+    candidates,
+    feature_matrix,
+    user_frame,
+)
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -136,7 +143,7 @@ def fit(
     tr, va = ts.frame[~is_valid], ts.frame[is_valid]
     g_tr = tr.groupby(C.USER_ID, sort=True).size().to_numpy()
     g_va = va.groupby(C.USER_ID, sort=True).size().to_numpy()
-    x_tr, x_va = tr[list(FEATURES)].to_numpy(np.float32), va[list(FEATURES)].to_numpy(np.float32)
+    x_tr, x_va = feature_matrix(tr), feature_matrix(va)
     model = lgb.LGBMRanker(
         objective="lambdarank",
         n_estimators=params.get("n_estimators", 300),

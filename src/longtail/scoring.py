@@ -27,7 +27,6 @@ from longtail import columns as C
 
 SOURCE_ALS = "als"
 SOURCE_POPULARITY = "popularity"
-SOURCES = (SOURCE_ALS, SOURCE_POPULARITY)
 EXCLUDED = "excluded"
 N_ITEMS = "n_items"
 

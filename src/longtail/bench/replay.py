@@ -178,7 +178,7 @@ def _pipeline_parts(
         batch = frame.iloc[start : start + 256].reset_index(drop=True)
         c = fusion.candidates(batch, space, counts, index)
         cands.append(c)
-        feats = c[list(fusion.FEATURES)].to_numpy(np.float32)
+        feats = fusion.feature_matrix(c)
         scores.append(booster.predict(feats) if booster is not None else fusion.blend_score(c))
     all_c = pd.concat(cands, ignore_index=True)
     all_s = np.concatenate(scores).astype(np.float64)
