@@ -12,9 +12,10 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import DAG, Param, task
 from airflow.timetables.interval import CronDataIntervalTimetable
+
+from longtail.operators import StageSubmitOperator
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS = REPO / "jobs"
@@ -100,7 +101,7 @@ with DAG(
     resolved = resolve_run()
     jobs = {}
     for stage, upstream in UPSTREAM.items():
-        jobs[stage] = SparkSubmitOperator(
+        jobs[stage] = StageSubmitOperator(
             task_id=stage,
             conn_id=SPARK_CONN_ID,
             application=str(JOBS / f"{stage}.py"),

@@ -16,8 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+from longtail.errors import ERROR_PREFIX
+
 DAG_ID = "longtail_nightly"
 _STATE = re.compile(r"DagRun Finished: .*?state=(\w+)")
+# The reason line a failed stage prints, as it appears inside Airflow's task log line.
+_REASON = re.compile(re.escape(ERROR_PREFIX) + r" (.*?)(?:\s+\[airflow\.[^\]]*\].*)?$")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = ["airflow", "dags", "test", DAG_ID, args.ds, "-c", json.dumps(conf)]
     started = time.time()
     state = None
+    reasons: list[str] = []
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.stdout is not None
@@ -53,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             m = _STATE.search(line)
             if m:
                 state = m.group(1)
-            if "Marking task as" in line or "ERROR" in line or "LandingContractError" in line:
-                print(line.rstrip()[:400], flush=True)
+            reason = _REASON.search(line.rstrip())
+            if reason and reason.group(1) not in reasons:
+                reasons.append(reason.group(1))
+                print(f"longtail: {reason.group(1)}", flush=True)
         rc = proc.wait()
     record = Path(args.warehouse) / "_runs" / f"ds={args.ds}" / "publish.json"
     fresh = record.exists() and record.stat().st_mtime >= started
@@ -66,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             f"({out['counts']['rows']} rows) in {elapsed:.0f}s"
         )
         return 0
+    why = f" Reason: {reasons[0]}." if reasons else ""
     print(
         f"longtail: run for {args.ds} FAILED (exit {rc}, dag run state {state}); "
-        f"nothing new was published. Full log: {log_path}",
+        f"nothing new was published.{why} Full log: {log_path}",
         file=sys.stderr,
     )
     return 1

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field, fields
 from datetime import date
 from typing import Any, Self, get_type_hints
 
+from longtail.errors import PermanentError
+
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
-class ConfigError(ValueError):
+class ConfigError(PermanentError, ValueError):
     """A configuration value is invalid; raised before any work starts."""
 
 

@@ -16,11 +16,12 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from longtail import columns as C
+from longtail.errors import PermanentError
 
 SCORE_DROP = "_score_drop"
 
 
-class GateFailed(RuntimeError):
+class GateFailed(PermanentError, RuntimeError):
     """A data-quality gate failed; the message lists the failed expectations.
 
     Carries the full validation result and its rendered GX data docs page, which storage keeps

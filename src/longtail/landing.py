@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from longtail import columns as C
+from longtail.errors import PermanentError
 from longtail.storage import Fs
 
 CORRUPT = "_corrupt_record"
@@ -40,7 +41,7 @@ _FORMATS = {
 }
 
 
-class LandingContractError(ValueError):
+class LandingContractError(PermanentError, ValueError):
     """The landing folder breaks the input contract; the message names the file and column."""
 
 

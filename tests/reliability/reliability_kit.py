@@ -275,9 +275,9 @@ def assert_no_partial_output(warehouse: Path) -> None:
 
 
 def leftovers(warehouse: Path) -> list[str]:
-    """Files still in staging, trash or locks (after a run, success or failure, there are none)."""
+    """Files still in staging, trash, locks or publish journals (after a run there are none)."""
     out = []
-    for name in ("_staging", "_trash", "_locks"):
+    for name in ("_staging", "_trash", "_locks", "_txn"):
         root = warehouse / name
         if root.exists():
             out += [str(p.relative_to(warehouse)) for p in root.rglob("*") if p.is_file()]

@@ -10,6 +10,10 @@ published from other data, for the re-run case), breaks one stage for DS, and th
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -154,8 +158,8 @@ def test_publish_swap_fails_in_the_middle_of_a_rerun(
 ) -> None:
     """DS was published from older data; the re-run's second swap fails half-way.
 
-    Each partition is atomic: the one whose swap failed is restored byte for byte, the one
-    already swapped is the complete new one. The retry brings every table to the reference.
+    The four silver tables publish as one set: the table already swapped is swapped back, so
+    every table is the earlier partition again, byte for byte. The retry gives the reference.
     """
     old_landing = write_base_landing(tmp_path / "old-landing", days=5)
     ingest_clean(spark, old_landing, seeded, DS)
@@ -169,7 +173,7 @@ def test_publish_swap_fails_in_the_middle_of_a_rerun(
     swaps: list[str] = []
 
     def rename(self: storage.Fs, src: str, dst: str) -> None:
-        if "/_staging/" in src:  # staged -> published: the middle of a swap
+        if "/_staging/" in src and "/_staging/" not in dst:  # staged -> published
             swaps.append(dst)
             if len(swaps) == 2:
                 raise storage.PublishError(f"injected failure moving {src} to {dst}")
@@ -180,15 +184,10 @@ def test_publish_swap_fails_in_the_middle_of_a_rerun(
         run_stage(spark, "clean", CleanConfig(ds=DS, warehouse=str(seeded)))
     monkeypatch.undo()
 
-    assert [Path(s).parent.name for s in swaps] == ["quarantine", "catalogue"]
+    assert [Path(s).parent.name for s in swaps] == ["catalogue", "interactions"]
     assert_no_partial_output(seeded)
-    assert file_snapshot(seeded / "catalogue" / f"ds={DS}") == old["catalogue"], "restored"
-    assert file_snapshot(seeded / "quarantine" / f"ds={DS}") != old["quarantine"]
-    assert warehouse_hashes(seeded, DS, ["quarantine"]) == warehouse_hashes(
-        reference, DS, ["quarantine"]
-    )
-    for table in ("silver_events", "interactions"):
-        assert file_snapshot(seeded / table / f"ds={DS}") == old[table]
+    for table in SILVER:
+        assert file_snapshot(seeded / table / f"ds={DS}") == old[table], f"{table} restored"
     assert _earlier(seeded) == before
     assert leftovers(seeded) == []
 
@@ -209,3 +208,68 @@ def test_failed_runs_leave_no_trace_in_a_fresh_warehouse(
         run_stage(spark, "ingest", cfg)
     assert published_partitions(warehouse) == {}
     assert leftovers(warehouse) == []
+
+
+# Run as its own process: the clean stage, killed (no cleanup code runs) between the first and the
+# second move of its four-table publish.
+_KILLED_MID_SET = """
+import os, sys
+from longtail import storage
+real_rename = storage.Fs.rename
+swaps = []
+def rename(self, src, dst):
+    if "/_staging/" in src and "/_staging/" not in dst:
+        swaps.append(dst)
+        if len(swaps) == 2:
+            os._exit(137)
+    real_rename(self, src, dst)
+storage.Fs.rename = rename
+from longtail.stages.clean import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_clean_killed_between_two_moves_of_its_publish(
+    spark: Any, standard_landing: Path, seeded: Path, reference: Path, tmp_path: Path
+) -> None:
+    """A real process death half-way through a set publish; the retry undoes it and publishes.
+
+    Until the retry, one table of the set is missing for DS (moved aside, not lost); the earlier
+    partition comes back, and then the retry's, before anything else publishes those tables.
+    """
+    old_landing = write_base_landing(tmp_path / "old-landing", days=5)
+    ingest_clean(spark, old_landing, seeded, DS)
+    before = _earlier(seeded)
+    old = {t: file_snapshot(seeded / t / f"ds={DS}") for t in SILVER}
+    run_stage(
+        spark, "ingest", IngestConfig(ds=DS, warehouse=str(seeded), landing=str(standard_landing))
+    )
+    cfg = CleanConfig(ds=DS, warehouse=str(seeded))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    script = tmp_path / "killed_mid_set.py"  # a file, not -c: pyspark treats -c as doctests
+    script.write_text(_KILLED_MID_SET)
+    proc = subprocess.run(
+        [sys.executable, str(script), "--config-json", json.dumps(cfg.to_dict())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 137, proc.stderr[-3000:]
+
+    # What the dead process left: catalogue swapped in, interactions moved aside (trash) with its
+    # new partition still staged, the other two untouched; its journal and locks.
+    assert file_snapshot(seeded / "catalogue" / f"ds={DS}") != old["catalogue"]
+    assert not (seeded / "interactions" / f"ds={DS}").exists()
+    for table in ("quarantine", "silver_events"):
+        assert file_snapshot(seeded / table / f"ds={DS}") == old[table]
+    assert list((seeded / "_txn").rglob("*.json")), "the journal of the set"
+    assert list((seeded / "_locks").rglob("*.lock")), "the dead process's locks"
+    assert _earlier(seeded) == before
+
+    run_stage(spark, "clean", cfg)  # Airflow's retry of the task, right away
+
+    assert warehouse_hashes(seeded, DS, SILVER) == warehouse_hashes(reference, DS, SILVER)
+    assert _earlier(seeded) == before
+    assert_no_partial_output(seeded)
+    assert leftovers(seeded) == []

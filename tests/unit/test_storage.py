@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -10,10 +14,13 @@ from pathlib import Path
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from longtail import storage
 from longtail.storage import (
     Fs,
     PublishError,
+    lock_holder,
     publish_staged,
+    publish_staged_set,
     read_record,
     read_table,
     write_audit_publish,
@@ -159,3 +166,107 @@ def test_run_records_round_trip(spark, tmp_path):
     assert read_record(spark, wh, DS, "score") == {"counts": {"users": 3}, "ds": "2024-05-01"}
     assert (tmp_path / "wh" / "_runs" / "ds=2024-05-01" / "score.json").exists()
     assert read_record(spark, wh, DS, "missing") is None
+
+
+def _stage_all(spark, wh: str, rows: dict[str, list[tuple]], attempt: str) -> None:
+    for table, data in rows.items():
+        write_staging(spark.createDataFrame(data, SCHEMA), wh, table, DS, attempt)
+
+
+def test_a_set_publishes_every_table_or_none(spark, tmp_path, monkeypatch):
+    wh = str(tmp_path / "wh")
+    _stage_all(spark, wh, {"a": [(1, "a1")], "b": [(1, "b1")], "c": [(1, "c1")]}, "one")
+    publish_staged_set(spark, wh, ["c", "a", "b"], DS, "one")
+    old = {t: _snapshot(tmp_path / "wh" / t / "ds=2024-05-01") for t in "abc"}
+
+    _stage_all(spark, wh, {"a": [(2, "a2")], "b": [(2, "b2")], "c": [(2, "c2")]}, "two")
+    real_rename = Fs.rename
+    moves: list[str] = []
+
+    def rename(self, src, dst):
+        if "/_staging/" in src and "/_staging/" not in dst:
+            moves.append(Path(dst).parent.name)
+            if len(moves) == 3:
+                raise PublishError("injected: the third table cannot move")
+        real_rename(self, src, dst)
+
+    monkeypatch.setattr(Fs, "rename", rename)
+    with pytest.raises(PublishError, match="injected"):
+        publish_staged_set(spark, wh, ["c", "a", "b"], DS, "two")
+    monkeypatch.undo()
+
+    assert moves == ["a", "b", "c"]  # name order; a and b had moved when c failed
+    for t in "abc":  # all three are the earlier partitions again, byte for byte
+        assert _snapshot(tmp_path / "wh" / t / "ds=2024-05-01") == old[t]
+    for folder in ("_trash", "_locks", "_txn"):
+        assert _snapshot(tmp_path / "wh" / folder) == {}
+
+    # the retry stages again (a failed attempt's output is not kept) and publishes the whole set
+    _stage_all(spark, wh, {"a": [(2, "a2")], "b": [(2, "b2")], "c": [(2, "c2")]}, "retry")
+    publish_staged_set(spark, wh, ["a", "b", "c"], DS, "retry")
+    for t in "abc":
+        assertDataFrameEqual(read_table(spark, wh, t, DS), [(2, f"{t}2")])
+
+
+def test_a_set_left_half_done_by_a_dead_process_is_undone_first(spark, tmp_path):
+    """Replays what a publisher killed between two moves leaves behind, then publishes again."""
+    wh = str(tmp_path / "wh")
+    root = tmp_path / "wh"
+    _stage_all(spark, wh, {"a": [(1, "a1")], "b": [(1, "b1")]}, "one")
+    publish_staged_set(spark, wh, ["a", "b"], DS, "one")
+    old = {t: _snapshot(root / t / "ds=2024-05-01") for t in "ab"}
+
+    # The dead publisher: its journal, its lock (held by a pid that no longer exists), table a
+    # moved aside and replaced, table b moved aside but its new partition never moved in.
+    _stage_all(spark, wh, {"a": [(2, "a2")], "b": [(2, "b2")]}, "dead")
+    fs = Fs(spark, wh)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    holder = json.dumps({"id": "dead", "host": socket.gethostname(), "pid": int(dead.stdout)})
+    assert fs.try_lock(f"{wh}/_locks/a/ds=2024-05-01.lock", holder)
+    fs.write_text(
+        f"{wh}/_txn/ds=2024-05-01/dead.json",
+        json.dumps({"owner": "dead", "had_old": {"a": True, "b": True}}),
+    )
+    fs.rename(f"{wh}/a/ds=2024-05-01", f"{wh}/_trash/a/ds=2024-05-01/dead")
+    fs.rename(f"{wh}/_staging/a/ds=2024-05-01.attempt-dead", f"{wh}/a/ds=2024-05-01")
+    fs.rename(f"{wh}/b/ds=2024-05-01", f"{wh}/_trash/b/ds=2024-05-01/dead")
+    assert not (root / "b" / "ds=2024-05-01").exists()  # what readers see until the next run
+
+    # The next publisher takes the dead holder's lock at once, undoes the half-done set
+    # (a and b back to the earlier partitions), then publishes its own.
+    _stage_all(spark, wh, {"a": [(3, "a3")], "b": [(3, "b3")]}, "next")
+    real_undo = storage._undo
+    undone: list[dict[str, bytes]] = []
+
+    def spy(fs_, wh_, tables, ds, owner, had_old):
+        real_undo(fs_, wh_, tables, ds, owner, had_old)
+        undone.extend(_snapshot(root / t / "ds=2024-05-01") for t in tables)
+
+    storage._undo = spy
+    try:
+        publish_staged_set(spark, wh, ["a", "b"], DS, "next")
+    finally:
+        storage._undo = real_undo
+    assert undone == [old["a"], old["b"]]
+    for t in "ab":
+        assertDataFrameEqual(read_table(spark, wh, t, DS), [(3, f"{t}3")])
+    for folder in ("_trash", "_locks", "_txn"):
+        assert _snapshot(root / folder) == {}
+
+
+def test_a_lock_held_by_a_live_process_is_respected(spark, tmp_path):
+    wh = str(tmp_path / "wh")
+    fs = Fs(spark, wh)
+    live = json.dumps({"id": "x", "host": socket.gethostname(), "pid": os.getppid()})
+    lock = f"{wh}/_locks/recs/ds=2024-05-01.lock"
+    assert fs.try_lock(lock, live)
+    assert fs.try_lock(lock, lock_holder()) is False
+    elsewhere = json.dumps({"id": "y", "host": "another-host", "pid": 1})
+    fs.delete(lock)
+    assert fs.try_lock(lock, elsewhere)
+    assert fs.try_lock(lock, lock_holder()) is False  # another host's process: cannot tell

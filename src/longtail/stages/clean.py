@@ -12,11 +12,12 @@ from longtail import columns as C
 from longtail import gates
 from longtail.cleaning import clean, window_end
 from longtail.config import CleanConfig
+from longtail.errors import PermanentError
 from longtail.stages.common import stage_main
 from longtail.storage import (
     audit_staged,
     discard_staged,
-    publish_staged,
+    publish_staged_set,
     read_table,
     write_staging,
 )
@@ -24,7 +25,7 @@ from longtail.storage import (
 TABLES = ("quarantine", "catalogue", "silver_events", "interactions")
 
 
-class AccountingError(RuntimeError):
+class AccountingError(PermanentError, RuntimeError):
     """Rows in != accepted + quarantined + deferred: something was lost; nothing is published."""
 
 
@@ -86,8 +87,7 @@ def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
         t: audit_staged(spark, wh, t, ds, audit, attempt) if audit else {}
         for t, (_, audit) in outputs.items()
     }
-    for t in outputs:
-        publish_staged(spark, wh, t, ds, attempt=attempt)
+    publish_staged_set(spark, wh, list(outputs), ds, attempt)
     return {
         "counts": counts,
         "quarantine_reasons": dict(sorted(reasons.items())),

@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from longtail import __version__
 from longtail.config import StageConfig
+from longtail.errors import ERROR_PREFIX, PERMANENT_EXIT_CODE, PermanentError
 from longtail.sparkutil import get_spark
 from longtail.storage import write_record
 
@@ -28,13 +29,21 @@ def stage_main(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    cfg = cfg_type.from_argv(argv if argv is not None else sys.argv[1:])
-    spark = get_spark(f"longtail-{name}-{cfg.ds}")
-    started = time.time()
-    record = run_and_record(spark, name, cfg, run)
-    log.info(
-        "%s ds=%s done in %.1fs: %s", name, cfg.ds, time.time() - started, record.get("counts")
-    )
+    ds = "?"
+    try:
+        cfg = cfg_type.from_argv(argv if argv is not None else sys.argv[1:])
+        ds = str(cfg.ds)
+        spark = get_spark(f"longtail-{name}-{cfg.ds}")
+        started = time.time()
+        record = run_and_record(spark, name, cfg, run)
+    except PermanentError as exc:
+        # Same inputs, same outcome: say why in one line and exit with the code that tells the
+        # scheduler not to retry. Nothing was published (every stage stages, audits, then swaps).
+        log.error("%s ds=%s failed, not retryable", name, ds, exc_info=True)
+        reason = " ".join(str(exc).split())  # one line, so wrappers can pick it out of a log
+        print(f"{ERROR_PREFIX} {name} ds={ds}: {type(exc).__name__}: {reason}", file=sys.stderr)
+        return PERMANENT_EXIT_CODE
+    log.info("%s ds=%s done in %.1fs: %s", name, ds, time.time() - started, record.get("counts"))
     return 0
 
 

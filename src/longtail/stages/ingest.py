@@ -11,7 +11,7 @@ from longtail import columns as C
 from longtail import gates, landing
 from longtail.config import IngestConfig
 from longtail.stages.common import stage_main
-from longtail.storage import audit_staged, discard_staged, publish_staged, write_staging
+from longtail.storage import audit_staged, discard_staged, publish_staged_set, write_staging
 
 TABLES = ("bronze_events", "bronze_items", "bronze_users")
 
@@ -54,8 +54,7 @@ def run(spark: SparkSession, cfg: IngestConfig) -> dict[str, Any]:
                 raise explained from exc
         for table, (_, required) in frames.items():
             audit_staged(spark, wh, table, ds, _bronze_gate(required), attempt)
-        for table in frames:
-            publish_staged(spark, wh, table, ds, attempt=attempt)
+        publish_staged_set(spark, wh, list(frames), ds, attempt)
     finally:
         for table in frames:
             discard_staged(spark, wh, table, ds, attempt)

@@ -8,10 +8,11 @@ from pyspark.sql import SparkSession
 
 from longtail import gates
 from longtail.config import PublishConfig
+from longtail.errors import PermanentError
 from longtail.fusion import SOURCES
 from longtail.stages.common import stage_main
-from longtail.stages.score import TABLE
-from longtail.storage import publish_staged, read_record, table_path
+from longtail.stages.score import STAGED_ATTEMPT, TABLE
+from longtail.storage import discard_staged, publish_staged, read_record, table_path
 
 
 def run(spark: SparkSession, cfg: PublishConfig) -> dict[str, Any]:
@@ -19,13 +20,19 @@ def run(spark: SparkSession, cfg: PublishConfig) -> dict[str, Any]:
     if score is None:
         raise FileNotFoundError(f"no score record for ds={cfg.ds}: run score first")
     expected_users = int(score["counts"]["users"])
-    result = publish_staged(
-        spark,
-        cfg.warehouse,
-        TABLE,
-        cfg.ds,
-        lambda df: gates.gate_recommendations(df, cfg.top_n, expected_users, SOURCES),
-    )
+    attempt = score.get(STAGED_ATTEMPT)
+    try:
+        result = publish_staged(
+            spark,
+            cfg.warehouse,
+            TABLE,
+            cfg.ds,
+            lambda df: gates.gate_recommendations(df, cfg.top_n, expected_users, SOURCES),
+            attempt,
+        )
+    except PermanentError:  # failed its gate: this output will never be published
+        discard_staged(spark, cfg.warehouse, TABLE, cfg.ds, attempt)
+        raise
     return {
         "published": table_path(cfg.warehouse, TABLE, cfg.ds),
         "model_version": score["model_version"],

@@ -10,6 +10,7 @@ of users is scored as one block.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -36,9 +37,19 @@ from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
 from longtail.stages.train_als import ITEM_FACTORS, USER_FACTORS
 from longtail.stages.train_ranker import TABLE as RANKER
-from longtail.storage import Fs, read_record, read_table, staging_path, table_path, write_staging
+from longtail.storage import (
+    Fs,
+    discard_staged,
+    read_record,
+    read_table,
+    release_staging,
+    table_path,
+    write_staging,
+)
 
 TABLE = "recommendations"
+# Key of the score run record naming the staged attempt that publish audits and swaps in.
+STAGED_ATTEMPT = "staged_attempt"
 OUTPUT_SCHEMA = StructType(
     [*RECOMMENDATION_SCHEMA.fields, StructField(C.IS_LONG_TAIL, BooleanType(), False)]
 )
@@ -210,19 +221,28 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
         recs, version = _run_fusion(spark, cfg, min_user_items)
     else:
         recs, version = _run_als(spark, cfg, als_record)
-    write_staging(recs, wh, TABLE, ds)
-    staged = spark.read.parquet(staging_path(wh, TABLE, ds))
-    by_source = {r[C.SOURCE]: r["count"] for r in staged.groupBy(C.SOURCE).count().collect()}
-    n_users = read_table(spark, wh, "interactions", ds).select(C.USER_ID).distinct().count()
-    tail_share = staged.where(F.col(C.RANK) <= 10).agg(F.avg(F.col(C.IS_LONG_TAIL).cast("double")))
+    # Staged in a folder private to this attempt; publish takes the one named in this stage's run
+    # record, so two runs of one date never publish a mixture of each other's output.
+    attempt = uuid.uuid4().hex[:12]
+    try:
+        staged = spark.read.parquet(write_staging(recs, wh, TABLE, ds, attempt))
+        by_source = {r[C.SOURCE]: r["count"] for r in staged.groupBy(C.SOURCE).count().collect()}
+        n_users = read_table(spark, wh, "interactions", ds).select(C.USER_ID).distinct().count()
+        top10 = staged.where(F.col(C.RANK) <= 10)
+        tail_share = top10.agg(F.avg(F.col(C.IS_LONG_TAIL).cast("double"))).first()[0]
+    except BaseException:
+        discard_staged(spark, wh, TABLE, ds, attempt)
+        raise
+    release_staging(spark, wh, TABLE, ds, attempt)  # now publish's to audit and swap in
     return {
         "model_version": version,
         "strategy": cfg.strategy,
+        STAGED_ATTEMPT: attempt,
         "counts": {
             "users": n_users,
             "rows": sum(by_source.values()),
             "rows_by_source": dict(sorted(by_source.items())),
-            "tail_share_top10": tail_share.first()[0],
+            "tail_share_top10": tail_share,
         },
     }
 

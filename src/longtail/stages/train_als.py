@@ -11,7 +11,7 @@ from longtail import gates
 from longtail.als import factors_frame, fit_als
 from longtail.config import AlsConfig
 from longtail.stages.common import stage_main
-from longtail.storage import read_table, write_audit_publish
+from longtail.storage import read_table, write_audit_publish_set
 
 USER_FACTORS = "als_user_factors"
 ITEM_FACTORS = "als_item_factors"
@@ -39,19 +39,14 @@ def run(spark: SparkSession, cfg: AlsConfig) -> dict[str, Any]:
     )
     users = spark.createDataFrame(factors_frame(model.user_ids, model.user_factors, C.USER_ID))
     items = spark.createDataFrame(factors_frame(model.item_ids, model.item_factors, C.ITEM_ID))
-    write_audit_publish(
-        users,
+    # Published together: user and item factors of one fit, never one of them from another run.
+    write_audit_publish_set(
+        {
+            USER_FACTORS: (users, lambda df: gates.gate_factors(df, C.USER_ID, cfg.factors)),
+            ITEM_FACTORS: (items, lambda df: gates.gate_factors(df, C.ITEM_ID, cfg.factors)),
+        },
         cfg.warehouse,
-        USER_FACTORS,
         cfg.ds,
-        lambda df: gates.gate_factors(df, C.USER_ID, cfg.factors),
-    )
-    write_audit_publish(
-        items,
-        cfg.warehouse,
-        ITEM_FACTORS,
-        cfg.ds,
-        lambda df: gates.gate_factors(df, C.ITEM_ID, cfg.factors),
     )
     return {
         "model_version": model_version(cfg),

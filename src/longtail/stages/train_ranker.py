@@ -8,6 +8,7 @@ settings, window and feature importance are written to `ranker/ds=<ds>/`.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pandas as pd
@@ -27,7 +28,14 @@ from longtail.ranker import (
 )
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
-from longtail.storage import Fs, publish_staged, read_record, staging_path
+from longtail.storage import (
+    Fs,
+    claim_staging,
+    discard_staged,
+    publish_staged,
+    read_record,
+    staging_path,
+)
 
 TABLE = "ranker"
 
@@ -101,13 +109,17 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
             booster_text = booster.model_to_string()
             meta["training"] = report
     meta["ranker"] = "lightgbm-lambdarank" if booster_text else "blend"
-    staged = staging_path(wh, TABLE, ds)
+    attempt = uuid.uuid4().hex[:12]
+    staged = staging_path(wh, TABLE, ds, attempt)
     fs = Fs(spark, staged)
-    fs.delete(staged)
-    fs.write_text(f"{staged}/model.txt", booster_text)
-    fs.write_text(f"{staged}/meta.json", json.dumps(meta, indent=2, sort_keys=True))
-    fs.write_text(f"{staged}/_SUCCESS", "")
-    publish_staged(spark, wh, TABLE, ds)
+    try:
+        claim_staging(fs, wh, TABLE, ds, attempt)
+        fs.write_text(f"{staged}/model.txt", booster_text)
+        fs.write_text(f"{staged}/meta.json", json.dumps(meta, indent=2, sort_keys=True))
+        fs.write_text(f"{staged}/_SUCCESS", "")
+        publish_staged(spark, wh, TABLE, ds, attempt=attempt)
+    finally:
+        discard_staged(spark, wh, TABLE, ds, attempt)
     return {
         "counts": {"label_pairs": meta["label_pairs"], "label_users": meta["label_users"]},
         **meta,
