@@ -52,6 +52,16 @@ def _gx() -> Any:
     return gx
 
 
+def pandas_max_rows() -> int:
+    """Tables up to this many rows are validated on a pandas copy; larger ones inside Spark.
+
+    GX on Spark runs several Spark jobs per expectation, seconds each however small the table;
+    the same suite on a pandas copy of a small table takes a fraction of a second. Set
+    LONGTAIL_GATE_PANDAS_MAX_ROWS=0 to validate everything in Spark.
+    """
+    return int(os.environ.get("LONGTAIL_GATE_PANDAS_MAX_ROWS", "200000"))
+
+
 def run_suite(df: DataFrame, name: str, expectations: Sequence[Any]) -> dict:
     """Validate df against expectations; raise GateFailed with the failures, else return results."""
     gx = _gx()
@@ -59,11 +69,15 @@ def run_suite(df: DataFrame, name: str, expectations: Sequence[Any]) -> dict:
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    asset = ctx.data_sources.add_spark(name="spark").add_dataframe_asset(name=name)
+    if df.count() <= pandas_max_rows():
+        source, data = ctx.data_sources.add_pandas(name="pandas"), df.toPandas()
+    else:
+        source, data = ctx.data_sources.add_spark(name="spark"), df
+    asset = source.add_dataframe_asset(name=name)
     batch = asset.add_batch_definition_whole_dataframe("whole")
     suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
-    result = vd.run(batch_parameters={"dataframe": df})
+    result = vd.run(batch_parameters={"dataframe": data})
     summary = result.describe_dict()
     html = _data_docs(result)
     if not result.success:

@@ -494,6 +494,9 @@ def test_broken_landing_fails_loudly_and_keeps_the_published_partition(
     log = (nightly.base / "run-broken.log").read_text(errors="replace")
     assert proc.returncode != 0, _explain(proc, nightly.base / "run-broken.log")
     assert "FAILED" in proc.stderr
+    # a broken landing fails the same way on every attempt: no retries, the reason up front
+    assert "new_state=up_for_retry" not in log
+    assert "Reason: ingest ds=" in proc.stderr and "LandingContractError" in proc.stderr
     where = f"{victim.parent.name}/{victim.name}"
     for text, name in ((proc.stdout + proc.stderr, "output"), (log, "log")):
         lines = [ln for ln in text.splitlines() if where in ln and "'item_id'" in ln]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,7 +46,9 @@ from reliability_kit import (
 )
 
 from longtail.config import IngestConfig
+from longtail.errors import ERROR_PREFIX, PERMANENT_EXIT_CODE
 from longtail.landing import LandingContractError
+from longtail.stages import ingest as ingest_stage
 
 REPO = Path(__file__).resolve().parents[2]
 ONLINE_RETAIL = REPO.parent / "shared" / "datasets" / "online-retail" / "online_retail.csv.gz"
@@ -591,6 +594,23 @@ def test_contract_breach_stops_the_run(
     for part in case.match:
         assert part in message, f"{part!r} not in {message!r}"
     # nothing published, nothing left half-written
+    assert published_partitions(warehouse) == {}
+    assert leftovers(warehouse) == []
+
+
+def test_the_job_entry_point_exits_with_the_not_retryable_code(
+    spark: Any, base_landing: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What spark-submit sees: exit status 65 and one reason line naming the file and column."""
+    write(base_landing / "events/drift.csv", csv_text("customer_id,item_id,ts", [("u1", "x", "t")]))
+    warehouse = tmp_path / "warehouse"
+    cfg = IngestConfig(ds=DS, warehouse=str(warehouse), landing=str(base_landing))
+    rc = ingest_stage.main(["--config-json", json.dumps(cfg.to_dict())])
+    assert rc == PERMANENT_EXIT_CODE
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith(ERROR_PREFIX)]
+    assert len(lines) == 1, lines
+    assert f"ingest ds={DS}: LandingContractError:" in lines[0]
+    assert "events/drift.csv" in lines[0] and "'user_id'" in lines[0]
     assert published_partitions(warehouse) == {}
     assert leftovers(warehouse) == []
 

@@ -1,4 +1,8 @@
-"""Great Expectations gates (slow: the first validation costs seconds, so only a few cases)."""
+"""Great Expectations gates (slow: the first validation costs seconds, so only a few cases).
+
+Every case runs on both engines: a pandas copy (tables up to LONGTAIL_GATE_PANDAS_MAX_ROWS) and
+GX's Spark data source (larger tables); both must pass and fail the same tables.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,14 @@ RECS = (
     " model_version string, is_long_tail boolean"
 )
 SOURCES = ("als", "popularity")
+
+
+@pytest.fixture(autouse=True, params=["pandas", "spark"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(
+        "LONGTAIL_GATE_PANDAS_MAX_ROWS", "1000000" if request.param == "pandas" else "0"
+    )
+    return request.param
 
 
 def test_gate_recommendations_passes_on_a_correct_table(spark):
