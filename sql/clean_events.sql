@@ -1,12 +1,13 @@
 -- Accepted and quarantined events for the run date, from bronze_events and the clean catalogue.
--- Only events before the end of the run date are read (later ones belong to later runs).
--- Every other row is kept: accepted (reason IS NULL) or quarantined with the first reason that applies.
--- Parameters: $window_end, $min_valid_ts (timestamps), $event_types (quoted list),
+-- Events from the end of the run date up to $future_end belong to later runs and are not read;
+-- events at or after $future_end are a broken clock and are quarantined.
+-- Every row read is kept: accepted (reason IS NULL) or quarantined with the first reason that applies.
+-- Parameters: $window_end, $future_end, $min_valid_ts (timestamps), $event_types (quoted list),
 --             $bot_max_events_per_day.
 WITH windowed AS (
   SELECT *
   FROM bronze_events
-  WHERE ts IS NULL OR ts < TIMESTAMP '$window_end'
+  WHERE ts IS NULL OR ts < TIMESTAMP '$window_end' OR ts >= TIMESTAMP '$future_end'
 ),
 flagged AS (
   SELECT
@@ -17,6 +18,7 @@ flagged AS (
       WHEN w.item_id IS NULL THEN 'missing_item_id'
       WHEN w.ts IS NULL THEN 'missing_timestamp'
       WHEN w.ts < TIMESTAMP '$min_valid_ts' THEN 'timestamp_too_old'
+      WHEN w.ts >= TIMESTAMP '$future_end' THEN 'timestamp_in_future'
       WHEN w.event_type NOT IN ($event_types) THEN 'unknown_event_type'
       WHEN w.quantity IS NOT NULL AND w.quantity <= 0 THEN 'non_positive_quantity'
       WHEN w.event_type = 'purchase' AND w.value IS NOT NULL AND w.value <= 0

@@ -24,6 +24,23 @@ _STATE = re.compile(r"DagRun Finished: .*?state=(\w+)")
 _REASON = re.compile(re.escape(ERROR_PREFIX) + r" (.*?)(?:\s+\[airflow\.[^\]]*\].*)?$")
 
 
+def accounting_line(warehouse: Path, ds: str) -> str:
+    """The clean stage's row accounting for ds, as one line (what went where, and why)."""
+    path = warehouse / "_runs" / f"ds={ds}" / "clean.json"
+    if not path.exists():
+        return "longtail: no clean record for this run"
+    rec = json.loads(path.read_text())
+    c, reasons = rec["counts"], rec.get("quarantine_reasons", {})
+    why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return (
+        f"longtail: events in {c['events_in']} = accepted {c['events_accepted']} + quarantined "
+        f"{c['events_quarantined']} + after ds {c['events_deferred']}; items in {c['items_in']} = "
+        f"accepted {c['items_accepted']} + quarantined {c['items_quarantined']} + after ds "
+        f"{c['items_deferred']}. Quarantine reasons: {why or 'none'} "
+        f"({warehouse}/quarantine/ds={ds}/)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ds", required=True)
@@ -72,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             f"longtail: published {out['published']} "
             f"({out['counts']['rows']} rows) in {elapsed:.0f}s"
         )
+        print(accounting_line(Path(args.warehouse), args.ds))
         return 0
     why = f" Reason: {reasons[0]}." if reasons else ""
     print(

@@ -2,8 +2,8 @@
 
 Pure transforms over DataFrames (the SQL lives in sql/); the clean stage wires them to storage.
 Every bronze row ends up either accepted or quarantined with a reason, except rows that belong to
-a later run date (events after the run date, items first seen after it), which are counted as
-deferred.
+a later run date (events after the run date but within max_future_days of it, items first seen
+after it), which are counted as deferred.
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ class CleanResult:
 def window_end(cfg: CleanConfig) -> datetime:
     """Exclusive end of the data a run may see: midnight after the run date (UTC)."""
     return datetime.combine(cfg.ds + timedelta(days=1), time.min)
+
+
+def future_end(cfg: CleanConfig) -> datetime:
+    """From here on a timestamp is a broken clock, not a later run's data: quarantined."""
+    return window_end(cfg) + timedelta(days=cfg.max_future_days)
 
 
 def event_weight(cfg: CleanConfig) -> Column:
@@ -70,6 +75,7 @@ def clean_events(
         "clean_events.sql",
         {"bronze_events": bronze_events, "catalogue": catalogue, "non_products": non_products},
         window_end=window_end(cfg).isoformat(sep=" "),
+        future_end=future_end(cfg).isoformat(sep=" "),
         min_valid_ts=f"{cfg.min_valid_date} 00:00:00",
         event_types=quoted_list(C.EVENT_TYPES),
         bot_max_events_per_day=cfg.bot_max_events_per_day,

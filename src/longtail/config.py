@@ -129,6 +129,9 @@ class CleanConfig(StageConfig):
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     # Events older than this are a broken clock (epoch 0), not history.
     min_valid_date: str = "1995-01-01"
+    # Events this many days or more after the run date are a broken clock (year 2099), not data of
+    # a later run: quarantined as timestamp_in_future. Nearer ones wait for their own run date.
+    max_future_days: int = 366
     # More accepted events than this for one user in one day is a bot: that user-day is quarantined.
     bot_max_events_per_day: int = 500
     max_title_chars: int = 500
@@ -145,6 +148,8 @@ class CleanConfig(StageConfig):
         if any(w <= 0 for w in self.event_weights.values()):
             raise ConfigError("event weights must be > 0")
         parse_ds(self.min_valid_date)
+        if self.max_future_days < 1:
+            raise ConfigError("max_future_days must be >= 1")
         if self.bot_max_events_per_day < 1:
             raise ConfigError("bot_max_events_per_day must be >= 1")
 

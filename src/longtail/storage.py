@@ -143,7 +143,13 @@ class Fs:
             if age_s is not None and age_s < LOCK_STALE_S and not _holder_is_dead(holder):
                 return False
             if age_s is not None:
-                self._fs.delete(path, False)
+                try:  # only the lock judged stale: another taker may have replaced it meanwhile
+                    if self.read_text(uri) != holder:
+                        return False
+                except Exception:  # gone already
+                    pass
+                else:
+                    self._fs.delete(path, False)
         if self._fs.getScheme() == "file":
             # Hadoop's local create(overwrite=False) checks, then opens: two writers can both
             # pass the check. O_EXCL makes create-if-absent atomic on a local disk.

@@ -102,8 +102,9 @@ def write_standard_landing(root: Path) -> Path:
             ("b-u2", "no-such-item", t, "view", "", ""),
             ("b-u3", item_id(4), "0", "view", "", ""),
             ("b-u4", item_id(5), t, "purchase", "-1", "3.00"),
-            ("b-u5", item_id(6), "2035-01-01T00:00:00Z", "view", "", ""),
+            ("b-u5", item_id(6), "2035-01-01T00:00:00Z", "view", "", ""),  # a broken clock
         ]
+    rows.append(("b-u7", item_id(7), iso(DS + timedelta(days=1), 3600), "view", "", ""))  # later
     text = csv_text(EVENTS_HEADER, rows) + 'b-u6,"broken,line\n'
     write(root / "events" / "dirty.csv", text)
     late = '{"item_id": "late1", "title": "Arrives later", "first_seen": "2024-06-01"}\n'

@@ -54,6 +54,7 @@ REPO = Path(__file__).resolve().parents[2]
 ONLINE_RETAIL = REPO.parent / "shared" / "datasets" / "online-retail" / "online_retail.csv.gz"
 MAX_TITLE_CHARS = 500  # CleanConfig.max_title_chars
 BOT_EVENTS = 501  # CleanConfig.bot_max_events_per_day + 1
+MAX_FUTURE_DAYS = 366  # CleanConfig.max_future_days
 DAY = DS - timedelta(days=2)
 GOOD_ITEM = item_id(1)
 
@@ -212,10 +213,14 @@ ROW_CASES = [
                 ("u1", GOOD_ITEM, "2035-01-01T00:00:00Z", "view", "", ""),
                 ("u2", GOOD_ITEM, iso(DS + timedelta(days=1)), "view", "", ""),  # the boundary
                 ("u3", GOOD_ITEM, iso(DS, 86399), "view", "", ""),  # last second of ds
+                # CleanConfig.max_future_days = 366 after the end of ds: the boundary, both sides
+                ("u4", GOOD_ITEM, iso(DS + timedelta(days=367)), "view", "", ""),
+                ("u5", GOOD_ITEM, iso(DS + timedelta(days=366), 86399), "view", "", ""),
             ],
         ),
-        # after the run date: deferred to the run of that date, neither accepted nor quarantined
-        events=Expect(3, accepted=1, deferred=2),
+        # a year or more after the run date: a broken clock, quarantined; shortly after it:
+        # deferred to the run of that date, neither accepted nor quarantined
+        events=Expect(5, {"timestamp_in_future": 2}, accepted=1, deferred=2),
     ),
     RowCase(
         "epoch_zero_and_too_old",
@@ -442,9 +447,9 @@ def test_row_case(catalogue: Catalogue, case: RowCase) -> None:
     assert q["record"].notna().all(), "the original record is kept with the reason"
     if table == "events":
         end = pd.Timestamp(DS + timedelta(days=1), tz="UTC")
-        deferred = (
-            int((pd.to_datetime(bronze["ts"], utc=True) >= end).sum()) if expect.rows_in else 0
-        )
+        broken_clock = end + pd.Timedelta(days=MAX_FUTURE_DAYS)
+        ts = pd.to_datetime(bronze["ts"], utc=True)
+        deferred = int(((ts >= end) & (ts < broken_clock)).sum()) if expect.rows_in else 0
         # cases give user ids a "<prefix>-" so their accepted rows can be found in silver
         prefixes = {str(u).split("-")[0] + "-" for u in bronze["user_id"].dropna()}
         accepted = (

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from longtail import columns as C
 from longtail import gates
-from longtail.cleaning import clean, window_end
+from longtail.cleaning import clean, future_end, window_end
 from longtail.config import CleanConfig
 from longtail.errors import PermanentError
 from longtail.stages.common import stage_main
@@ -55,8 +55,11 @@ def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
         for t, (df, _) in outputs.items()
     }
     end = F.lit(window_end(cfg).isoformat(sep=" ")).cast("timestamp")
+    broken_clock = F.lit(future_end(cfg).isoformat(sep=" ")).cast("timestamp")
     n_events_in = bronze_events.count()
-    n_events_deferred = bronze_events.where(F.col(C.TS) >= end).count()
+    n_events_deferred = bronze_events.where(
+        (F.col(C.TS) >= end) & (F.col(C.TS) < broken_clock)
+    ).count()
     n_items_in = bronze_items.count()
     n_items_deferred = bronze_items.where(F.col(C.FIRST_SEEN) > F.lit(ds)).count()
     quarantine = staged["quarantine"]
