@@ -224,7 +224,11 @@ class ContentConfig(StageConfig):
 
     model: str = "all-MiniLM-L6-v2"
     device: str = "auto"
-    batch_size: int = 64
+    # 1: every text is encoded alone, so its vector is bit-identical whatever else is embedded
+    # with it (re-runs, backfills and the embedding cache's history give the same tables). Larger
+    # batches are faster (about 5x at 64 on CPU) but move vectors in the last float bits with
+    # their batch companions and padding.
+    batch_size: int = 1
     max_text_chars: int = 1000
 
     def validate(self) -> None:

@@ -153,6 +153,21 @@ def test_a_lost_row_is_caught_and_nothing_is_published(
     _retry_matches_reference(spark, standard_landing, seeded, reference, before)
 
 
+def _rerun_setup(
+    spark: Any, landing: Path, warehouse: Path, tmp_path: Path
+) -> tuple[dict, dict[str, dict[str, str]]]:
+    """DS published from older data, then DS ingested again: ready for a re-run of clean.
+
+    Returns the earlier date's snapshot and DS's silver tables as published before the re-run.
+    """
+    old_landing = write_base_landing(tmp_path / "old-landing", days=5)
+    ingest_clean(spark, old_landing, warehouse, DS)
+    before = _earlier(warehouse)
+    old = {t: file_snapshot(warehouse / t / f"ds={DS}") for t in SILVER}
+    run_stage(spark, "ingest", IngestConfig(ds=DS, warehouse=str(warehouse), landing=str(landing)))
+    return before, old
+
+
 def test_publish_swap_fails_in_the_middle_of_a_rerun(
     spark: Any, standard_landing: Path, seeded: Path, reference: Path, tmp_path: Path, monkeypatch
 ) -> None:
@@ -161,13 +176,7 @@ def test_publish_swap_fails_in_the_middle_of_a_rerun(
     The four silver tables publish as one set: the table already swapped is swapped back, so
     every table is the earlier partition again, byte for byte. The retry gives the reference.
     """
-    old_landing = write_base_landing(tmp_path / "old-landing", days=5)
-    ingest_clean(spark, old_landing, seeded, DS)
-    before = _earlier(seeded)
-    old = {t: file_snapshot(seeded / t / f"ds={DS}") for t in SILVER}
-    run_stage(
-        spark, "ingest", IngestConfig(ds=DS, warehouse=str(seeded), landing=str(standard_landing))
-    )
+    before, old = _rerun_setup(spark, standard_landing, seeded, tmp_path)
 
     real_rename = storage.Fs.rename
     swaps: list[str] = []
@@ -237,13 +246,7 @@ def test_clean_killed_between_two_moves_of_its_publish(
     Until the retry, one table of the set is missing for DS (moved aside, not lost); the earlier
     partition comes back, and then the retry's, before anything else publishes those tables.
     """
-    old_landing = write_base_landing(tmp_path / "old-landing", days=5)
-    ingest_clean(spark, old_landing, seeded, DS)
-    before = _earlier(seeded)
-    old = {t: file_snapshot(seeded / t / f"ds={DS}") for t in SILVER}
-    run_stage(
-        spark, "ingest", IngestConfig(ds=DS, warehouse=str(seeded), landing=str(standard_landing))
-    )
+    before, old = _rerun_setup(spark, standard_landing, seeded, tmp_path)
     cfg = CleanConfig(ds=DS, warehouse=str(seeded))
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     script = tmp_path / "killed_mid_set.py"  # a file, not -c: pyspark treats -c as doctests

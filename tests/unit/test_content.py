@@ -88,3 +88,18 @@ def test_cache_embeds_each_text_once_across_nights(spark: Any, tmp_path: Path) -
     assert vectors[C.ITEM_ID].tolist() == ["i1", "i2", "i3"]
     direct = content.embed(["Red mug. Kitchen"], "all-MiniLM-L6-v2", device="cpu")[0]
     assert np.allclose(np.asarray(vectors.iloc[1]["embedding"]), direct, atol=1e-5)
+
+
+def test_default_vectors_do_not_depend_on_batch_companions() -> None:
+    """Backfills and re-runs embed different sets of texts; a text's vector must not move."""
+    from longtail.config import ContentConfig
+
+    cfg = ContentConfig(ds="2024-05-01", warehouse="/tmp/unused")
+    texts = ["Blue ceramic mug", "A much longer title: stainless steel travel kettle, 1.7 litres"]
+    texts += [f"Notebook, A{i} ruled, {i * 40} pages" for i in range(3, 9)]
+    together = content.embed(texts, cfg.model, "cpu", cfg.batch_size)
+    for i in (0, 1, 5):
+        alone = content.embed([texts[i]], cfg.model, "cpu", cfg.batch_size)
+        assert np.array_equal(alone[0], together[i]), texts[i]
+    reordered = content.embed(texts[::-1], cfg.model, "cpu", cfg.batch_size)
+    assert np.array_equal(reordered[::-1], together)
