@@ -89,6 +89,12 @@ def _env(home: Path, landing: Path, warehouse: Path, port: int) -> dict[str, str
         AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(32),
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         AIRFLOW_CONN_LONGTAIL_SPARK='{"conn_type": "spark", "host": "local[2]"}',
+        # a longer SQLite busy timeout for the four processes sharing the DB file
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS="airflow_sqlite_args.CONNECT_ARGS",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC="airflow_sqlite_args.CONNECT_ARGS",
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(Path(__file__).parent), env.get("PYTHONPATH", "")) if p
+        ),
         LONGTAIL_RETRY_DELAY_S="1",
         LONGTAIL_LANDING=str(landing),  # the DAG's param defaults
         LONGTAIL_WAREHOUSE=str(warehouse),
