@@ -336,8 +336,7 @@ def publish_staged(
     runs of the same date cannot both publish; the earlier partition is moved aside, not deleted,
     until the new one is in place.
     """
-    staged = staging_path(warehouse, table, ds, attempt)
-    _check_staged(Fs(spark, staged), staged, table, ds)
+    # audit_staged and publish_staged_set each check that the staged output is complete
     result = audit_staged(spark, warehouse, table, ds, audit, attempt) if audit else {}
     publish_staged_set(spark, warehouse, [table], ds, attempt)
     return result
@@ -472,12 +471,7 @@ def write_audit_publish(
     audit: Callable[[DataFrame], dict] | None = None,
 ) -> dict:
     """Stage df in a folder private to this attempt, audit it, publish it; on failure, clean up."""
-    attempt = uuid.uuid4().hex[:12]
-    try:
-        write_staging(df, warehouse, table, ds, attempt)
-        return publish_staged(df.sparkSession, warehouse, table, ds, audit, attempt)
-    finally:
-        discard_staged(df.sparkSession, warehouse, table, ds, attempt)
+    return write_audit_publish_set({table: (df, audit)}, warehouse, ds)[table]
 
 
 def write_audit_publish_set(
