@@ -14,7 +14,16 @@ from longtail.sample import SampleConfig, generate
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-SYSTEMS = ("popularity", "als", "spark_als", "published")
+SYSTEMS = (
+    "popularity",
+    "recent_popularity",
+    "als",
+    "spark_als",
+    "itemknn",
+    "rp3beta",
+    "ease",
+    "published",
+)
 METRICS = (
     "ndcg@10",
     "recall@20",
@@ -28,7 +37,15 @@ METRICS = (
     "score_s",
     "peak_mem_mb",
 )
-PROTOCOL = ("cutoff", "n_eval_users", "n_test_pairs", "n_tail_items", "n_cold_items")
+PROTOCOL = (
+    "cutoff",
+    "n_eval_users",
+    "n_test_pairs",
+    "n_tail_items",
+    "n_cold_items",
+    "listing_dates",
+    "n_items_listed",
+)
 
 
 def test_bench_on_generated_landing(tmp_path: Path) -> None:
@@ -78,5 +95,27 @@ def test_bench_on_generated_landing(tmp_path: Path) -> None:
     assert [row["tail_target"] for row in out["tradeoff"]] == sorted(
         row["tail_target"] for row in out["tradeoff"]
     )
+    # The honest protocol's parts are all there.
+    assert out["protocol"]["listing_dates"] == "auto"
+    assert out["protocol"]["split"] == "temporal"  # the generated shop has purchases and views
+    assert out["protocol"]["n_items_listed"] == out["protocol"]["n_catalogue_items"]
+    for name in ("recent_popularity", "als", "itemknn", "rp3beta", "ease"):
+        tuning = out["tuning"][name]
+        assert {"grid", "best", "best_on_edge"} <= set(tuning), name
+        assert tuning["best_on_edge"] is False, (name, tuning["grid"], tuning["best"])
+    peers = set(SYSTEMS) - {"published"}
+    assert set(out["best_peer"]) == {"ndcg@10", "recall@20", "tail_recall@20"}
+    for metric, peer in out["best_peer"].items():
+        assert peer in peers
+        best = max(out["systems"][p][metric] for p in peers if out["systems"][p].get(metric))
+        assert out["systems"][peer][metric] == best
+        low, median, high = out["ci"][metric]
+        assert low <= median <= high
+    cold = out["cold_start"]
+    assert cold["protocol"]["seed"] == 42 and cold["protocol"]["n_items"] >= 1
+    assert {"popularity", "content", "published"} <= set(cold["systems"])
+    # Popularity from training interactions cannot name an item that has none.
+    assert cold["systems"]["popularity"]["recall@20"] == 0.0
+    assert cold["systems"]["content"]["recall@20"] > 0.0
     html = (tmp_path / "reports" / "tiny" / "report.html").read_text()
-    assert html.count("<svg") == 2 and all(s in html for s in SYSTEMS)
+    assert all(s in html for s in SYSTEMS)

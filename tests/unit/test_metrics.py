@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from longtail.bench.metrics import (
+    PER_USER_METRICS,
     aplt_at_k,
     cold_item_recall_at_k,
     coverage_at_k,
@@ -16,6 +18,8 @@ from longtail.bench.metrics import (
     head_tail_split,
     ndcg_at_k,
     novelty_at_k,
+    per_user,
+    per_user_metric,
     popularity_curve,
     recall_at_k,
     recs_from_frame,
@@ -296,9 +300,106 @@ def test_evaluate_nan_when_no_cold_pairs() -> None:
 def test_popularity_curve() -> None:
     recs = {"u1": ["c", "d"], "u2": ["c", "a"]}
     curve = popularity_curve(recs, {"a": 5, "b": 9, "c": 5}, ["a", "b", "c", "d"])
-    assert list(curve.columns) == ["popularity_rank", "item_id", "train_count", "rec_count"]
+    assert list(curve.columns) == [
+        "popularity_rank",
+        "item_id",
+        "train_count",
+        "rec_count",
+        "is_head",
+        "catalogue_share",
+        "train_cum_share",
+        "rec_cum_share",
+    ]
     assert curve["popularity_rank"].tolist() == [1, 2, 3, 4]
     assert curve["item_id"].tolist() == ["b", "a", "c", "d"]  # a before c on the 5-5 tie
     assert curve["train_count"].tolist() == [9, 5, 5, 0]
     assert curve["rec_count"].tolist() == [0, 1, 2, 1]
+    # 80% of 19 interactions = 15.2: b + a = 14 is short, b + a + c = 19 reaches it
+    assert curve["is_head"].tolist() == [True, True, True, False]
+    assert curve["catalogue_share"].tolist() == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert curve["train_cum_share"].tolist() == pytest.approx([9 / 19, 14 / 19, 1.0, 1.0])
+    assert curve["rec_cum_share"].tolist() == pytest.approx([0.0, 1 / 4, 3 / 4, 1.0])
     assert popularity_curve(recs, {"a": 5}, ["a", "b", "c", "d"], k=1)["rec_count"].sum() == 2
+
+
+def test_popularity_curve_head_matches_split_and_empty_recs() -> None:
+    counts = {"a": 5, "b": 9, "c": 5}
+    catalogue = ["a", "b", "c", "d"]
+    curve = popularity_curve({}, counts, catalogue, head_share=0.5)
+    # 50% of 19 = 9.5: b alone (9) is short, b + a (14) reaches it
+    assert curve["is_head"].tolist() == [True, True, False, False]
+    head, _ = head_tail_split(counts, catalogue, head_share=0.5)
+    assert set(curve.loc[curve["is_head"], "item_id"]) == head
+    assert curve["rec_cum_share"].isna().all()  # nothing recommended: no share to accumulate
+    assert popularity_curve({}, {}, []).empty
+
+
+# --- per-user contributions ---------------------------------------------------------------------
+
+
+def _small_case() -> tuple[dict, dict, set, set]:
+    recs = {"u1": ["a", "b", "f"], "u2": ["c", "a"], "u3": []}
+    truth = {"u1": {"f", "d"}, "u2": {"a"}, "u4": {"e"}, "u5": set()}
+    return recs, truth, {"c", "d", "e", "f"}, {"f"}
+
+
+def test_per_user_hand_case() -> None:
+    recs, truth, tail, cold = _small_case()
+    got = per_user(recs, truth, tail, cold)
+    assert got.index.tolist() == ["u1", "u2", "u4", "u5"]  # truth users; u3 has no truth
+    assert got.index.name == "user_id"
+    u1_ndcg = (1 / math.log2(4)) / (1 + 1 / math.log2(3))  # f at position 3 of 2 relevant
+    assert got["ndcg@10_num"].tolist() == pytest.approx([u1_ndcg, 1 / math.log2(3), 0.0, 0.0])
+    assert got["ndcg@10_den"].tolist() == [1, 1, 1, 0]  # u5 has nothing to judge
+    assert got["recall@20_num"].tolist() == pytest.approx([1 / 2, 1.0, 0.0, 0.0])
+    assert got["recall@20_den"].tolist() == [1, 1, 1, 0]
+    assert got["tail_recall@20_num"].tolist() == [1, 0, 0, 0]  # (u1, f) found
+    assert got["tail_recall@20_den"].tolist() == [2, 0, 1, 0]  # (u1, f), (u1, d), (u4, e)
+    assert got["cold_item_recall@20_num"].tolist() == [1, 0, 0, 0]
+    assert got["cold_item_recall@20_den"].tolist() == [1, 0, 0, 0]
+    assert per_user_metric(got, "ndcg@10") == pytest.approx((u1_ndcg + 1 / math.log2(3)) / 3)
+    assert per_user_metric(got, "recall@20") == pytest.approx((1 / 2 + 1) / 3)
+    assert per_user_metric(got, "tail_recall@20") == pytest.approx(1 / 3)
+    assert per_user_metric(got, "cold_item_recall@20") == pytest.approx(1.0)
+
+
+def test_per_user_columns_without_cold_items() -> None:
+    recs, truth, tail, _ = _small_case()
+    got = per_user(recs, truth, tail)
+    assert list(got.columns) == [f"{m}_{part}" for m in PER_USER_METRICS for part in ("num", "den")]
+
+
+def test_per_user_metric_on_a_resample_of_users() -> None:
+    recs, truth, tail, _ = _small_case()
+    frame = per_user(recs, truth, tail)
+    u1_ndcg = (1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    draw = frame.loc[["u1", "u1", "u4", "u5"]]  # u1 twice, u2 not drawn
+    assert per_user_metric(draw, "ndcg@10") == pytest.approx(2 * u1_ndcg / 3)
+    assert per_user_metric(draw, "recall@20") == pytest.approx((1 / 2 + 1 / 2 + 0) / 3)
+    assert per_user_metric(draw, "tail_recall@20") == pytest.approx(2 / 5)
+    assert math.isnan(per_user_metric(frame.loc[["u2", "u5"]], "tail_recall@20"))  # 0 / 0
+    assert math.isnan(per_user_metric(frame.iloc[:0], "ndcg@10"))
+
+
+def test_per_user_sums_equal_evaluate_exactly() -> None:
+    rng = np.random.default_rng(7)
+    items = [f"i{j}" for j in range(60)]
+    counts = {item: int(c) for item, c in zip(items, rng.integers(0, 50, 60), strict=True)}
+    head, tail = head_tail_split(counts, items)
+    cold = {i for i in items if counts[i] == 0}
+    truth = {
+        f"u{j}": set(rng.choice(items, size=int(rng.integers(0, 6)), replace=False))
+        for j in range(400)
+    }
+    recs = {
+        f"u{j}": list(rng.choice(items, size=int(rng.integers(0, 25)), replace=True))
+        for j in range(0, 420, 1)
+        if j % 7  # every 7th user has no list at all
+    }
+    assert head and tail and cold
+    full = evaluate(recs, truth, items, counts, 50, tail, cold)
+    frame = per_user(recs, truth, tail, cold)
+    for metric in (*PER_USER_METRICS, "cold_item_recall@20"):
+        assert per_user_metric(frame, metric) == full[metric], metric
+    assert per_user_metric(frame, "ndcg@10") == ndcg_at_k(recs, truth, k=10)
+    assert per_user_metric(frame, "recall@20") == recall_at_k(recs, truth, k=20)

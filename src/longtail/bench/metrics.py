@@ -23,7 +23,11 @@ Counts = Mapping[str, int] | pd.Series
 _POS = "pos"
 NAN = float("nan")
 
+# Metrics that ``per_user`` decomposes into per-user numerators and denominators.
+PER_USER_METRICS = ("ndcg@10", "recall@20", "tail_recall@20")
+
 __all__ = [
+    "PER_USER_METRICS",
     "aplt_at_k",
     "cold_item_recall_at_k",
     "coverage_at_k",
@@ -32,6 +36,8 @@ __all__ = [
     "head_tail_split",
     "ndcg_at_k",
     "novelty_at_k",
+    "per_user",
+    "per_user_metric",
     "popularity_curve",
     "recall_at_k",
     "recs_from_frame",
@@ -139,26 +145,36 @@ def _hits(long: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     return long.merge(pairs, on=[USER_ID, ITEM_ID], how="inner")
 
 
-def _ndcg(hits: pd.DataFrame, sizes: pd.Series, k: int) -> float:
+def _ndcg_users(hits: pd.DataFrame, sizes: pd.Series, k: int) -> pd.Series:
+    """NDCG@k of every judged user (non-empty truth), in ``sizes`` order."""
     sizes = sizes[sizes > 0]
-    if sizes.empty:
-        return NAN
     hits = _top(hits, k)
     gain = 1.0 / np.log2(hits[_POS].to_numpy(dtype=np.float64) + 2.0)
     dcg = pd.Series(gain).groupby(hits[USER_ID].to_numpy()).sum()
     dcg = dcg.reindex(sizes.index, fill_value=0.0).to_numpy()
     ideal_cum = np.cumsum(1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64)))
     idcg = ideal_cum[np.minimum(sizes.to_numpy(), k) - 1]
-    return float(np.mean(dcg / idcg))
+    return pd.Series(dcg / idcg, index=sizes.index, dtype=np.float64)
+
+
+def _recall_users(hits: pd.DataFrame, sizes: pd.Series, k: int) -> pd.Series:
+    """Recall@k (hits over min(k, |truth_u|)) of every judged user, in ``sizes`` order."""
+    sizes = sizes[sizes > 0]
+    n_hits = _top(hits, k)[USER_ID].value_counts()
+    n_hits = n_hits.reindex(sizes.index, fill_value=0).to_numpy(dtype=np.float64)
+    return pd.Series(n_hits / np.minimum(sizes.to_numpy(), k), index=sizes.index)
+
+
+def _user_mean(values: pd.Series) -> float:
+    return NAN if values.empty else float(np.mean(values.to_numpy(dtype=np.float64)))
+
+
+def _ndcg(hits: pd.DataFrame, sizes: pd.Series, k: int) -> float:
+    return _user_mean(_ndcg_users(hits, sizes, k))
 
 
 def _recall(hits: pd.DataFrame, sizes: pd.Series, k: int) -> float:
-    sizes = sizes[sizes > 0]
-    if sizes.empty:
-        return NAN
-    n_hits = _top(hits, k)[USER_ID].value_counts()
-    n_hits = n_hits.reindex(sizes.index, fill_value=0).to_numpy(dtype=np.float64)
-    return float(np.mean(n_hits / np.minimum(sizes.to_numpy(), k)))
+    return _user_mean(_recall_users(hits, sizes, k))
 
 
 def _aplt(long: pd.DataFrame, tail_items: Collection[str], k: int, users: pd.Index) -> float:
@@ -223,6 +239,28 @@ def _novelty(
 # --------------------------------------------------------------------------------------------
 
 
+def _popularity_order(train_counts: Counts, catalogue: Iterable[str]) -> pd.DataFrame:
+    """Catalogue items, most interacted first (ties by item id ascending), with count ``n``."""
+    cat = _catalogue_index(catalogue)
+    counts = _counts_series(train_counts).reindex(cat, fill_value=0)
+    frame = pd.DataFrame({ITEM_ID: cat, "n": counts.to_numpy()})
+    return frame.sort_values(["n", ITEM_ID], ascending=[False, True], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _n_head(ordered_counts: np.ndarray, head_share: float) -> int:
+    """Length of the shortest prefix of ``ordered_counts`` reaching ``head_share`` of the total."""
+    if not 0.0 < head_share <= 1.0:
+        raise ValueError(f"head_share must be in (0, 1], got {head_share}")
+    cum = np.cumsum(ordered_counts.astype(np.float64))
+    total = float(cum[-1]) if len(cum) else 0.0
+    if total <= 0:
+        return 0
+    # Relative tolerance so e.g. 0.07 * 100 == 7.000000000000001 still stops at a count of 7.
+    return int(np.searchsorted(cum, head_share * total * (1.0 - 1e-12), side="left")) + 1
+
+
 def head_tail_split(
     train_counts: Counts, catalogue: Iterable[str], head_share: float = 0.8
 ) -> tuple[set[str], set[str]]:
@@ -235,16 +273,8 @@ def head_tail_split(
     """
     if not 0.0 < head_share <= 1.0:
         raise ValueError(f"head_share must be in (0, 1], got {head_share}")
-    cat = _catalogue_index(catalogue)
-    counts = _counts_series(train_counts).reindex(cat, fill_value=0)
-    frame = pd.DataFrame({ITEM_ID: cat, "n": counts.to_numpy(dtype=np.float64)})
-    frame = frame.sort_values(["n", ITEM_ID], ascending=[False, True], kind="stable")
-    total = float(frame["n"].sum())
-    if total <= 0:
-        return set(), set(cat)
-    cum = frame["n"].cumsum().to_numpy()
-    # Relative tolerance so e.g. 0.07 * 100 == 7.000000000000001 still stops at a count of 7.
-    n_head = int(np.searchsorted(cum, head_share * total * (1.0 - 1e-12), side="left")) + 1
+    frame = _popularity_order(train_counts, catalogue)
+    n_head = _n_head(frame["n"].to_numpy(), head_share)
     ordered = frame[ITEM_ID].tolist()
     return set(ordered[:n_head]), set(ordered[n_head:])
 
@@ -364,20 +394,110 @@ def evaluate(
     }
 
 
-def popularity_curve(
-    recs: Recs, train_counts: Counts, catalogue: Iterable[str], k: int = 10
-) -> pd.DataFrame:
-    """Per catalogue item: training popularity rank, training count and top-k exposure count.
+def _per_user_subset(
+    hits: pd.DataFrame, pairs: pd.DataFrame, items: Collection[str], k: int, users: pd.Index
+) -> tuple[np.ndarray, np.ndarray]:
+    """(hits in top-k, held-out pairs) on ``items``, per user of ``users``, as int64 arrays."""
+    top = _top(hits, k)
+    found = top[USER_ID][top[ITEM_ID].isin(items)].value_counts()
+    held = pairs[USER_ID][pairs[ITEM_ID].isin(items)].value_counts()
+    return (
+        found.reindex(users, fill_value=0).to_numpy(dtype=np.int64),
+        held.reindex(users, fill_value=0).to_numpy(dtype=np.int64),
+    )
 
-    Feeds the long-tail plot: rank 1 is the most interacted item (ties by item id ascending).
+
+def per_user(
+    recs: Recs,
+    truth: Truth,
+    tail_items: Collection[str],
+    cold_items: Collection[str] | None = None,
+) -> pd.DataFrame:
+    """Per-user contributions to the headline metrics, so a bootstrap over users is exact.
+
+    One row per user in ``truth`` (the evaluation users, in ``truth`` order; index name
+    ``user_id``) and, for each metric of ``PER_USER_METRICS`` (plus ``cold_item_recall@20``
+    when ``cold_items`` is given), a ``<metric>_num`` and a ``<metric>_den`` column such that
+    the metric over any multiset of users is sum(num) / sum(den) (``per_user_metric``):
+
+    * ``ndcg@10``, ``recall@20`` are means over judged users: num = the user's value, den = 1
+      (0 and 0 for a user with an empty truth set, who is not judged, as in ``evaluate``);
+    * ``tail_recall@20``, ``cold_item_recall@20`` are pooled over held-out (user, item) pairs:
+      num = the user's tail (cold) items found in their top-20, den = their held-out tail (cold)
+      items.
+
+    On the full sample, ``per_user_metric`` equals ``evaluate``'s value bit for bit.
     """
-    cat = _catalogue_index(catalogue)
-    train = _counts_series(train_counts).reindex(cat, fill_value=0)
-    frame = pd.DataFrame({ITEM_ID: cat, "train_count": train.to_numpy()})
-    frame = frame.sort_values(
-        ["train_count", ITEM_ID], ascending=[False, True], kind="stable"
-    ).reset_index(drop=True)
-    frame.insert(0, "popularity_rank", np.arange(1, len(frame) + 1, dtype=np.int64))
+    long, _ = _long(recs, 20)
+    pairs, sizes = _truth_long(truth)
+    hits = _hits(long, pairs)
+    users = sizes.index
+    judged = (sizes > 0).to_numpy()
+    columns: dict[str, np.ndarray] = {}
+    for metric, values in (
+        ("ndcg@10", _ndcg_users(hits, sizes, 10)),
+        ("recall@20", _recall_users(hits, sizes, 20)),
+    ):
+        columns[f"{metric}_num"] = values.reindex(users, fill_value=0.0).to_numpy(np.float64)
+        columns[f"{metric}_den"] = judged.astype(np.int64)
+    subsets = [("tail_recall@20", set(tail_items))]
+    if cold_items is not None:
+        subsets.append(("cold_item_recall@20", set(cold_items)))
+    for metric, items in subsets:
+        num, den = _per_user_subset(hits, pairs, items, 20, users)
+        columns[f"{metric}_num"], columns[f"{metric}_den"] = num, den
+    return pd.DataFrame(columns, index=pd.Index(users, dtype=object, name=USER_ID))
+
+
+def per_user_metric(frame: pd.DataFrame, metric: str) -> float:
+    """sum(num) / sum(den) of a ``per_user`` frame's metric; NaN when the denominator is 0.
+
+    Rows with a zero denominator add nothing (their numerator is 0 too) and are left out of the
+    sum, so the result is exactly ``evaluate``'s value on the same users.
+    """
+    num = frame[f"{metric}_num"].to_numpy(dtype=np.float64)
+    den = frame[f"{metric}_den"].to_numpy(dtype=np.float64)
+    keep = den > 0
+    total = np.sum(den[keep])
+    return float(np.sum(num[keep]) / total) if total > 0 else NAN
+
+
+def popularity_curve(
+    recs: Recs,
+    train_counts: Counts,
+    catalogue: Iterable[str],
+    k: int = 10,
+    head_share: float = 0.8,
+) -> pd.DataFrame:
+    """Per catalogue item, most interacted first: the data behind the long-tail curve.
+
+    Columns: ``popularity_rank`` (1 = most interacted in training, ties by item id ascending,
+    as in ``head_tail_split``), ``item_id``, ``train_count``, ``rec_count`` (top-k slots the
+    item got over all lists), ``is_head`` (``head_tail_split``'s head for ``head_share``), and
+    the cumulative shares ``catalogue_share`` (rank / catalogue size), ``train_cum_share`` (of
+    all training interactions) and ``rec_cum_share`` (of all top-k slots; NaN when nothing was
+    recommended). Plotting ``rec_cum_share`` over ``catalogue_share`` gives the long-tail curve.
+    """
+    frame = _popularity_order(train_counts, catalogue).rename(columns={"n": "train_count"})
+    n = len(frame)
+    frame.insert(0, "popularity_rank", np.arange(1, n + 1, dtype=np.int64))
     rec_counts = _item_rec_counts(_long(recs, k)[0], k)
     frame["rec_count"] = frame[ITEM_ID].map(rec_counts).fillna(0).astype(np.int64)
-    return frame[["popularity_rank", ITEM_ID, "train_count", "rec_count"]]
+    frame["is_head"] = np.arange(n) < _n_head(frame["train_count"].to_numpy(), head_share)
+    frame["catalogue_share"] = frame["popularity_rank"].to_numpy(dtype=np.float64) / max(n, 1)
+    for column, source in (("train_cum_share", "train_count"), ("rec_cum_share", "rec_count")):
+        cum = frame[source].cumsum().to_numpy(dtype=np.float64)
+        total = cum[-1] if n else 0.0
+        frame[column] = cum / total if total > 0 else np.full(n, NAN)
+    return frame[
+        [
+            "popularity_rank",
+            ITEM_ID,
+            "train_count",
+            "rec_count",
+            "is_head",
+            "catalogue_share",
+            "train_cum_share",
+            "rec_cum_share",
+        ]
+    ]

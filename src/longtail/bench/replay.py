@@ -1,16 +1,27 @@
-"""`make bench`: temporal replay of the nightly pipeline and its peers on one dataset.
+"""`make bench`: replay of the nightly pipeline and its peers on one dataset, by an honest protocol.
 
 Protocol (stated in every metrics.json):
 1. The landing folder goes through the pipeline's own ingest and clean (same code as the DAG).
-2. A global cutoff (UTC midnight) holds out the last `holdout_fraction` of clean events by time.
-3. Eval users have training history and at least one held-out item new to them; the held-out
-   (user, item) pairs are those new pairs.
+2. Listing dates: an item is listed from its landing `first_seen`, else from its first event
+   (`--listing-dates auto`; also `landing` or `first_event`). The benchmark writes them into a
+   derived landing, so no run sees an item before it was listed. (The nightly pipeline itself
+   lists an item without `first_seen` at once: a shop's catalogue is its present, not a replay.)
+3. Split (bench.split): `temporal` for shop events, a global UTC-midnight cutoff holding out the
+   last `holdout_fraction` of clean events; `user_holdout` for rating data, each user's last
+   2 x `holdout_fraction` of ratings. `--protocol auto` picks user_holdout when every clean event
+   is a rating. Eval users have training history and at least one held-out item new to them.
 4. Head = the fewest most-interacted items holding 80% of training interactions; every other
-   catalogue item is tail. Cold items = catalogue items with no training interactions.
-5. Every system recommends top-20 per eval user, excluding items the user interacted with:
-   popularity; `als` (implicit, tuned on a validation window carved from training); `spark_als`
-   (MLlib, same hyper-parameters); `published` (the nightly DAG's stages run for the day before
-   the cutoff, with default configuration: no tuning on the test period).
+   catalogue item is tail. Cold items = listed items with no training interactions.
+5. Every system recommends top-20 per eval user, excluding items the user interacted with.
+   Peers (bench.peers) are tuned on a validation window carved from training by the same
+   protocol, with grids widened until the best point is inside them; `published` is the nightly
+   DAG's stages with default configuration, run for the last training day: nothing is tuned on
+   the test period.
+6. Uncertainty: 95% paired bootstrap over eval users (1,000 seeded draws) of published / best
+   peer, per metric.
+7. Item cold start (bench.split.pick_cold_items): a seeded 10% of the items with training
+   interactions lose all of them; the pipeline is run again on that landing and every system is
+   scored on the held-out pairs of those items only.
 """
 
 from __future__ import annotations
@@ -20,9 +31,11 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,9 +46,19 @@ import psutil
 
 from longtail import columns as C
 from longtail import fusion
-from longtail.bench import metrics, peers
+from longtail.bench import metrics, peers, uncertainty
+from longtail.bench.landings import derive_landing
 from longtail.bench.report import write_report
-from longtail.bench.split import compute_cutoff, make_split, validation_split
+from longtail.bench.split import (
+    LISTING_DATES,
+    PROTOCOLS,
+    Split,
+    cold_start_truth,
+    listing_dates,
+    pick_cold_items,
+    split_events,
+    validation_split,
+)
 from longtail.config import (
     AlsConfig,
     CleanConfig,
@@ -56,6 +79,10 @@ from longtail.storage import read_table
 REPO = Path(__file__).resolve().parents[3]
 K = 20
 NAN = float("nan")
+CI_METRICS = ("ndcg@10", "recall@20", "tail_recall@20")
+# The published system and its own parts: never a "peer".
+OWN_SYSTEMS = ("published", "content", "cooccurrence", "fusion")
+TAIL_TARGETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
 
 
 @dataclass(frozen=True)
@@ -68,10 +95,20 @@ class BenchConfig:
     validation_fraction: float = 0.1
     top_k: int = K
     seed: int = 42
+    listing_dates: str = "auto"
+    protocol: str = "auto"
+    cold_fraction: float = 0.1
+    bootstrap_draws: int = 1000
 
     def __post_init__(self) -> None:
         if not 0 < self.holdout_fraction < 0.5 or not 0 < self.validation_fraction < 0.5:
             raise ValueError("holdout and validation fractions must be in (0, 0.5)")
+        if self.listing_dates not in LISTING_DATES:
+            raise ValueError(f"listing_dates must be one of {LISTING_DATES}")
+        if self.protocol not in ("auto", *PROTOCOLS):
+            raise ValueError(f"protocol must be auto or one of {PROTOCOLS}")
+        if not 0 < self.cold_fraction < 1:
+            raise ValueError("cold_fraction must be in (0, 1)")
 
 
 class PeakMemory:
@@ -125,14 +162,19 @@ def _run_pipeline(spark: Any, landing: str, wh: str, ds: Any, *, full: bool) -> 
 def _clean_nan(value: Any) -> Any:
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
+    if isinstance(value, np.generic):
+        return _clean_nan(value.item())
     if isinstance(value, dict):
         return {k: _clean_nan(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_clean_nan(v) for v in value]
     return value
 
 
-TAIL_TARGETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
+SINGLE_SOURCES = {
+    "content": (fusion.CandidateCounts(0, 60, 0, 0, 0, 0, 0), "content_profile_sim"),
+    "cooccurrence": (fusion.CandidateCounts(0, 0, 60, 0, 0, 0, 0), "cooccurrence"),
+}
 
 
 def _pipeline_parts(
@@ -141,10 +183,11 @@ def _pipeline_parts(
     ds: Any,
     interactions: pd.DataFrame,
     users: list[str],
-    record: Any,
-    log: Any,
-) -> list[tuple[float, dict[str, list[str]]]]:
-    """Score single sources and the un-re-ranked fusion; return lists per tail target."""
+    sources: tuple[str, ...] = tuple(SINGLE_SOURCES),
+    with_fusion: bool = True,
+) -> dict[str, tuple[float, Any]]:
+    """Single sources and the un-re-ranked fusion from the item space and ranker the published
+    run used: name -> (score seconds, lists); fusion's lists are {tail_target: lists}."""
     meta_path = Path(wh) / "ranker" / f"ds={ds.isoformat()}"
     meta = json.loads((meta_path / "meta.json").read_text())
     text = (meta_path / "model.txt").read_text()
@@ -152,50 +195,223 @@ def _pipeline_parts(
     space = inputs.space_at(spark, wh, ds)
     user_factors = inputs.factors(spark, wh, ds, users=True)
     frame = fusion.user_frame(interactions[interactions[C.USER_ID].isin(set(users))], user_factors)
-    counts = fusion.CandidateCounts(**meta["candidate_counts"])
     index = space.index
 
-    def lists_of(df: pd.DataFrame) -> dict[str, list[str]]:
-        return metrics.recs_from_frame(df)
+    def batches() -> Iterator[pd.DataFrame]:
+        for start in range(0, len(frame), 256):
+            yield frame.iloc[start : start + 256].reset_index(drop=True)
 
-    only = {
-        "content": (fusion.CandidateCounts(0, 60, 0, 0, 0, 0, 0), "content_profile_sim"),
-        "cooccurrence": (fusion.CandidateCounts(0, 0, 60, 0, 0, 0, 0), "cooccurrence"),
-    }
-    for name, (cc, feature) in only.items():
+    out: dict[str, tuple[float, Any]] = {}
+    for name in sources:
+        cc, feature = SINGLE_SOURCES[name]
         t0 = time.perf_counter()
         parts = []
-        for start in range(0, len(frame), 256):
-            batch = frame.iloc[start : start + 256].reset_index(drop=True)
+        for batch in batches():
             c = fusion.candidates(batch, space, cc, index)
             parts.append(fusion.final_lists(c, c[feature].to_numpy(np.float64), space, K, 0.0))
+        lists = metrics.recs_from_frame(pd.concat(parts, ignore_index=True))
+        out[name] = (time.perf_counter() - t0, lists)
+    if with_fusion:
+        counts = fusion.CandidateCounts(**meta["candidate_counts"])
+        t0 = time.perf_counter()
+        cands, scores = [], []
+        for batch in batches():
+            c = fusion.candidates(batch, space, counts, index)
+            cands.append(c)
+            feats = fusion.feature_matrix(c)
+            scores.append(booster.predict(feats) if booster is not None else fusion.blend_score(c))
+        all_c = pd.concat(cands, ignore_index=True)
+        all_s = np.concatenate(scores).astype(np.float64)
         score_s = time.perf_counter() - t0
-        record(name, lists_of(pd.concat(parts, ignore_index=True)), NAN, score_s, NAN)
-
-    t0 = time.perf_counter()
-    cands, scores = [], []
-    for start in range(0, len(frame), 256):
-        batch = frame.iloc[start : start + 256].reset_index(drop=True)
-        c = fusion.candidates(batch, space, counts, index)
-        cands.append(c)
-        feats = fusion.feature_matrix(c)
-        scores.append(booster.predict(feats) if booster is not None else fusion.blend_score(c))
-    all_c = pd.concat(cands, ignore_index=True)
-    all_s = np.concatenate(scores).astype(np.float64)
-    score_s = time.perf_counter() - t0
-    out = []
-    for target in TAIL_TARGETS:
-        lists = lists_of(fusion.final_lists(all_c, all_s, space, K, target))
-        if target == 0.0:
-            record("fusion", lists, NAN, score_s, NAN)
-        out.append((target, lists))
-    log(f"candidate recall on the ranker's window: {meta.get('candidate_recall')}")
+        by_target = {
+            t: metrics.recs_from_frame(fusion.final_lists(all_c, all_s, space, K, t))
+            for t in TAIL_TARGETS
+        }
+        out["fusion"] = (score_s, by_target)
     return out
+
+
+def _choose_protocol(events: pd.DataFrame, requested: str) -> str:
+    """`auto`: ratings are not shop events (see bench.split), so all-rating data is held out
+    per user; anything with shop events is split in time."""
+    if requested != "auto":
+        return requested
+    types = set(events[C.EVENT_TYPE].unique()) if C.EVENT_TYPE in events else set()
+    return "user_holdout" if types == {"rating"} else "temporal"
+
+
+def _sum_weights(events: pd.DataFrame) -> pd.DataFrame:
+    return events.groupby([C.USER_ID, C.ITEM_ID], as_index=False, sort=True)[C.WEIGHT].sum()
+
+
+@dataclass
+class _Scorer:
+    """Scores any system's lists on one split; keeps the per-user values for the bootstrap."""
+
+    users: list[str]
+    truth: dict[str, set[str]]
+    catalogue: list[str]
+    train_counts: pd.Series
+    n_train_users: int
+    tail: set[str]
+    cold: set[str]
+    log: Any
+
+    def __post_init__(self) -> None:
+        self.systems: dict[str, dict[str, Any]] = {}
+        self.curves: dict[str, pd.DataFrame] = {}
+        self.per_user: dict[str, pd.DataFrame] = {}
+
+    def evaluate(self, recs: dict[str, list[str]]) -> dict[str, float]:
+        recs = {u: recs.get(u, []) for u in self.users}
+        return metrics.evaluate(
+            recs,
+            self.truth,
+            self.catalogue,
+            self.train_counts,
+            self.n_train_users,
+            self.tail,
+            self.cold,
+        )
+
+    def record(
+        self, name: str, recs: dict[str, list[str]], fit_s: float, score_s: float, mem_mb: float
+    ) -> None:
+        recs = {u: recs.get(u, []) for u in self.users}
+        m = self.evaluate(recs)
+        self.systems[name] = {
+            **m,
+            "fit_s": round(fit_s, 2),
+            "score_s": round(score_s, 2),
+            "peak_mem_mb": round(mem_mb, 0),
+        }
+        self.curves[name] = metrics.popularity_curve(recs, self.train_counts, self.catalogue, k=10)
+        self.per_user[name] = metrics.per_user(recs, self.truth, self.tail)
+        self.log(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items() if v == v))
+
+    def skip(self, name: str, reason: str) -> None:
+        self.systems[name] = {"skipped": reason}
+        self.log(f"{name}: skipped ({reason})")
+
+
+def _run_peers(
+    spark: Any,
+    cfg: BenchConfig,
+    split: Split,
+    interactions: pd.DataFrame,
+    scorer: _Scorer,
+    log: Any,
+) -> dict[str, Any]:
+    """Every peer, tuned on a validation window carved from training, then run on the split."""
+    users = scorer.users
+    data = peers.PeerData(
+        interactions=interactions[[C.USER_ID, C.ITEM_ID, C.WEIGHT]],
+        events=split.train[[C.USER_ID, C.ITEM_ID, C.TS, C.WEIGHT]],
+        cutoff=split.cutoff,
+    )
+    val = validation_split(split.train, cfg.validation_fraction, split.protocol)
+    val_data = peers.PeerData(
+        interactions=_sum_weights(val.train),
+        events=val.train[[C.USER_ID, C.ITEM_ID, C.TS, C.WEIGHT]],
+        cutoff=val.cutoff,
+    )
+    log(f"tuning peers on the validation split ({len(val.eval_users)} users)")
+    with PeakMemory() as m_pop:
+        pop = peers.popularity(interactions, users, cfg.top_k)
+    scorer.record("popularity", pop.recs, pop.fit_s, pop.score_s, m_pop.peak_mb)
+
+    tuning: dict[str, Any] = {}
+    for name, spec in peers.TUNED_PEERS.items():
+        reason = spec.skip_reason(data)
+        if reason:
+            scorer.skip(name, reason)
+            tuning[name] = {"skipped": reason}
+            continue
+        tuning[name] = peers.tune_peer(spec, val_data, val.truth, cfg.top_k, cfg.seed)
+        t = tuning[name]
+        log(f"{name}: best {t['best']} on edge {t['best_on_edge']} ({t['seconds']:.0f}s)")
+        with PeakMemory() as mem:
+            res = spec.run(data, users, cfg.top_k, t["best"], cfg.seed)
+        scorer.record(name, res.recs, res.fit_s, res.score_s, mem.peak_mb)
+    if "als" in tuning and "best" in tuning["als"]:
+        with PeakMemory() as m_spark:
+            sals = peers.spark_als(
+                spark, interactions, users, cfg.top_k, tuning["als"]["best"], cfg.seed
+            )
+        scorer.record("spark_als", sals.recs, sals.fit_s, sals.score_s, m_spark.peak_mb)
+    return {
+        "tuning": tuning,
+        "validation": {"cutoff": val.cutoff.isoformat(), "n_eval_users": len(val.eval_users)},
+    }
+
+
+def _cold_start(
+    spark: Any,
+    cfg: BenchConfig,
+    split: Split,
+    listed: pd.Series | None,
+    interactions: pd.DataFrame,
+    wh: str,
+    als_params: dict | None,
+    log: Any,
+) -> dict[str, Any]:
+    """Item cold start: a seeded share of trained-on items loses its interactions; the pipeline
+    runs again on that landing and every system is scored on those items' held-out pairs."""
+    seed = cfg.seed
+    cold_items = pick_cold_items(interactions, cfg.cold_fraction, seed)
+    truth = cold_start_truth(split.truth, cold_items)
+    users = sorted(truth)
+    n_pairs = sum(len(v) for v in truth.values())
+    protocol = {
+        "n_items": len(cold_items),
+        "n_test_pairs": n_pairs,
+        "n_eval_users": len(users),
+        "seed": seed,
+        "fraction": cfg.cold_fraction,
+    }
+    log(f"cold start: {len(cold_items)} items lose their training, {n_pairs} held-out pairs")
+    if not users:
+        return {"protocol": protocol, "systems": {}}
+    work = Path(cfg.work_dir)
+    wh_cold = str(work / "warehouse_cold")
+    shutil.rmtree(wh_cold, ignore_errors=True)
+    cache = Path(wh) / "_cache"
+    if cache.exists():  # the same texts: reuse their embeddings
+        shutil.copytree(cache, Path(wh_cold) / "_cache")
+    landing = derive_landing(
+        spark,
+        cfg.landing,
+        work / "landing_cold",
+        first_seen=listed,
+        drop_items=cold_items,
+        user_cutoffs=split.user_cutoffs,
+    )
+    ds = split.run_date
+    _run_pipeline(spark, str(landing), wh_cold, ds, full=True)
+    cold_inter = read_table(spark, wh_cold, "interactions", ds).toPandas()
+    lists: dict[str, dict[str, list[str]]] = {}
+    lists["popularity"] = peers.popularity(cold_inter, users, cfg.top_k).recs
+    if als_params is not None:
+        lists["als"] = peers.als(cold_inter, users, cfg.top_k, als_params, seed).recs
+    parts = _pipeline_parts(spark, wh_cold, ds, cold_inter, users, ("content",), False)
+    lists["content"] = parts["content"][1]
+    published = read_table(spark, wh_cold, "recommendations", ds).toPandas()
+    lists["published"] = metrics.recs_from_frame(published[published[C.USER_ID].isin(set(users))])
+    systems = {}
+    for name, recs in lists.items():
+        recs = {u: recs.get(u, []) for u in users}
+        systems[name] = {
+            "recall@20": metrics.recall_at_k(recs, truth, 20),
+            "ndcg@10": metrics.ndcg_at_k(recs, truth, 10),
+        }
+        log(f"cold start {name}: {systems[name]}")
+    return {"protocol": protocol, "systems": systems}
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     spark = get_spark("longtail-bench")
-    wh = str(Path(cfg.work_dir) / "warehouse")
+    work = Path(cfg.work_dir)
+    wh = str(work / "warehouse")
     log = lambda msg: print(f"[bench {cfg.name}] {msg}", flush=True)  # noqa: E731
 
     # 1. All clean events, through the pipeline's own ingest + clean.
@@ -204,20 +420,37 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     _run_pipeline(spark, cfg.landing, wh, ds_final, full=False)
     events = (
         read_table(spark, wh, "silver_events", ds_final)
-        .select(C.USER_ID, C.ITEM_ID, C.TS, C.WEIGHT)
+        .select(C.USER_ID, C.ITEM_ID, C.TS, C.EVENT_TYPE, C.WEIGHT)
         .toPandas()
     )
     events[C.TS] = pd.to_datetime(events[C.TS], utc=True)
+    given = (
+        read_table(spark, wh, "catalogue", ds_final)
+        .select(C.ITEM_ID, C.FIRST_SEEN)
+        .toPandas()
+        .set_index(C.ITEM_ID)[C.FIRST_SEEN]
+    )
 
-    # 2. Global cutoff and the eval set.
-    cutoff = compute_cutoff(events[C.TS], cfg.holdout_fraction)
-    split = make_split(events, cutoff)
-    ds_train = (cutoff - pd.Timedelta(days=1)).date()
-    log(f"cutoff {cutoff} ({len(split.train)} train / {len(split.test)} held-out events)")
+    # 2. The split, the listing dates, and the landing the pipeline is run on.
+    protocol = _choose_protocol(events, cfg.protocol)
+    split = split_events(events, protocol, cfg.holdout_fraction)
+    ds_train = split.run_date
+    log(
+        f"{protocol} split: run date {ds_train} ({len(split.train)} train / "
+        f"{len(split.test)} held-out events, {len(split.eval_users)} eval users)"
+    )
+    listed = (
+        None if cfg.listing_dates == "landing" else listing_dates(given, events, cfg.listing_dates)
+    )
+    bench_landing = str(
+        derive_landing(
+            spark, cfg.landing, work / "landing", first_seen=listed, user_cutoffs=split.user_cutoffs
+        )
+    )
 
-    # 3. The pipeline itself, run for the day before the cutoff.
+    # 3. The pipeline itself, run for the last training day.
     with PeakMemory() as mem:
-        records = _run_pipeline(spark, cfg.landing, wh, ds_train, full=True)
+        records = _run_pipeline(spark, bench_landing, wh, ds_train, full=True)
     interactions = read_table(spark, wh, "interactions", ds_train).toPandas()
     catalogue = (
         read_table(spark, wh, "catalogue", ds_train)
@@ -233,49 +466,15 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     cold = set(catalogue) - set(train_counts.index)
     truth = split.truth
     n_pairs = sum(len(v) for v in truth.values())
-
-    systems: dict[str, dict[str, Any]] = {}
-    curves: dict[str, pd.DataFrame] = {}
-
-    def record(name: str, recs: dict[str, list[str]], fit_s: float, score_s: float, mem_mb: float):
-        recs = {u: recs.get(u, []) for u in users}
-        m = metrics.evaluate(recs, truth, catalogue, train_counts, n_train_users, tail, cold)
-        systems[name] = {
-            **m,
-            "fit_s": round(fit_s, 2),
-            "score_s": round(score_s, 2),
-            "peak_mem_mb": round(mem_mb, 0),
-        }
-        curves[name] = metrics.popularity_curve(recs, train_counts, catalogue, k=10)
-        log(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items() if v == v))
+    unlisted = {i for u in truth for i in truth[u]} - set(catalogue)
+    scorer = _Scorer(users, truth, catalogue, train_counts, n_train_users, set(tail), cold, log)
 
     # 4. Peers, same split (training interactions = the pipeline's own silver interactions).
-    with PeakMemory() as m_pop:
-        pop = peers.popularity(interactions, users, cfg.top_k)
-    record("popularity", pop.recs, pop.fit_s, pop.score_s, m_pop.peak_mb)
-
-    def _evaluate_lists(lists: dict[str, list[str]]) -> dict[str, float]:
-        lists = {u: lists.get(u, []) for u in users}
-        m = metrics.evaluate(lists, truth, catalogue, train_counts, n_train_users, tail, cold)
-        return {k: m[k] for k in ("ndcg@10", "recall@20", "aplt@10", "tail_recall@20")}
-
-    val_events = events[events[C.TS] < cutoff]
-    val = validation_split(val_events, cfg.validation_fraction)
-    val_inter = val.train.groupby([C.USER_ID, C.ITEM_ID], as_index=False)[C.WEIGHT].sum()
-    log(f"tuning als on validation cutoff {val.cutoff} ({len(val.eval_users)} users)")
-    t0 = time.perf_counter()
-    best, trials = peers.tune_als(val_inter, val.truth, seed=cfg.seed, k=cfg.top_k)
-    tune_s = time.perf_counter() - t0
-    log(f"best als params {best} (tuning {tune_s:.0f}s)")
-    with PeakMemory() as m_als:
-        als = peers.als(interactions, users, cfg.top_k, best, cfg.seed)
-    record("als", als.recs, als.fit_s, als.score_s, m_als.peak_mb)
-    with PeakMemory() as m_spark:
-        sals = peers.spark_als(spark, interactions, users, cfg.top_k, best, cfg.seed)
-    record("spark_als", sals.recs, sals.fit_s, sals.score_s, m_spark.peak_mb)
+    peer_out = _run_peers(spark, cfg, split, interactions, scorer, log)
+    tuning = peer_out["tuning"]
 
     pub_recs = metrics.recs_from_frame(published[published[C.USER_ID].isin(set(users))])
-    record(
+    scorer.record(
         "published",
         pub_recs,
         sum(records[s]["seconds"] for s in ("content", "train_als", "train_ranker")),
@@ -285,18 +484,45 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
     # 5. The pipeline's parts on their own, and the accuracy / tail-share trade-off of its
     #    re-ranking, from the same item space and ranker the published run used.
-    tradeoff = _pipeline_parts(spark, wh, ds_train, interactions, users, record, log)
-    tradeoff = [
-        {"system": "published (tail target)", "tail_target": t, **_evaluate_lists(lists)}
-        for t, lists in tradeoff
-    ]
+    parts = _pipeline_parts(spark, wh, ds_train, interactions, users)
+    for name in SINGLE_SOURCES:
+        score_s, lists = parts[name]
+        scorer.record(name, lists, NAN, score_s, NAN)
+    fusion_s, by_target = parts["fusion"]
+    scorer.record("fusion", by_target[0.0], NAN, fusion_s, NAN)
+    tradeoff = []
+    for target, lists in by_target.items():
+        m = scorer.evaluate(lists)
+        tradeoff.append(
+            {
+                "system": "published (tail target)",
+                "tail_target": target,
+                **{k: m[k] for k in ("ndcg@10", "recall@20", "aplt@10", "tail_recall@20")},
+            }
+        )
+
+    # 6. Published against the best peer, with paired bootstrap intervals.
+    best_peer = uncertainty.best_peer(scorer.systems, CI_METRICS, exclude=OWN_SYSTEMS)
+    ci = uncertainty.ci_table(
+        scorer.per_user, best_peer, CI_METRICS, draws=cfg.bootstrap_draws, seed=cfg.seed
+    )
+    log(f"published / best peer: {ci} (best peers {best_peer})")
+
+    # 7. Item cold start.
+    als_best = tuning.get("als", {}).get("best")
+    cold_start = _cold_start(spark, cfg, split, listed, interactions, wh, als_best, log)
 
     result = {
         "dataset": cfg.name,
         "protocol": {
-            "cutoff": cutoff.isoformat(),
+            "split": protocol,
+            "cutoff": split.cutoff.isoformat(),
             "pipeline_run_date": ds_train.isoformat(),
-            "holdout_fraction": cfg.holdout_fraction,
+            "holdout_fraction": cfg.holdout_fraction
+            if protocol == "temporal"
+            else 2 * cfg.holdout_fraction,
+            "listing_dates": cfg.listing_dates,
+            "n_items_listed": len(catalogue),
             "n_events": len(events),
             "n_train_events": len(split.train),
             "n_test_events": len(split.test),
@@ -304,6 +530,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "n_catalogue_items": len(catalogue),
             "n_eval_users": len(users),
             "n_test_pairs": n_pairs,
+            "n_test_pairs_unlisted": sum(1 for u in truth for i in truth[u] if i in unlisted),
             "n_head_items": len(head),
             "n_tail_items": len(tail),
             "n_cold_items": len(cold),
@@ -312,17 +539,18 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "k": cfg.top_k,
             "head_share": 0.8,
             "relevance": "binary; recall normalised by min(K, held-out count)",
-            "als_tuning": {
-                "best": best,
-                "trials": trials,
-                "seconds": round(tune_s, 1),
-                "validation_cutoff": val.cutoff.isoformat(),
-            },
+            "validation": peer_out["validation"],
+            "seed": cfg.seed,
             "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
             "date": pd.Timestamp.now(tz="UTC").date().isoformat(),
             "clean_counts": records["clean"]["counts"],
         },
-        "systems": systems,
+        "systems": scorer.systems,
+        "tuning": tuning,
+        "best_peer": best_peer,
+        "ci": ci,
+        "ci_protocol": uncertainty.ci_protocol(cfg.bootstrap_draws, cfg.seed, 0.95),
+        "cold_start": cold_start,
         "tradeoff": tradeoff,
         "ranker": records["train_ranker"].get("training"),
     }
@@ -330,7 +558,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=False))
-    write_report(result, curves, out / "report.html")
+    write_report(result, scorer.curves, out / "report.html")
     log(f"wrote {out / 'metrics.json'} and {out / 'report.html'}")
     return result
 
@@ -345,6 +573,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "datasets"))
     parser.add_argument("--name", default=None)
     parser.add_argument("--holdout-fraction", type=float, default=0.1)
+    parser.add_argument("--listing-dates", choices=LISTING_DATES, default="auto")
+    parser.add_argument("--protocol", choices=("auto", *PROTOCOLS), default="auto")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--bootstrap-draws", type=int, default=1000)
     parser.add_argument("--work-dir", default=str(REPO / "data" / "bench"))
     parser.add_argument("--reports-dir", default=str(REPO / "reports" / "bench"))
     args = parser.parse_args(argv)
@@ -363,6 +595,10 @@ def main(argv: list[str] | None = None) -> int:
         work_dir=str(Path(args.work_dir) / "runs" / name),
         out_dir=str(Path(args.reports_dir) / name),
         holdout_fraction=args.holdout_fraction,
+        listing_dates=args.listing_dates,
+        protocol=args.protocol,
+        seed=args.seed,
+        bootstrap_draws=args.bootstrap_draws,
     )
     started = time.time()
     run_bench(cfg)
