@@ -21,11 +21,11 @@ EVENTS = [
 ITEMS = [("a", "Alpha", ""), ("b", "Beta", "2023-06-01"), ("c", "Gamma", "")]
 
 
-def _rows(df) -> list[tuple]:  # noqa: ANN001
+def _rows(df) -> list[tuple]:
     return sorted(tuple(r) for r in df.collect())
 
 
-def test_listing_dates_written_and_events_taken_out(spark, tmp_landing, tmp_path: Path) -> None:  # noqa: ANN001
+def test_listing_dates_written_and_events_taken_out(spark, tmp_landing, tmp_path: Path) -> None:
     tmp_landing("events/part.csv", EVENT_COLS, EVENTS)
     src = tmp_landing("items/part.csv", ("item_id", "title", "first_seen"), ITEMS)
     listed = pd.Series(
@@ -47,7 +47,7 @@ def test_listing_dates_written_and_events_taken_out(spark, tmp_landing, tmp_path
     assert _rows(events) == [("u1", "a", "2024-01-01T10:00:00Z"), ("u3", "c", "not a time")]
 
 
-def test_unchanged_tables_are_linked(spark, tmp_landing, tmp_path: Path) -> None:  # noqa: ANN001
+def test_unchanged_tables_are_linked(spark, tmp_landing, tmp_path: Path) -> None:
     tmp_landing("events/part.csv", EVENT_COLS, EVENTS)
     src = tmp_landing("items/part.csv", ("item_id", "title", "first_seen"), ITEMS)
     dst = derive_landing(spark, src, tmp_path / "same")
