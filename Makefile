@@ -13,7 +13,10 @@ DS ?=
 DATA_DIR ?= $(abspath $(CURDIR)/../shared/datasets)
 DATASET ?=
 BENCH_NAME ?=
+BENCH_ARGS ?=
 PYTEST_ARGS ?=
+KEEP_NIGHTS ?= 30
+KEEP_PUBLISHED ?=
 
 export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
@@ -31,12 +34,16 @@ export PYSPARK_PYTHON := $(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all clean-data env bench-table
+.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all clean-data env bench-table \
+  retention data-docs
 
 help:
 	@echo "make run    [DS=YYYY-MM-DD] [LANDING=dir] [WAREHOUSE=dir] [TOP_N=20]  nightly DAG on the sample"
 	@echo "make test   [PYTEST_ARGS=...]                                          the test suite"
-	@echo "make bench  DATASET=<name> | LANDING=<dir> [BENCH_NAME=name]           temporal-replay benchmark"
+	@echo "make bench  DATASET=<name> | LANDING=<dir> [BENCH_NAME=name] [BENCH_ARGS=...]  benchmark"
+	@echo "            BENCH_ARGS e.g. --listing-dates auto|landing|first_event --protocol auto|temporal|user_holdout"
+	@echo "make retention [DS=YYYY-MM-DD] [KEEP_NIGHTS=30] [KEEP_PUBLISHED=n]        expire old nights now"
+	@echo "make data-docs [WAREHOUSE=dir]                                          rebuild the quality site"
 	@echo "make lint | format | sample | venv"
 
 venv: $(STAMP)
@@ -78,7 +85,7 @@ format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 bench: $(STAMP)
-	$(BIN)/python -m longtail.bench.replay $(if $(DATASET),--dataset "$(DATASET)" --data-dir "$(DATA_DIR)",--landing "$(abspath $(LANDING))") $(if $(BENCH_NAME),--name "$(BENCH_NAME)")
+	$(BIN)/python -m longtail.bench.replay $(if $(DATASET),--dataset "$(DATASET)" --data-dir "$(DATA_DIR)",--landing "$(abspath $(LANDING))") $(if $(BENCH_NAME),--name "$(BENCH_NAME)") $(BENCH_ARGS)
 
 bench-table: $(STAMP)
 	$(BIN)/python -m longtail.bench.table reports/bench
@@ -86,6 +93,18 @@ bench-table: $(STAMP)
 bench-all: $(STAMP)
 	for d in online-retail amazon-office-2014 ml-latest-small amazon-beauty-2014; do \
 	  $(MAKE) --no-print-directory bench DATASET=$$d || exit 1; done
+
+# DS defaults to the newest published night (recommendations/_latest.json).
+retention: $(STAMP)
+	@set -euo pipefail; ds="$(DS)"; if [ -z "$$ds" ]; then \
+	  ds=$$($(BIN)/python -c "import json, sys; print(json.load(open(sys.argv[1]))['ds'])" \
+	    "$(abspath $(WAREHOUSE))/recommendations/_latest.json"); fi; \
+	$(BIN)/python jobs/retention.py --ds "$$ds" --warehouse "$(abspath $(WAREHOUSE))" \
+	  --keep-nights $(KEEP_NIGHTS) $(if $(KEEP_PUBLISHED),--keep-published-nights $(KEEP_PUBLISHED))
+
+data-docs: $(STAMP)
+	$(BIN)/python -c "import sys; from longtail.datadocs import build_site; print(build_site(sys.argv[1]))" \
+	  "$(abspath $(WAREHOUSE))"
 
 clean-data:
 	rm -rf data/warehouse data/bench

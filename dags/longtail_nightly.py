@@ -12,9 +12,11 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, task, teardown
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from longtail.assets import PUBLISHED_BY, table_asset
+from longtail.manifest import RUN_ID_ENV
 from longtail.operators import StageSubmitOperator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +35,7 @@ UPSTREAM = {
     "publish": ("score",),
     "similar_items": ("content", "train_als"),
     "quality": ("publish",),
+    "retention": ("quality", "similar_items"),
 }
 STAGES = tuple(UPSTREAM)
 
@@ -51,8 +54,14 @@ Params: `ds` (YYYY-MM-DD, optional), `top_n`, `landing`, `warehouse`, and `overr
 config overrides such as `{"train_als": {"factors": 128}}`. Each stage records its validated
 config and counts under `<warehouse>/_runs/ds=<ds>/`.
 
-The last task, `quality`, scores the previous night's published list against the events that
-arrived since and writes one row to `<warehouse>/quality_metrics/ds=<ds>/`.
+`quality` scores the previous night's published list against the events that arrived since and
+writes one row to `<warehouse>/quality_metrics/ds=<ds>/`.
+
+Each published partition holds `_manifest.json`, each published table `_latest.json`; `publish`,
+`similar_items` and `quality` update the assets `longtail.recommendations`,
+`longtail.similar_items` and `longtail.quality_metrics` (partition key = ds). `retention` deletes
+the nights that fell out of their window; `data_docs` (runs whatever happened before it) rebuilds
+the quality site at `<warehouse>/_data_docs/index.html`.
 """
 
 default_args = {
@@ -98,6 +107,18 @@ with DAG(
 
         return resolve(context["params"], context.get("data_interval_start"))  # type: ignore[arg-type, index]
 
+    @teardown
+    def data_docs(**context: object) -> str:
+        """Rebuild the quality site from every night's gate results and metrics.
+
+        A teardown: it runs after a failed night too (its failed gate is worth a look) and does
+        not decide the run's state.
+        """
+        from longtail.config import normalise_location
+        from longtail.datadocs import build_site
+
+        return build_site(normalise_location(context["params"]["warehouse"]))  # type: ignore[index]
+
     resolved = resolve_run()
     jobs = {}
     for stage, upstream in UPSTREAM.items():
@@ -118,9 +139,14 @@ with DAG(
                 "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1",
                 "GX_ANALYTICS_ENABLED": "false",
+                RUN_ID_ENV: "{{ run_id }}",  # recorded in the manifests, checked by the operator
             },
             driver_memory=os.environ.get("LONGTAIL_DRIVER_MEMORY", "3g"),
             verbose=False,
+            outlets=[table_asset(DEFAULT_WAREHOUSE, PUBLISHED_BY[stage])]
+            if stage in PUBLISHED_BY
+            else [],
         )
         for up in upstream or ("resolve_run",):
             (resolved if up == "resolve_run" else jobs[up]) >> jobs[stage]
+    jobs["retention"] >> data_docs()

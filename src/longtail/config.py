@@ -297,3 +297,24 @@ class SimilarItemsConfig(StageConfig):
             raise ConfigError("top_k must be in 1..200")
         if self.cooccurrence_weight < 0:
             raise ConfigError("cooccurrence_weight must be >= 0")
+
+
+@dataclass(frozen=True)
+class RetentionConfig(StageConfig):
+    """How many nights to keep, counted back from the run date (the newest partition always stays).
+
+    keep_nights: intermediate tables (bronze, silver, interactions, embeddings, factors, ranker,
+    quarantine) and the leftovers of runs that died (`_staging`, `_trash`). keep_published_nights:
+    recommendations, similar_items, quality_metrics; None keeps every night. The embedding cache is
+    compacted (each text hash stored once), never expired: unchanged items are never re-embedded.
+    """
+
+    keep_nights: int = 30
+    keep_published_nights: int | None = None
+    compact_embedding_cache: bool = True
+
+    def validate(self) -> None:
+        if self.keep_nights < 1:
+            raise ConfigError("keep_nights must be >= 1")
+        if self.keep_published_nights is not None and self.keep_published_nights < 1:
+            raise ConfigError("keep_published_nights must be >= 1, or null to keep every night")

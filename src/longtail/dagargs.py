@@ -14,6 +14,7 @@ from longtail.config import (
     PublishConfig,
     QualityConfig,
     RankerConfig,
+    RetentionConfig,
     ScoreConfig,
     SimilarItemsConfig,
     StageConfig,
@@ -29,6 +30,7 @@ STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "publish": PublishConfig,
     "similar_items": SimilarItemsConfig,
     "quality": QualityConfig,
+    "retention": RetentionConfig,
 }
 
 

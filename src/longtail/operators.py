@@ -11,7 +11,9 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from longtail.assets import config_from_args, emit_published
 from longtail.errors import PERMANENT_EXIT_CODE
+from longtail.manifest import RUN_ID_ENV
 
 _EXIT_CODE = re.compile(r"Error code is: (\d+)")
 
@@ -34,6 +36,9 @@ class StageSubmitOperator(SparkSubmitOperator):
     result minutes later, so the task fails at once; every other failure keeps the DAG's retries.
     spark-submit passes a Python driver's exit status through in client mode (the default here);
     where a cluster manager does not, such failures are retried like any other.
+
+    A task with outlets (the published tables' assets) fills its asset events after the stage
+    succeeded, from the stage's run record (longtail.assets.emit_published).
     """
 
     def execute(self, context: Any) -> None:
@@ -48,3 +53,12 @@ class StageSubmitOperator(SparkSubmitOperator):
                     f"{PERMANENT_EXIT_CODE}); the stage logged its reason above"
                 ) from exc
             raise
+        if self.outlets:  # a publishing stage: its asset events, from its run record
+            extras = emit_published(
+                context["outlet_events"],
+                self.outlets,
+                self.task_id,
+                config_from_args(self.application_args or []),
+                (self.env_vars or {}).get(RUN_ID_ENV),
+            )
+            self.log.info("asset events: %s", extras)

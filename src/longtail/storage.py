@@ -6,6 +6,9 @@ folder (names starting with `_` are skipped by Spark, pyarrow and DuckDB), audit
 place; an earlier partition for the same date is moved aside first and deleted only after the swap.
 A stage that writes several tables publishes them as one set (`publish_staged_set`): a journal
 written before the first move lets a failure, or the next run after a crash, undo a half-done set.
+Published tables (tables.PUBLISHED) also get a `_manifest.json` in each partition and a
+`_latest.json` per table (see manifest.py). Stages hold a read lease on the nights they read, so
+retention never deletes what a running job reads (`read_lease`, `removal_lock`).
 """
 
 from __future__ import annotations
@@ -16,13 +19,22 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
+from longtail import manifest as mf
+
 LOCK_STALE_S = 600
+# A read lease is a running stage's: live while its process is (on this host), else for this long
+# (longer than the DAG's execution_timeout of 3 hours).
+LEASE_STALE_S = 4 * 3600
+# How long a publisher waits for another to finish moving a table's `_latest.json`: long enough
+# to take over the lock of a publisher that died on another host (LOCK_STALE_S).
+LATEST_WAIT_S = LOCK_STALE_S + 60
 log = logging.getLogger("longtail")
 
 
@@ -55,6 +67,7 @@ class Fs:
 
     def __init__(self, spark: SparkSession, uri: str) -> None:
         self._jvm = spark._jvm  # type: ignore[attr-defined]
+        self._gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]
         self._conf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
         self._fs = self._path(uri).getFileSystem(self._conf)
 
@@ -75,6 +88,10 @@ class Fs:
         if not self._fs.rename(self._path(src), self._path(dst)):
             raise PublishError(f"could not move {src} to {dst}")
 
+    def qualify(self, uri: str) -> str:
+        """uri as the FileSystem names its entries (scheme and authority added)."""
+        return str(self._fs.makeQualified(self._path(uri)).toString())
+
     def list_files(self, uri: str) -> list[str]:
         """Every data file below uri, sorted; hidden (`.`) and metadata (`_`) entries skipped."""
         if not self.exists(uri):
@@ -84,7 +101,7 @@ class Fs:
         while it.hasNext():
             status = it.next()
             path = status.getPath()
-            rel = path.toString()[len(self._fs.makeQualified(self._path(uri)).toString()) :]
+            rel = path.toString()[len(self.qualify(uri)) :]
             if any(part.startswith(("_", ".")) for part in rel.split("/") if part):
                 continue
             out.append(path.toString())
@@ -115,6 +132,56 @@ class Fs:
         if self.exists(uri):
             self.delete(uri)
         self.rename(tmp, uri)
+
+    def replace_text(self, uri: str, text: str) -> None:
+        """Write uri so that a reader sees the old text or the new one, never neither.
+
+        write_text deletes, then renames; this renames over the old file in one step: os.replace
+        on a local disk, FileContext's rename with OVERWRITE elsewhere (atomic on HDFS; on S3 a
+        rename is a copy, as everywhere in this module).
+        """
+        folder, name = uri.rsplit("/", 1)
+        tmp_name = f".{name}.{uuid.uuid4().hex}.tmp"
+        if self._fs.getScheme() == "file":
+            local = self.local_path(uri)
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            tmp = os.path.join(os.path.dirname(local), tmp_name)
+            with open(tmp, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, local)
+            return
+        tmp = f"{folder}/{tmp_name}"
+        self.mkdirs(folder)
+        out = self._fs.create(self._path(tmp), True)
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
+        fs_api = self._jvm.org.apache.hadoop.fs
+        context = fs_api.FileContext.getFileContext(self._path(uri).toUri(), self._conf)
+        options = self._gateway.new_array(fs_api.Options.Rename, 1)
+        options[0] = fs_api.Options.Rename.OVERWRITE
+        context.rename(self._path(tmp), self._path(uri), options)
+
+    def local_path(self, uri: str) -> str:
+        return str(self._fs.pathToFile(self._path(uri)).getPath())
+
+    def size(self, uri: str) -> int:
+        return int(self._fs.getFileStatus(self._path(uri)).getLen())
+
+    def age_s(self, uri: str) -> float:
+        """Seconds since uri was last modified."""
+        return time.time() - self._fs.getFileStatus(self._path(uri)).getModificationTime() / 1000
+
+    def sha256(self, uri: str) -> str:
+        """SHA-256 of a file's bytes, read in the JVM (commons-codec ships with Spark)."""
+        stream = self._fs.open(self._path(uri))
+        try:
+            return str(self._jvm.org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream))
+        finally:
+            stream.close()
 
     def read_text(self, uri: str) -> str:
         stream = self._fs.open(self._path(uri))
@@ -322,6 +389,14 @@ def _write_gate_record(
         log.warning("could not record the gate result of %s ds=%s", table, ds, exc_info=True)
 
 
+# Key of a publish result that holds the summary of the manifest written (published tables).
+MANIFEST_KEY = "manifest"
+
+
+def _with_manifest(result: dict, summary: dict | None) -> dict:
+    return result if summary is None else {**result, MANIFEST_KEY: summary}
+
+
 def publish_staged(
     spark: SparkSession,
     warehouse: str,
@@ -329,17 +404,21 @@ def publish_staged(
     ds: date,
     audit: Callable[[DataFrame], dict] | None = None,
     attempt: str | None = None,
+    manifest: Mapping[str, Any] | None = None,
 ) -> dict:
     """Audit the staged partition, then swap it into place atomically.
 
     audit raises on failure, in which case nothing moves. The swap holds a per-partition lock so two
     runs of the same date cannot both publish; the earlier partition is moved aside, not deleted,
-    until the new one is in place.
+    until the new one is in place. With manifest (users, top_n, model_version of a published
+    table), the partition gets its `_manifest.json` and the table its `_latest.json`; the result
+    then holds the manifest's summary under MANIFEST_KEY.
     """
     # audit_staged and publish_staged_set each check that the staged output is complete
     result = audit_staged(spark, warehouse, table, ds, audit, attempt) if audit else {}
-    publish_staged_set(spark, warehouse, [table], ds, attempt)
-    return result
+    manifests = {table: manifest} if manifest is not None else None
+    written = publish_staged_set(spark, warehouse, [table], ds, attempt, manifests)
+    return _with_manifest(result, written.get(table))
 
 
 def _lock_path(warehouse: str, table: str, ds: date) -> str:
@@ -356,8 +435,13 @@ def _journal_dir(warehouse: str, ds: date) -> str:
 
 
 def publish_staged_set(
-    spark: SparkSession, warehouse: str, tables: Sequence[str], ds: date, attempt: str | None = None
-) -> None:
+    spark: SparkSession,
+    warehouse: str,
+    tables: Sequence[str],
+    ds: date,
+    attempt: str | None = None,
+    manifests: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, dict]:
     """Swap several already audited, staged tables into place as one unit.
 
     Takes every table's partition lock (in name order, so two publishers cannot deadlock), then for
@@ -366,8 +450,14 @@ def publish_staged_set(
     far are undone here; if the process dies half-way, the next publisher of these tables undoes
     them from the journal before it starts (`_undo_interrupted`). Either way the earlier partitions
     come back and no reader is left with half of a set for longer than the crash lasts.
+
+    Tables named in manifests get their `_manifest.json` written into the staged partition before
+    the first move (so it is never visible without one) and their `_latest.json` advanced after
+    the last; returns the manifests' summaries.
     """
     tables = sorted(set(tables))
+    manifests = manifests or {}
+    written: dict[str, dict] = {}
     fs = Fs(spark, warehouse)
     owner = uuid.uuid4().hex
     holder = lock_holder()
@@ -385,6 +475,11 @@ def publish_staged_set(
         for table in tables:  # still complete now that we hold the locks
             staged = staging_path(warehouse, table, ds, attempt)
             _check_staged(fs, staged, table, ds)
+        docs = {
+            t: _write_manifest(spark, fs, warehouse, t, ds, attempt, manifests[t])
+            for t in tables
+            if t in manifests
+        }
         had_old = {t: fs.exists(table_path(warehouse, t, ds)) for t in tables}
         journal = f"{_journal_dir(warehouse, ds)}/{owner}.json"
         fs.write_text(journal, json.dumps({"owner": owner, "had_old": had_old}, sort_keys=True))
@@ -402,9 +497,85 @@ def publish_staged_set(
             if had_old[table]:
                 fs.delete(_trash_path(warehouse, table, ds, owner))
             fs.delete(staging_path(warehouse, table, ds, attempt) + _OWNER)
+        for table, doc in docs.items():
+            path = table_path(warehouse, table, ds)
+            _advance_latest(fs, warehouse, table, ds, mf.latest_document(doc, path))
+            written[table] = mf.summary(doc, path)
     finally:
         for lock in held:
             fs.delete(lock)
+    return written
+
+
+def _write_manifest(
+    spark: SparkSession,
+    fs: Fs,
+    warehouse: str,
+    table: str,
+    ds: date,
+    attempt: str | None,
+    fields: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Check the staged partition against the table's published schema; describe it in a manifest.
+
+    Rows are counted and files hashed here, from what is staged, not taken from the stage's word.
+    """
+    staged = staging_path(warehouse, table, ds, attempt)
+    data = spark.read.parquet(staged)
+    mf.check_columns(
+        table,
+        [
+            (f.name, mf.SPARK_TO_CONTRACT.get(f.dataType.simpleString(), f.dataType.simpleString()))
+            for f in data.schema.fields
+        ],
+    )
+    root = fs.qualify(staged) + "/"
+    files = [
+        {"path": uri[len(root) :], "bytes": fs.size(uri), "sha256": fs.sha256(uri)}
+        for uri in fs.list_files(staged)
+    ]
+    doc = mf.manifest_document(
+        table=table, ds=ds, rows=data.count(), files=files, run_id=mf.current_run_id(), **fields
+    )
+    fs.write_text(f"{staged}/{mf.MANIFEST}", json.dumps(doc, indent=2, sort_keys=True))
+    return doc
+
+
+def _latest_lock(warehouse: str, table: str) -> str:
+    return f"{warehouse}/_locks/{table}/_latest.lock"
+
+
+def _advance_latest(fs: Fs, warehouse: str, table: str, ds: date, doc: dict[str, Any]) -> None:
+    """Point `<table>/_latest.json` at ds unless it already names a later night."""
+    lock, holder = _latest_lock(warehouse, table), lock_holder()
+    deadline = time.time() + LATEST_WAIT_S
+    while not fs.try_lock(lock, holder):
+        if time.time() > deadline:
+            raise PublishError(f"could not take {lock} to advance {table}'s latest pointer")
+        time.sleep(0.5)
+    try:
+        uri = f"{table_path(warehouse, table)}/{mf.LATEST}"
+        current = read_latest_doc(fs, uri)
+        if mf.advances(current, ds):
+            fs.replace_text(uri, json.dumps(doc, indent=2, sort_keys=True))
+    finally:
+        fs.delete(lock)
+
+
+def read_latest_doc(fs: Fs, uri: str) -> dict[str, Any] | None:
+    if not fs.exists(uri):
+        return None
+    try:
+        return json.loads(fs.read_text(uri))
+    except (ValueError, KeyError):  # unreadable: the next publish replaces it
+        log.warning("ignoring an unreadable %s", uri)
+        return None
+
+
+def read_latest(spark: SparkSession, warehouse: str, table: str) -> dict[str, Any] | None:
+    """A published table's `_latest.json` (its newest published ds); None before any publish."""
+    uri = f"{table_path(warehouse, table)}/{mf.LATEST}"
+    return read_latest_doc(Fs(spark, uri), uri)
 
 
 def _swap_in(
@@ -469,15 +640,21 @@ def write_audit_publish(
     table: str,
     ds: date,
     audit: Callable[[DataFrame], dict] | None = None,
+    manifest: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Stage df in a folder private to this attempt, audit it, publish it; on failure, clean up."""
-    return write_audit_publish_set({table: (df, audit)}, warehouse, ds)[table]
+    """Stage df in a folder private to this attempt, audit it, publish it; on failure, clean up.
+
+    manifest: as for publish_staged (published tables).
+    """
+    manifests = {table: manifest} if manifest is not None else None
+    return write_audit_publish_set({table: (df, audit)}, warehouse, ds, manifests)[table]
 
 
 def write_audit_publish_set(
     frames: dict[str, tuple[DataFrame, Callable[[DataFrame], dict] | None]],
     warehouse: str,
     ds: date,
+    manifests: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, dict]:
     """write_audit_publish for tables that belong together: all audited before any is published."""
     attempt = uuid.uuid4().hex[:12]
@@ -489,8 +666,8 @@ def write_audit_publish_set(
             table: audit_staged(spark, warehouse, table, ds, audit, attempt) if audit else {}
             for table, (_, audit) in frames.items()
         }
-        publish_staged_set(spark, warehouse, list(frames), ds, attempt)
-        return results
+        written = publish_staged_set(spark, warehouse, list(frames), ds, attempt, manifests)
+        return {t: _with_manifest(r, written.get(t)) for t, r in results.items()}
     finally:
         for table in frames:
             discard_staged(spark, warehouse, table, ds, attempt)
@@ -501,3 +678,99 @@ def read_table(spark: SparkSession, warehouse: str, table: str, ds: date) -> Dat
     if not Fs(spark, uri).exists(f"{uri}/_SUCCESS"):
         raise FileNotFoundError(f"{table} for ds={ds} has not been published: {uri}")
     return spark.read.parquet(uri)
+
+
+# --------------------------------------------------------------------------- leases (retention)
+#
+# A stage holds a read lease on every night it reads for as long as it runs; retention takes a
+# removal lock on a night (or the embedding cache) and deletes nothing while a live lease exists.
+# Each side writes its own file first and looks for the other's second, so at least one of them
+# sees the other: either the stage stops before reading ("retention is removing ...", retried
+# like any lock) or retention leaves the night alone.
+
+CACHE_KEY = "embedding_cache"
+
+
+def night_key(ds: date) -> str:
+    return f"ds={ds.isoformat()}"
+
+
+def _lease_dir(warehouse: str, key: str) -> str:
+    return f"{warehouse}/_locks/_leases/{key}"
+
+
+def _removal_lock_path(warehouse: str, key: str) -> str:
+    return f"{warehouse}/_locks/_retention/{key}.lock"
+
+
+def _is_live(fs: Fs, uri: str, stale_s: float) -> bool:
+    """A lock or lease file that exists, is younger than stale_s and whose holder still runs."""
+    try:
+        return fs.age_s(uri) < stale_s and not _holder_is_dead(fs.read_text(uri))
+    except Exception:  # removed meanwhile by its owner
+        return False
+
+
+@contextmanager
+def read_lease(spark: SparkSession, warehouse: str, key: str) -> Iterator[None]:
+    """Hold a read lease on key (night_key(ds) or CACHE_KEY) while the block runs."""
+    fs = Fs(spark, warehouse)
+    leases_held(fs, warehouse, key)  # sweeps the leases of killed stages (a retry's predecessor)
+    lease = f"{_lease_dir(warehouse, key)}/{uuid.uuid4().hex}.lease"
+    fs.write_text(lease, lock_holder())
+    try:
+        if _is_live(fs, _removal_lock_path(warehouse, key), LOCK_STALE_S):
+            raise PublishError(
+                f"retention is removing {key} in {warehouse}; retry when it has finished"
+            )
+        yield
+    finally:
+        try:
+            fs.delete(lease)
+        except Exception:  # never hide the block's own outcome; a dead holder's lease expires
+            log.warning("could not remove the read lease %s", lease, exc_info=True)
+
+
+def leases_held(fs: Fs, warehouse: str, key: str) -> bool:
+    """Is any live read lease held on key? Leases of dead processes are removed on the way."""
+    folder = _lease_dir(warehouse, key)
+    live = False
+    for name in fs.list_names(folder):
+        if not name.endswith(".lease"):
+            continue
+        uri = f"{folder}/{name}"
+        if _is_live(fs, uri, LEASE_STALE_S):
+            live = True
+        elif fs.exists(uri):
+            fs.delete(uri)
+    return live
+
+
+@contextmanager
+def removal_lock(spark: SparkSession, warehouse: str, key: str) -> Iterator[bool]:
+    """True when key may be removed now (no lease, no other remover); locks it meanwhile."""
+    fs = Fs(spark, warehouse)
+    lock = _removal_lock_path(warehouse, key)
+    if not fs.try_lock(lock, lock_holder()):
+        yield False
+        return
+    try:
+        yield not leases_held(fs, warehouse, key)
+    finally:
+        fs.delete(lock)
+
+
+def remove_partition(spark: SparkSession, warehouse: str, table: str, ds: date) -> bool:
+    """Delete a published partition (retention): under its publish lock, moved aside in one rename
+    (readers see it whole or not at all), then deleted. False when a publisher holds the lock."""
+    fs = Fs(spark, warehouse)
+    lock = _lock_path(warehouse, table, ds)
+    if not fs.try_lock(lock, lock_holder()):
+        return False
+    try:
+        aside = _trash_path(warehouse, table, ds, f"expired-{uuid.uuid4().hex}")
+        fs.rename(table_path(warehouse, table, ds), aside)
+        fs.delete(aside)
+        return True
+    finally:
+        fs.delete(lock)

@@ -21,6 +21,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "longtail_nightly.py"
 DAG_ID = "longtail_nightly"
+CONSUMER_FILE = REPO / "dags" / "longtail_segment_export.py"
+CONSUMER_ID = "longtail_segment_export"
 # task -> its upstream tasks: the whole graph, exactly.
 UPSTREAM = {
     "resolve_run": set(),
@@ -33,12 +35,21 @@ UPSTREAM = {
     "publish": {"score"},
     "similar_items": {"content", "train_als"},
     "quality": {"publish"},
+    "retention": {"quality", "similar_items"},
+    "data_docs": {"retention"},
 }
 # The spine every night must walk, in this order.
 CHAIN = ("resolve_run", "ingest", "clean", "train_als", "train_ranker", "score", "publish")
-SPARK_STAGES = tuple(t for t in UPSTREAM if t != "resolve_run")
+SPARK_STAGES = tuple(t for t in UPSTREAM if t not in ("resolve_run", "data_docs"))
+# stage -> the published table whose asset it updates
+OUTLETS = {
+    "publish": "recommendations",
+    "similar_items": "similar_items",
+    "quality": "quality_metrics",
+}
 # Heavy libraries that belong in the Spark jobs, never in the scheduler's parse loop.
 HEAVY_MODULES = (
+    "pyarrow",
     "pyspark",
     "implicit",
     "lightgbm",
@@ -68,7 +79,10 @@ def test_the_spine_runs_in_order_after_validation(dag: Any) -> None:
         assert after in dag.get_task(before).downstream_task_ids, (before, after)
     # No Spark job can start before resolve_run has validated every stage's config.
     assert [t.task_id for t in dag.roots] == ["resolve_run"]
-    assert dag.get_task("resolve_run").get_flat_relative_ids(upstream=False) == set(SPARK_STAGES)
+    assert dag.get_task("resolve_run").get_flat_relative_ids(upstream=False) == {
+        *SPARK_STAGES,
+        "data_docs",
+    }
     order = [t.task_id for t in dag.topological_sort()]
     assert [t for t in order if t in CHAIN] == list(CHAIN)
 
@@ -165,6 +179,49 @@ def test_spark_tasks_use_the_longtail_connection_and_existing_jobs(dag: Any) -> 
         assert task.env_vars.get("PYSPARK_PYTHON"), task.task_id
 
 
+def test_publishing_tasks_declare_their_table_assets(dag: Any) -> None:
+    """One asset per published table, an outlet of the one task that publishes it, nowhere else."""
+    for task in dag.tasks:
+        outlets = [(a.name, a.uri) for a in task.outlets]
+        if task.task_id not in OUTLETS:
+            assert outlets == [], task.task_id
+            continue
+        table = OUTLETS[task.task_id]
+        assert [name for name, _ in outlets] == [f"longtail.{table}"], task.task_id
+        uri = outlets[0][1]
+        # on the warehouse the DAG defaults to (LONGTAIL_WAREHOUSE, else data/warehouse)
+        assert uri == f"file://{REPO / 'data' / 'warehouse' / table}", uri
+        # the spark job learns its Airflow run id, which its manifest records
+        assert task.env_vars.get("LONGTAIL_RUN_ID") == "{{ run_id }}", task.task_id
+
+
+def test_data_docs_runs_after_everything_and_does_not_decide_the_run(dag: Any) -> None:
+    """A teardown: it runs when a night failed too, and a failed night stays failed."""
+    docs = dag.get_task("data_docs")
+    assert docs.is_teardown
+    assert str(docs.trigger_rule) in (
+        "all_done_setup_success",
+        "TriggerRule.ALL_DONE_SETUP_SUCCESS",
+    )
+    assert [t.task_id for t in dag.leaves] == ["data_docs"]
+    assert docs.get_flat_relative_ids(upstream=True) == set(UPSTREAM) - {"data_docs"}
+
+
+def test_consumer_dag_is_scheduled_on_the_recommendations_partitions(dagbag: Any) -> None:
+    from airflow.sdk import PartitionedAssetTimetable
+
+    consumer = dagbag.dags[CONSUMER_ID]
+    assert isinstance(consumer.timetable, PartitionedAssetTimetable)
+    condition = consumer.timetable.asset_condition
+    assert (condition.name, condition.uri) == (
+        "longtail.recommendations",
+        f"file://{REPO / 'data' / 'warehouse' / 'recommendations'}",
+    )
+    assert [t.task_id for t in consumer.tasks] == ["export_segment"]
+    assert set(consumer.params) == {"segment", "outbox", "warehouse"}
+    consumer.params.validate()
+
+
 def _run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LONGTAIL_")}
     env.update(
@@ -182,14 +239,15 @@ def _run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_parsing_imports_nothing_heavy(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("path", "dag_id"), [(DAG_FILE, DAG_ID), (CONSUMER_FILE, CONSUMER_ID)])
+def test_parsing_imports_nothing_heavy(tmp_path: Path, path: Path, dag_id: str) -> None:
     """A fresh interpreter parses the DAG file; no heavy library may be imported by it."""
     code = f"""
         import importlib.util, json, sys
-        spec = importlib.util.spec_from_file_location("longtail_nightly_probe", {str(DAG_FILE)!r})
+        spec = importlib.util.spec_from_file_location("longtail_dag_probe", {str(path)!r})
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        assert module.dag.dag_id == {DAG_ID!r}
+        assert module.dag.dag_id == {dag_id!r}
         heavy = {list(HEAVY_MODULES)!r}
         print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
     """

@@ -22,6 +22,7 @@ STAGES = (
     "publish",
     "similar_items",
     "quality",
+    "retention",
 )
 INTERVAL_START = datetime(2026, 2, 4, 1, 30, tzinfo=UTC)
 

@@ -3,26 +3,41 @@
 One nightly run on a small generated shop, checked against the output contract with expectations
 computed here, with plain pandas from the landing files (no pipeline code); then a re-run of the
 same date (idempotent, nothing left behind), then a run on a landing folder that breaks the input
-contract (fails, names the file and the column, and the published partition is untouched).
+contract (fails, names the file and the column, and the published partition, its manifest, the
+latest pointers and the asset events are untouched). Then a second night, with retention set to
+one night; then Airflow's scheduler and api-server start, the example consumer DAG runs once for
+each night's `recommendations` partition, and the asset events are read through the REST API.
 
-The three tests share one warehouse and run in file order; each can also run alone.
+The tests share one warehouse and run in file order; each can also run alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
+import signal
+import socket
+import sqlite3
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -35,6 +50,23 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE = SampleConfig(n_users=300, n_items=200, n_days=20, seed=3)
 TOP_N = 10
 RUN_TIMEOUT_S = 1200  # one DAG run: ~4 min on 2 idle cores, twice that on a busy machine
+CONSUMER_TIMEOUT_S = 600  # scheduler and api-server start, then two short consumer runs
+PUBLISHED = ("recommendations", "similar_items", "quality_metrics")
+INTERMEDIATE = (
+    "bronze_events",
+    "bronze_items",
+    "bronze_users",
+    "quarantine",
+    "catalogue",
+    "silver_events",
+    "interactions",
+    "item_embeddings",
+    "als_user_factors",
+    "als_item_factors",
+    "ranker",
+)
+EXTRA_KEYS = {"ds", "rows", "users", "model_version", "path"}
+CONSUMER = "longtail_segment_export"
 
 EVENT_TYPES = {"purchase", "view", "add_to_cart", "rating", "review"}
 OWNED_TYPES = {"purchase", "rating", "review"}  # never recommended again
@@ -94,8 +126,12 @@ def _airflow_env(base: Path) -> dict[str, str]:
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__PARALLELISM="2",
+        # the example consumer must be unpaused when the first asset event arrives
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         AIRFLOW_CONN_LONGTAIL_SPARK='{"conn_type": "spark", "host": "local[2]"}',
         LONGTAIL_RETRY_DELAY_S="1",
+        # the DAGs' asset URIs and param defaults: this test's warehouse
+        LONGTAIL_WAREHOUSE=str(base / "warehouse"),
         PATH=venv_bin + os.pathsep + env.get("PATH", ""),
         PYSPARK_PYTHON=sys.executable,
         PYSPARK_DRIVER_PYTHON=sys.executable,
@@ -107,13 +143,21 @@ def _airflow_env(base: Path) -> dict[str, str]:
     return env
 
 
-def _airflow_run(run: Nightly, landing: Path, log_name: str) -> subprocess.CompletedProcess[str]:
+def _airflow_run(
+    run: Nightly,
+    landing: Path,
+    log_name: str,
+    ds: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable,
         "-m",
         "longtail.airflow_run",
+        "--overrides",
+        json.dumps(overrides or {}),
         "--ds",
-        run.ds,
+        ds or run.ds,
         "--landing",
         str(landing),
         "--warehouse",
@@ -331,7 +375,7 @@ def test_published_partition_layout_and_schema(nightly: Nightly) -> None:
     assert parts
     assert not list(out.rglob("_temporary"))
     visible = {p.name for p in out.iterdir() if not p.name.startswith(".")}
-    assert visible == {"_SUCCESS", *(p.name for p in parts)}
+    assert visible == {"_SUCCESS", "_manifest.json", *(p.name for p in parts)}
 
     table = pq.read_table(out)
     assert table.schema.names == RECOMMENDATION_SCHEMA.names
@@ -493,6 +537,8 @@ def test_broken_landing_fails_loudly_and_keeps_the_published_partition(
     before = _snapshot(nightly.published)
     record_before = (nightly.warehouse / "_runs" / f"ds={nightly.ds}" / "publish.json").read_bytes()
     assert before
+    contract_before, events_before = _contract_files(nightly.warehouse), _asset_events(nightly)
+    assert contract_before and events_before
 
     proc = _airflow_run(nightly, broken, "run-broken.log")
     log = (nightly.base / "run-broken.log").read_text(errors="replace")
@@ -510,3 +556,260 @@ def test_broken_landing_fails_loudly_and_keeps_the_published_partition(
     assert (
         nightly.warehouse / "_runs" / f"ds={nightly.ds}" / "publish.json"
     ).read_bytes() == record_before
+    # a failed run changes no manifest or latest pointer and emits no asset event
+    assert _contract_files(nightly.warehouse) == contract_before
+    assert _asset_events(nightly) == events_before
+
+
+# ------------------------------------------------------- a second night, assets, the consumer
+
+
+def _contract_files(warehouse: Path) -> dict[str, str]:
+    """Every `_manifest.json` and `_latest.json` of the published tables -> sha256."""
+    return {
+        k: v
+        for table in PUBLISHED
+        for k, v in _snapshot(warehouse / table).items()
+        if k.endswith(("_manifest.json", "_latest.json"))
+    }
+
+
+def _db(run: Nightly, sql: str, *args: Any) -> list[tuple]:
+    con = sqlite3.connect(f"file:{run.base / 'airflow' / 'airflow.db'}?mode=ro", uri=True)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def _asset_events(run: Nightly) -> list[tuple]:
+    return _db(run, "SELECT id, asset_id, partition_key, extra FROM asset_event ORDER BY id")
+
+
+def _partition_rows(partition: Path) -> int:
+    (n,) = (
+        duckdb.connect()
+        .execute("SELECT count(*) FROM read_parquet(?)", [f"{partition}/*.parquet"])
+        .fetchone()
+    )
+    return int(n)
+
+
+@dataclass(frozen=True)
+class SecondNight:
+    first: str
+    second: str
+    proc: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def second_night(nightly: Nightly) -> SecondNight:
+    """The night after the first, with retention keeping one night."""
+    second = (date.fromisoformat(nightly.ds) + timedelta(days=1)).isoformat()
+    proc = _airflow_run(
+        nightly,
+        nightly.landing,
+        "run-night-2.log",
+        ds=second,
+        overrides={"retention": {"keep_nights": 1}},
+    )
+    assert proc.returncode == 0, _explain(proc, nightly.base / "run-night-2.log")
+    return SecondNight(first=nightly.ds, second=second, proc=proc)
+
+
+def test_second_night_moves_latest_and_every_manifest_counts_its_rows(
+    nightly: Nightly, second_night: SecondNight
+) -> None:
+    for table in PUBLISHED:
+        latest = json.loads((nightly.warehouse / table / "_latest.json").read_text())
+        assert latest["ds"] == second_night.second, table
+        assert latest["path"] == str(nightly.warehouse / table / f"ds={second_night.second}")
+        for ds in (second_night.first, second_night.second):
+            partition = nightly.warehouse / table / f"ds={ds}"
+            manifest = json.loads((partition / "_manifest.json").read_text())
+            assert manifest["ds"] == ds and manifest["table"] == table
+            assert manifest["rows"] == _partition_rows(partition) > 0, (table, ds)
+            for entry in manifest["files"]:
+                data = (partition / entry["path"]).read_bytes()
+                assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+            assert manifest["run_id"].startswith("manual__"), manifest["run_id"]
+
+
+def test_retention_of_one_night_leaves_the_newest_intermediate_partitions(
+    nightly: Nightly, second_night: SecondNight
+) -> None:
+    wh = nightly.warehouse
+    for table in INTERMEDIATE:
+        parts = sorted(p.name for p in (wh / table).iterdir() if p.name.startswith("ds="))
+        assert parts == [f"ds={second_night.second}"], table
+    for table in PUBLISHED:  # kept: every night
+        parts = sorted(p.name for p in (wh / table).iterdir() if p.name.startswith("ds="))
+        assert parts == [f"ds={second_night.first}", f"ds={second_night.second}"], table
+    record = json.loads((wh / "_runs" / f"ds={second_night.second}" / "retention.json").read_text())
+    assert record["config"]["keep_nights"] == 1
+    assert record["deleted"] == {t: [second_night.first] for t in INTERMEDIATE}
+    assert (wh / "_data_docs" / "index.html").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _scheduler_and_api(run: Nightly, deadline: float) -> Iterator[str]:
+    """Airflow's api-server, then (once it answers: tasks talk to it) the scheduler, on this
+    test's DB; yields the API's base URL."""
+    port = _free_port()
+    env = {
+        **run.env,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # a longer SQLite busy timeout for the processes sharing the DB file
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "airflow_sqlite_args.CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "airflow_sqlite_args.CONNECT_ARGS",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO / "tests" / "reliability"), run.env.get("PYTHONPATH", "")) if p
+        ),
+    }
+    api = f"http://127.0.0.1:{port}"
+    procs = []
+    try:
+        for name in ("api-server", "scheduler"):
+            log = open(run.base / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+            procs.append(
+                subprocess.Popen(
+                    ["airflow", name],
+                    env=env,
+                    cwd=run.base,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            while name == "api-server":
+                try:
+                    _get(f"{api}/api/v2/monitor/health")
+                    break
+                except urllib.error.HTTPError:  # it answers
+                    break
+                except OSError:
+                    assert procs[0].poll() is None, _tail(run, "api-server")
+                    assert time.time() < deadline, _tail(run, "api-server")
+                    time.sleep(2)
+        yield api
+    finally:
+        family: list[psutil.Process] = []
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                family += [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(True)]
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        _, alive = psutil.wait_procs(family, timeout=20)
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def _get(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
+        return json.loads(r.read())
+
+
+@dataclass(frozen=True)
+class Served:
+    events: list[dict[str, Any]]
+    consumer_runs: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def served(nightly: Nightly, second_night: SecondNight) -> Served:
+    """Until now Airflow ran as `airflow dags test` (no scheduler): the asset events queued the
+    consumer. The scheduler starts its runs; the api-server answers the REST API."""
+    pause = subprocess.run(
+        ["airflow", "dags", "pause", "longtail_nightly"],  # no scheduled nightly run meanwhile
+        env=nightly.env,
+        cwd=nightly.base,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert pause.returncode == 0, pause.stderr[-2000:]
+    deadline = time.time() + CONSUMER_TIMEOUT_S
+    with _scheduler_and_api(nightly, deadline) as api:
+        runs: list[tuple] = []
+        while len([r for r in runs if r[1] == "success"]) < 2:
+            runs = _db(
+                nightly, "SELECT partition_key, state FROM dag_run WHERE dag_id = ?", CONSUMER
+            )
+            assert "failed" not in {r[1] for r in runs}, (runs, _tail(nightly, "scheduler"))
+            assert time.time() < deadline, (runs, _tail(nightly, "scheduler"))
+            time.sleep(3)
+        token = _get(f"{api}/auth/token")["access_token"]
+        events = _get(f"{api}/api/v2/assets/events?source_dag_id=longtail_nightly&limit=100", token)
+        consumer = _get(f"{api}/api/v2/dags/{CONSUMER}/dagRuns?limit=100", token)
+    return Served(events=events["asset_events"], consumer_runs=consumer["dag_runs"])
+
+
+def _tail(run: Nightly, name: str, lines: int = 40) -> str:
+    path = run.base / f"{name}.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def test_asset_events_through_the_rest_api(
+    nightly: Nightly, second_night: SecondNight, served: Served
+) -> None:
+    """One event per successful publish (night 1, its re-run, night 2; none for the failed run),
+    extra = {ds, rows, users, model_version, path}, partition key = ds."""
+    by_asset: dict[str, list[dict]] = {}
+    for event in served.events:
+        by_asset.setdefault(event["name"], []).append(event)
+    assert set(by_asset) == {f"longtail.{t}" for t in PUBLISHED}
+    for table in PUBLISHED:
+        events = sorted(by_asset[f"longtail.{table}"], key=lambda e: e["timestamp"])
+        nights = [e["extra"]["ds"] for e in events]
+        assert nights == [second_night.first, second_night.first, second_night.second], table
+        for event in events:
+            extra = event["extra"]
+            assert set(extra) == EXTRA_KEYS, extra
+            assert event["partition_key"] == extra["ds"]
+            assert event["source_task_id"] in ("publish", "similar_items", "quality")
+            partition = nightly.warehouse / table / f"ds={extra['ds']}"
+            assert extra["path"] == str(partition)
+            assert extra["rows"] == _partition_rows(partition)
+            if table == "recommendations":
+                recs = pq.read_table(partition).to_pandas()
+                assert extra["users"] == recs["user_id"].nunique()
+                assert [extra["model_version"]] == recs["model_version"].unique().tolist()
+            else:
+                assert extra["users"] is None
+
+
+def test_the_consumer_dag_ran_once_for_each_night(
+    nightly: Nightly, second_night: SecondNight, served: Served
+) -> None:
+    runs = served.consumer_runs
+    assert sorted(r["state"] for r in runs) == ["success", "success"], runs
+    assert sorted(r.get("partition_key") for r in runs) == [
+        second_night.first,
+        second_night.second,
+    ]
+    for ds in (second_night.first, second_night.second):
+        csv = nightly.base / "outbox" / "recommendations" / "segment=0" / f"ds={ds}.csv"
+        got = pd.read_csv(csv, dtype={"user_id": str, "item_id": str})
+        recs = _read_published(nightly.warehouse / "recommendations" / f"ds={ds}")
+        mine = recs[[zlib.crc32(u.encode()) % 10 == 0 for u in recs["user_id"]]]
+        expected = mine[["user_id", "rank", "item_id", "score"]].reset_index(drop=True)
+        assert len(expected) > 0
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False)

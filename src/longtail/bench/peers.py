@@ -704,7 +704,11 @@ TUNED_PEERS: dict[str, PeerSpec] = {
                 "neighbours": Axis("log", factor=2.0, lo=1, hi=2000, integer=True),
             },
             rp3beta,
-            max_evaluations=24,
+            # Three numeric axes: a full grid widened on every round grows as a product, so
+            # search one axis at a time around the best point instead.
+            strategy="coordinate",
+            max_rounds=6,
+            max_evaluations=36,
         ),
         PeerSpec(
             "ease",
@@ -731,7 +735,8 @@ TUNED_PEERS: dict[str, PeerSpec] = {
             },
             als_peer,
             strategy="coordinate",
-            max_evaluations=24,
+            max_rounds=8,
+            max_evaluations=64,
         ),
     )
 }

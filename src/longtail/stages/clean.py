@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from longtail import columns as C
-from longtail import gates
+from longtail import gates, tables
 from longtail.cleaning import clean, future_end, window_end
 from longtail.config import CleanConfig
 from longtail.errors import PermanentError
@@ -22,7 +22,7 @@ from longtail.storage import (
     write_staging,
 )
 
-TABLES = ("quarantine", "catalogue", "silver_events", "interactions")
+TABLES = tables.SILVER
 
 
 class AccountingError(PermanentError, RuntimeError):

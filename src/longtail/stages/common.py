@@ -14,7 +14,7 @@ from longtail import __version__
 from longtail.config import StageConfig
 from longtail.errors import ERROR_PREFIX, PERMANENT_EXIT_CODE, PermanentError
 from longtail.sparkutil import get_spark
-from longtail.storage import write_record
+from longtail.storage import night_key, read_lease, write_record
 
 Cfg = TypeVar("Cfg", bound=StageConfig)
 log = logging.getLogger("longtail")
@@ -51,7 +51,9 @@ def run_and_record(
     spark: SparkSession, name: str, cfg: Cfg, run: Callable[[SparkSession, Cfg], dict[str, Any]]
 ) -> dict[str, Any]:
     started = time.time()
-    record = run(spark, cfg)
+    # Retention deletes nothing of this night while the stage runs (storage.read_lease).
+    with read_lease(spark, cfg.warehouse, night_key(cfg.ds)):
+        record = run(spark, cfg)
     record = {
         "stage": name,
         "longtail_version": __version__,

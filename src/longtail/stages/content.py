@@ -3,6 +3,8 @@
 The cache lives at `<warehouse>/_cache/embeddings/model=<model>/ds=<night>/` (text_hash,
 embedding): each night embeds only texts never seen before, so an unchanged item is never
 embedded twice across nights. A re-run of a night recomputes exactly that night's additions.
+Retention compacts the cache (each text hash kept once, in the night that first embedded it), which
+changes none of this: the vector used is always the earliest night's.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
 from longtail import columns as C
-from longtail import gates
+from longtail import gates, tables
 from longtail.config import ContentConfig
 from longtail.content import embed_batches, item_text, pick_device, text_hash
 from longtail.stages.common import stage_main
-from longtail.storage import Fs, read_table, write_audit_publish
+from longtail.storage import CACHE_KEY, Fs, read_lease, read_table, write_audit_publish
 
-TABLE = "item_embeddings"
+TABLE = tables.ITEM_EMBEDDINGS
 EMBEDDING = "embedding"
 TEXT_HASH = "text_hash"
 _SCHEMA = StructType(
@@ -31,7 +33,7 @@ _SCHEMA = StructType(
 
 
 def cache_table(model: str) -> str:
-    return "_cache/embeddings/model=" + re.sub(r"[^A-Za-z0-9._-]+", "_", model)
+    return f"{tables.EMBEDDING_CACHE}/model=" + re.sub(r"[^A-Za-z0-9._-]+", "_", model)
 
 
 def catalogue_texts(catalogue: pd.DataFrame, cfg: ContentConfig) -> pd.DataFrame:
@@ -52,6 +54,12 @@ def catalogue_texts(catalogue: pd.DataFrame, cfg: ContentConfig) -> pd.DataFrame
 
 
 def run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
+    # Retention compacts the cache: never while a night reads or adds to it.
+    with read_lease(spark, cfg.warehouse, CACHE_KEY):
+        return _run(spark, cfg)
+
+
+def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
     wh, ds = cfg.warehouse, cfg.ds
     catalogue = read_table(spark, wh, "catalogue", ds).orderBy(C.ITEM_ID).toPandas()
     texts = catalogue_texts(catalogue, cfg)

@@ -8,12 +8,12 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from longtail import columns as C
-from longtail import gates, landing
+from longtail import gates, landing, tables
 from longtail.config import IngestConfig
 from longtail.stages.common import stage_main
 from longtail.storage import audit_staged, discard_staged, publish_staged_set, write_staging
 
-TABLES = ("bronze_events", "bronze_items", "bronze_users")
+TABLES = tables.BRONZE
 
 
 def _bronze_gate(required: tuple[str, ...]) -> Any:

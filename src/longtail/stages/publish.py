@@ -1,4 +1,9 @@
-"""Publish: gate the staged recommendations and swap them into place atomically."""
+"""Publish: gate the staged recommendations and swap them into place atomically.
+
+The partition gets its `_manifest.json` (rows, users, top_n, model version, schema, files) and the
+table its `_latest.json`; the manifest's summary goes into the run record, where the DAG's
+operator finds it for the `recommendations` asset event.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,13 @@ from longtail.errors import PermanentError
 from longtail.fusion import SOURCES
 from longtail.stages.common import stage_main
 from longtail.stages.score import STAGED_ATTEMPT, TABLE
-from longtail.storage import discard_staged, publish_staged, read_record, table_path
+from longtail.storage import (
+    MANIFEST_KEY,
+    discard_staged,
+    publish_staged,
+    read_record,
+    table_path,
+)
 
 
 def run(spark: SparkSession, cfg: PublishConfig) -> dict[str, Any]:
@@ -29,6 +40,11 @@ def run(spark: SparkSession, cfg: PublishConfig) -> dict[str, Any]:
             cfg.ds,
             lambda df: gates.gate_recommendations(df, cfg.top_n, expected_users, SOURCES),
             attempt,
+            manifest={
+                "users": expected_users,
+                "top_n": cfg.top_n,
+                "model_version": score["model_version"],
+            },
         )
     except PermanentError:  # failed its gate: this output will never be published
         discard_staged(spark, cfg.warehouse, TABLE, cfg.ds, attempt)
@@ -38,6 +54,7 @@ def run(spark: SparkSession, cfg: PublishConfig) -> dict[str, Any]:
         "model_version": score["model_version"],
         "counts": {"users": expected_users, "rows": expected_users * cfg.top_n},
         "gate": result.get("statistics"),
+        "manifests": {TABLE: result[MANIFEST_KEY]},
     }
 
 

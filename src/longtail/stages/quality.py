@@ -17,17 +17,26 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from longtail import columns as C
+from longtail import tables
 from longtail.bench import metrics
 from longtail.config import QualityConfig
 from longtail.stages.common import stage_main
-from longtail.storage import Fs, read_table, table_path, write_audit_publish
+from longtail.storage import (
+    MANIFEST_KEY,
+    Fs,
+    night_key,
+    read_lease,
+    read_table,
+    table_path,
+    write_audit_publish,
+)
 
-TABLE = "quality_metrics"
+TABLE = tables.QUALITY_METRICS
 METRICS = ("ndcg@10", "recall@20", "aplt@10", "coverage@10", "tail_recall@20")
 
 
 def previous_run(spark: SparkSession, warehouse: str, ds: date, lookback: int) -> date | None:
-    root = table_path(warehouse, "recommendations")
+    root = table_path(warehouse, tables.RECOMMENDATIONS)
     fs = Fs(spark, root)
     days = []
     for name in fs.list_dirs(root):
@@ -79,14 +88,13 @@ def run(spark: SparkSession, cfg: QualityConfig) -> dict[str, Any]:
             .distinct()
             .toPandas()
         )
-        history = read_table(spark, wh, "interactions", prev).select(C.USER_ID, C.ITEM_ID)
-        recs = read_table(spark, wh, "recommendations", prev).select(C.USER_ID, C.RANK, C.ITEM_ID)
-        catalogue = read_table(spark, wh, "catalogue", prev).select(C.ITEM_ID).toPandas()
-        row.update(
-            evaluate_previous(
-                recs.toPandas(), history.toPandas(), arrived, catalogue[C.ITEM_ID].tolist()
-            )
-        )
+        with read_lease(spark, wh, night_key(prev)):  # retention keeps prev while we read it
+            history = read_table(spark, wh, tables.INTERACTIONS, prev).select(C.USER_ID, C.ITEM_ID)
+            recs = read_table(spark, wh, tables.RECOMMENDATIONS, prev)
+            recs = recs.select(C.USER_ID, C.RANK, C.ITEM_ID).toPandas()
+            catalogue = read_table(spark, wh, tables.CATALOGUE, prev).select(C.ITEM_ID).toPandas()
+            history = history.toPandas()
+        row.update(evaluate_previous(recs, history, arrived, catalogue[C.ITEM_ID].tolist()))
         row["evaluated_run"] = prev.isoformat()
     values = {m: float(row[m]) if row.get(m) is not None else None for m in METRICS}
     frame = spark.createDataFrame(
@@ -102,8 +110,12 @@ def run(spark: SparkSession, cfg: QualityConfig) -> dict[str, Any]:
         schema="run_date string, evaluated_run string, n_eval_users long, n_test_pairs long, "
         + ", ".join(f"{m.replace('@', '_at_')} double" for m in METRICS),
     )
-    write_audit_publish(frame.coalesce(1), wh, TABLE, ds)
-    return {"counts": {k: row.get(k) for k in ("n_eval_users", "n_test_pairs")}, "metrics": row}
+    published = write_audit_publish(frame.coalesce(1), wh, TABLE, ds, manifest={})
+    return {
+        "counts": {k: row.get(k) for k in ("n_eval_users", "n_test_pairs")},
+        "metrics": row,
+        "manifests": {TABLE: published[MANIFEST_KEY]},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

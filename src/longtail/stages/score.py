@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StructField, StructType
 
 from longtail import columns as C
-from longtail import fusion
+from longtail import fusion, tables
 from longtail.config import ScoreConfig
 from longtail.ranker import load_booster
 from longtail.scoring import (
@@ -47,7 +47,7 @@ from longtail.storage import (
     write_staging,
 )
 
-TABLE = "recommendations"
+TABLE = tables.RECOMMENDATIONS
 # Key of the score run record naming the staged attempt that publish audits and swaps in.
 STAGED_ATTEMPT = "staged_attempt"
 OUTPUT_SCHEMA = StructType(

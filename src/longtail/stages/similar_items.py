@@ -17,15 +17,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
 from longtail import columns as C
-from longtail import gates
+from longtail import gates, tables
 from longtail.config import SimilarItemsConfig
 from longtail.fusion import ItemSpace
 from longtail.scoring import top_n_indices
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
-from longtail.storage import write_audit_publish
+from longtail.storage import MANIFEST_KEY, read_record, write_audit_publish
 
-TABLE = "similar_items"
+TABLE = tables.SIMILAR_ITEMS
 SIMILAR_ITEM_ID = "similar_item_id"
 SCHEMA = StructType(
     [
@@ -88,6 +88,12 @@ def gate_similar(df: Any, n_items: int, k: int) -> dict:
     )
 
 
+def model_version(cfg: SimilarItemsConfig, content_record: dict | None) -> str:
+    """Same data date, this config and the embedding config -> the same version string."""
+    content = (content_record or {}).get("config_fingerprint", "none")
+    return f"similar-{cfg.ds.isoformat()}-{cfg.fingerprint()}-{content}"
+
+
 def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
     wh, ds = cfg.warehouse, cfg.ds
     space = inputs.space_at(spark, wh, ds)
@@ -105,9 +111,21 @@ def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
     positions = spark.createDataFrame(pd.DataFrame({"pos": np.arange(n_items, dtype=np.int64)}))
     parts = max(1, spark.sparkContext.defaultParallelism)
     sims = positions.repartition(parts).mapInPandas(run_blocks, SCHEMA)
-    write_audit_publish(sims, wh, TABLE, ds, lambda df: gate_similar(df, n_items, k))
+    published = write_audit_publish(
+        sims,
+        wh,
+        TABLE,
+        ds,
+        lambda df: gate_similar(df, n_items, k),
+        manifest={
+            "top_n": k,
+            "model_version": model_version(cfg, read_record(spark, wh, ds, "content")),
+        },
+    )
     return {
-        "counts": {"items": n_items, "rows": n_items * k, "cold_items": int(space.is_cold.sum())}
+        "model_version": published[MANIFEST_KEY]["model_version"],
+        "counts": {"items": n_items, "rows": n_items * k, "cold_items": int(space.is_cold.sum())},
+        "manifests": {TABLE: published[MANIFEST_KEY]},
     }
 
 

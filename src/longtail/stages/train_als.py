@@ -7,14 +7,14 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from longtail import columns as C
-from longtail import gates
+from longtail import gates, tables
 from longtail.als import factors_frame, fit_als
 from longtail.config import AlsConfig
 from longtail.stages.common import stage_main
 from longtail.storage import read_table, write_audit_publish_set
 
-USER_FACTORS = "als_user_factors"
-ITEM_FACTORS = "als_item_factors"
+USER_FACTORS = tables.ALS_USER_FACTORS
+ITEM_FACTORS = tables.ALS_ITEM_FACTORS
 
 
 def model_version(cfg: AlsConfig) -> str:

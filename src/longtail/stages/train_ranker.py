@@ -15,6 +15,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 
 from longtail import columns as C
+from longtail import tables
 from longtail.als import factors_frame, fit_als
 from longtail.config import RankerConfig
 from longtail.fusion import FEATURES, CandidateCounts, build_item_space
@@ -37,7 +38,7 @@ from longtail.storage import (
     staging_path,
 )
 
-TABLE = "ranker"
+TABLE = tables.RANKER
 
 
 def model_version(cfg: RankerConfig) -> str:

@@ -1,0 +1,35 @@
+"""Every table the pipeline writes, in one place (stdlib only: retention and the DAG use it).
+
+Published tables are the output contract: each partition carries a `_manifest.json`, each table
+folder a `_latest.json`, each has a versioned schema in `longtail/schemas/`, and retention keeps
+them all by default. Intermediate tables are the pipeline's working data: retention keeps the
+last `keep_nights` nights of them (30 by default).
+"""
+
+from __future__ import annotations
+
+RECOMMENDATIONS = "recommendations"
+SIMILAR_ITEMS = "similar_items"
+QUALITY_METRICS = "quality_metrics"
+PUBLISHED = (RECOMMENDATIONS, SIMILAR_ITEMS, QUALITY_METRICS)
+
+BRONZE_EVENTS = "bronze_events"
+BRONZE_ITEMS = "bronze_items"
+BRONZE_USERS = "bronze_users"
+BRONZE = (BRONZE_EVENTS, BRONZE_ITEMS, BRONZE_USERS)
+QUARANTINE = "quarantine"
+CATALOGUE = "catalogue"
+SILVER_EVENTS = "silver_events"
+INTERACTIONS = "interactions"
+SILVER = (QUARANTINE, CATALOGUE, SILVER_EVENTS, INTERACTIONS)
+ITEM_EMBEDDINGS = "item_embeddings"
+ALS_USER_FACTORS = "als_user_factors"
+ALS_ITEM_FACTORS = "als_item_factors"
+RANKER = "ranker"
+INTERMEDIATE = (*BRONZE, *SILVER, ITEM_EMBEDDINGS, ALS_USER_FACTORS, ALS_ITEM_FACTORS, RANKER)
+
+# Text embeddings by (model, text) hash, one folder per model, partitioned by the night that
+# first embedded each text; compacted by retention, never expired (see stages/content.py).
+EMBEDDING_CACHE = "_cache/embeddings"
+# Folders beside the tables that hold a run's leftovers when it died: retention expires them.
+LEFTOVER_ROOTS = ("_staging", "_trash")

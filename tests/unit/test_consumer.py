@@ -1,0 +1,108 @@
+"""The example consumer: one segment of a published partition to CSV, checked against the manifest.
+
+The partition is written here with pyarrow, as the pipeline lays it out (part files, `_SUCCESS`,
+`_manifest.json`); the expected CSV is computed with zlib and pandas, not with the consumer's code.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from longtail import consumer
+from longtail import manifest as mf
+
+DS = date(2026, 1, 31)
+
+
+def _partition(wh: Path, n_users: int = 40, top_n: int = 3, lie: int = 0) -> Path:
+    part = wh / "recommendations" / f"ds={DS}"
+    part.mkdir(parents=True)
+    rows = [
+        (f"u{u:03d}", r, f"i{(u + r) % 17:02d}", 1.0 / r, "als", "fusion-x", r % 2 == 0)
+        for u in range(n_users)
+        for r in range(1, top_n + 1)
+    ]
+    names = ["user_id", "rank", "item_id", "score", "source", "model_version", "is_long_tail"]
+    table = pa.table(list(zip(*rows, strict=True)), names=names)
+    table = table.cast(
+        pa.schema([(n, pa.int32() if n == "rank" else table.schema.field(n).type) for n in names])
+    )
+    half = len(rows) // 2
+    pq.write_table(table.slice(0, half), part / "part-00000.parquet")
+    pq.write_table(table.slice(half), part / "part-00001.parquet")
+    (part / "_SUCCESS").write_text("")
+    files = [
+        {"path": p.name, "bytes": p.stat().st_size, "sha256": "-"}
+        for p in sorted(part.glob("part-*"))
+    ]
+    doc = mf.manifest_document(
+        table="recommendations",
+        ds=DS,
+        rows=len(rows) + lie,
+        files=files,
+        run_id="r",
+        users=n_users,
+        top_n=top_n,
+        model_version="fusion-x",
+    )
+    (part / mf.MANIFEST).write_text(json.dumps(doc))
+    (wh / "recommendations" / mf.LATEST).write_text(json.dumps(mf.latest_document(doc, str(part))))
+    return part
+
+
+def test_exports_exactly_one_segment(tmp_path: Path) -> None:
+    part = _partition(tmp_path / "wh")
+    out = consumer.export_segment(str(part), 3, str(tmp_path / "outbox"))
+    csv = tmp_path / "outbox" / "recommendations" / "segment=3" / f"ds={DS}.csv"
+    assert out["csv"] == str(csv)
+    got = pd.read_csv(csv, dtype={"user_id": str, "item_id": str})
+
+    frame = pq.read_table(sorted(part.glob("part-*.parquet"))[0]).to_pandas()
+    frame = pd.concat([frame, pq.read_table(sorted(part.glob("part-*.parquet"))[1]).to_pandas()])
+    mine = frame[[zlib.crc32(u.encode()) % 10 == 3 for u in frame["user_id"]]]
+    expected = mine[["user_id", "rank", "item_id", "score"]].sort_values(["user_id", "rank"])
+    assert 0 < len(got) < len(frame)
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False
+    )
+    assert (out["rows"], out["users"], out["ds"]) == (len(got), got["user_id"].nunique(), str(DS))
+
+
+def test_a_partition_that_disagrees_with_its_manifest_is_not_exported(tmp_path: Path) -> None:
+    part = _partition(tmp_path / "wh", lie=1)
+    with pytest.raises(consumer.ExportError, match="in its manifest"):
+        consumer.export_segment(str(part), 0, str(tmp_path / "outbox"))
+    assert not (tmp_path / "outbox").exists()
+
+
+def test_run_by_hand_takes_the_latest_partition(tmp_path: Path) -> None:
+    part = _partition(tmp_path / "wh")
+    assert consumer.latest_partition(str(tmp_path / "wh"))["path"] == str(part)
+    assert consumer.default_outbox(str(part)) == str(tmp_path / "outbox")
+    with pytest.raises(consumer.ExportError, match="no published partition"):
+        consumer.latest_partition(str(tmp_path / "empty"))
+
+
+@dataclass
+class _Event:
+    extra: dict[str, Any]
+    timestamp: datetime
+
+
+def test_the_newest_triggering_event_wins() -> None:
+    events = [
+        _Event({"path": "/b"}, datetime(2026, 2, 1, 2, tzinfo=UTC)),
+        _Event({"path": "/a"}, datetime(2026, 2, 1, 1, tzinfo=UTC)),
+    ]
+    assert consumer.newest_extra(events) == {"path": "/b"}
+    assert consumer.newest_extra([]) is None

@@ -1,0 +1,148 @@
+"""The quality site: self-contained pages, every gate result reachable from the index, the trend.
+
+Built from run records written here by hand (the shapes the pipeline writes: a GX
+`describe_dict()` under `result`, the quality stage's `metrics`, manifest summaries).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from longtail.datadocs import build_site
+
+NIGHTS = ("2026-01-30", "2026-01-31")
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.links.append(value)
+
+
+def _links(text: str) -> list[str]:
+    parser = _Links()
+    parser.feed(text)
+    return parser.links
+
+
+def _gate(success: bool, observed: Any = 3) -> dict:
+    return {
+        "table": "catalogue",
+        "success": success,
+        "result": {
+            "success": success,
+            "statistics": {"evaluated_expectations": 2, "successful_expectations": 1 + success},
+            "expectations": [
+                {
+                    "expectation_type": "expect_column_values_to_be_unique",
+                    "success": success,
+                    "kwargs": {"batch_id": "x", "column": "item_id"},
+                    "result": {
+                        "unexpected_count": 0 if success else 2,
+                        "partial_unexpected_list": [] if success else ["i1", "i1"],
+                    },
+                },
+                {
+                    "expectation_type": "expect_table_row_count_to_be_between",
+                    "success": True,
+                    "kwargs": {"min_value": 1},
+                    "result": {"observed_value": observed},
+                },
+            ],
+        },
+    }
+
+
+def _write(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def _warehouse(tmp_path: Path) -> Path:
+    wh = tmp_path / "wh"
+    metrics = {"2026-01-30": 0.11, "2026-01-31": 0.17}
+    for night in NIGHTS:
+        runs = wh / "_runs" / f"ds={night}"
+        _write(runs / "gates" / "catalogue.json", _gate(success=night == NIGHTS[1]))
+        _write(runs / "gates" / "recommendations.json", _gate(success=True, observed=40))
+        _write(
+            runs / "quality.json",
+            {
+                "config": {"ds": night},
+                "metrics": {
+                    "ndcg@10": metrics[night],
+                    "recall@20": 0.2,
+                    "aplt@10": 0.3,
+                    "coverage@10": 0.4,
+                    "tail_recall@20": None,
+                    "n_eval_users": 5,
+                },
+            },
+        )
+        _write(
+            runs / "publish.json",
+            {
+                "config": {"ds": night},
+                "manifests": {"recommendations": {"rows": 40, "model_version": f"fusion-{night}"}},
+            },
+        )
+    return wh
+
+
+def test_site_is_self_contained_and_every_gate_is_linked(tmp_path: Path) -> None:
+    wh = _warehouse(tmp_path)
+    index = Path(build_site(str(wh)))
+    site = wh / "_data_docs"
+    assert index == site / "index.html"
+    pages = sorted(site.rglob("*.html"))
+    assert {p.relative_to(site).as_posix() for p in pages} == {
+        "index.html",
+        "quality.html",
+        *(f"nights/{n}/{t}.html" for n in NIGHTS for t in ("catalogue", "recommendations")),
+    }
+    reached = set()
+    for page in pages:
+        text = page.read_text()
+        for link in _links(text):
+            assert not re.match(r"^[a-z]+:|^//", link), f"{page}: external link {link}"
+            target = (page.parent / link).resolve()
+            assert target.is_file(), f"{page}: broken link {link}"
+            reached.add(target)
+    assert {p.resolve() for p in pages} <= reached | {index.resolve()}
+    assert (site / "assets" / "style.css").resolve() in reached
+
+
+def test_index_shows_verdicts_and_the_trend(tmp_path: Path) -> None:
+    wh = _warehouse(tmp_path)
+    text = Path(build_site(str(wh))).read_text()
+    assert "✗ failed 1/2" in text and "✓ 2/2" in text
+    assert "<td>40 rows (fusion-2026-01-31)</td>" in text
+    # one point per night and metric that has a value; tail_recall@20 has none
+    assert text.count("<circle") == 2 * 4
+    assert "ndcg@10 2026-01-31: 0.1700" in text
+
+
+def test_gate_page_lists_expectations_and_observed_values(tmp_path: Path) -> None:
+    wh = _warehouse(tmp_path)
+    build_site(str(wh))
+    failed = (wh / "_data_docs" / "nights" / NIGHTS[0] / "catalogue.html").read_text()
+    assert "FAILED" in failed
+    assert "expect_column_values_to_be_unique" in failed
+    assert "2 unexpected, e.g. [&quot;i1&quot;, &quot;i1&quot;]" in failed
+    assert "batch_id" not in failed
+    passed = (wh / "_data_docs" / "nights" / NIGHTS[0] / "recommendations.html").read_text()
+    assert "passed" in passed and "<td>40</td>" in passed
+
+
+def test_an_empty_warehouse_gives_an_empty_site(tmp_path: Path) -> None:
+    text = Path(build_site(str(tmp_path / "nothing"))).read_text()
+    assert "No quality_metrics yet" in text
