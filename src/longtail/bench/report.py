@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from longtail.bench.uncertainty import best_peer as _best_peer_of
+from longtail.bench.uncertainty import finite
 
 # Known metrics first, in reading order; anything else a system reports follows.
 METRIC_ORDER = (
@@ -83,17 +84,6 @@ def _esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _num(value: object) -> float | None:
-    """Finite float or None; None, NaN, infinities, bools and non-numbers are 'no value'."""
-    if value is None or isinstance(value, bool | np.bool_):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _lower_is_better(metric: str) -> bool:
     return metric in LOWER_IS_BETTER or metric.startswith("gini") or metric.endswith(("_s", "_mb"))
 
@@ -104,7 +94,7 @@ def _fmt(metric: str, value: object) -> str:
         return value
     if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
         return f"{int(value):,}"
-    number = _num(value)
+    number = finite(value)
     if number is None:
         return MISSING if value is None or isinstance(value, float | np.floating) else str(value)
     if metric.endswith(("_s", "_mb")):
@@ -119,7 +109,7 @@ def _columns(systems: Mapping[str, Mapping[str, object]]) -> list[str]:
 
 def _best(systems: Mapping[str, Mapping[str, object]], metric: str) -> float | None:
     """Best value of a column, or None when fewer than two systems have a number to compare."""
-    values = [v for v in (_num(row.get(metric)) for row in systems.values()) if v is not None]
+    values = [v for v in (finite(row.get(metric)) for row in systems.values()) if v is not None]
     if len(values) < 2:
         return None
     return min(values) if _lower_is_better(metric) else max(values)
@@ -164,7 +154,7 @@ def _ci_bound(value: object) -> str:
     """A ratio to 2 dp; +inf, or None standing for it (JSON has no inf), as the infinity sign."""
     if value is None:
         return INFINITY
-    number = _num(value)
+    number = finite(value)
     if number is None:
         return INFINITY if value == math.inf else MISSING
     return f"{number:.2f}"
@@ -178,7 +168,7 @@ def _ci_text(ci: object) -> str | None:
     """
     if not isinstance(ci, Sequence) or isinstance(ci, str) or len(ci) != 3:
         return None
-    if _num(ci[0]) is None:
+    if finite(ci[0]) is None:
         return None
     low, mid, high = (_ci_bound(v) for v in ci)
     return f"{mid} [{low}, {high}]"
@@ -199,8 +189,8 @@ def _vs_peer_cell(
         return "<td></td>"
     main = _ci_text(ci)
     if main is None:
-        pub = _num((systems.get(PUBLISHED) or {}).get(metric))
-        ref = _num((systems.get(peer) or {}).get(metric))
+        pub = finite((systems.get(PUBLISHED) or {}).get(metric))
+        ref = finite((systems.get(peer) or {}).get(metric))
         if pub is None or ref is None or (pub == 0 and ref == 0):
             main = MISSING
         else:
@@ -232,7 +222,7 @@ def _systems_table(
         for metric in columns:
             value = row.get(metric)
             text = _esc(_fmt(metric, value))
-            number, target = _num(value), best[metric]
+            number, target = finite(value), best[metric]
             if number is not None and target is not None and math.isclose(number, target):
                 text = f"<b>{text}</b>"
             cells.append(f"<td>{text}</td>")
@@ -244,7 +234,7 @@ def _systems_table(
         cells = "".join(_vs_peer_cell(m, measured, peers.get(m), ci.get(m)) for m in columns)
         body.append(f'<tr class="vs-peer"><td>{PUBLISHED} / best peer</td>{cells}</tr>')
         cp = ci_protocol or {}
-        level = _num(cp.get("level"))
+        level = finite(cp.get("level"))
         note_ci = (
             f" Last row: {PUBLISHED} divided by the best peer on that metric (the best system "
             f"other than {PUBLISHED} and its parts content, cooccurrence and fusion); with a "
@@ -344,7 +334,7 @@ def _trials_details(
     key = scores[0] if scores else None
 
     def order(trial: Mapping[str, Any]) -> float:
-        value = _num(trial.get(key)) if key else None
+        value = finite(trial.get(key)) if key else None
         return -value if value is not None else math.inf
 
     ranked = sorted(trials, key=order) if key else list(trials)
@@ -533,7 +523,7 @@ def _n_head(curves: Mapping[str, pd.DataFrame], protocol: Mapping[str, object]) 
     for curve in curves.values():
         if len(curve) and "is_head" in curve.columns:
             return int(curve["is_head"].astype(bool).sum())
-    n_head = _num(protocol.get("n_head_items"))
+    n_head = finite(protocol.get("n_head_items"))
     return None if n_head is None else int(n_head)
 
 
@@ -625,10 +615,10 @@ def _tradeoff_lines(tradeoff: Sequence[Mapping[str, object]]) -> dict[str, list[
     """system -> [(tail_target, aplt, ndcg)] sorted by target, dropping points without numbers."""
     lines: dict[str, list[tuple[float, ...]]] = {}
     for row in tradeoff:
-        x, y = _num(row.get("aplt@10")), _num(row.get("ndcg@10"))
+        x, y = finite(row.get("aplt@10")), finite(row.get("ndcg@10"))
         if x is None or y is None:
             continue
-        target = _num(row.get("tail_target"))
+        target = finite(row.get("tail_target"))
         point = (math.nan if target is None else target, x, y)
         lines.setdefault(str(row.get("system", "")), []).append(point)
     for points in lines.values():
@@ -645,8 +635,8 @@ def _scatter_svg(
     points = {
         name: (x, y)
         for name, row in systems.items()
-        if (x := _num(row.get("aplt@10"))) is not None
-        and (y := _num(row.get("ndcg@10"))) is not None
+        if (x := finite(row.get("aplt@10"))) is not None
+        and (y := finite(row.get("ndcg@10"))) is not None
     }
     lines = _tradeoff_lines(tradeoff)
     xs = [p[0] for p in points.values()] + [p[1] for line in lines.values() for p in line]

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from longtail.bench.uncertainty import CI_METRICS, PEER_EXCLUDE, best_peer
+from longtail.bench.uncertainty import CI_METRICS, PEER_EXCLUDE, best_peer, finite
 
 COLUMNS = ("ndcg@10", "recall@20", "aplt@10", "tail_recall@20", "coverage@10")
 COLD_COLUMNS = ("recall@20", "ndcg@10")
@@ -25,23 +25,13 @@ MISSING = "–"
 INFINITY = "∞"
 
 
-def _num(value: object) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _fmt(value: object) -> str:
     """Metric cell: floats to 4 dp (1 dp from 10 up), ints as they are, nothing as a dash."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
         return str(value)
-    number = _num(value)
+    number = finite(value)
     if number is None:
         return MISSING if value is None or isinstance(value, float) else _cell(value)
     return f"{number:.4f}" if abs(number) < 10 else f"{number:.1f}"
@@ -53,7 +43,7 @@ def _cell(value: object) -> str:
 
 
 def _ratio(value: object) -> str:
-    number = _num(value)
+    number = finite(value)
     if number is None:
         return INFINITY if value is None or value == math.inf else MISSING
     return f"{number:.2f}"
@@ -70,7 +60,7 @@ def _ci(ci: object) -> str:
     """'median [low, high]'; a null median/high bound after a numeric low one is +inf in JSON."""
     if not isinstance(ci, Sequence) or isinstance(ci, str) or len(ci) != 3:
         return MISSING
-    if _num(ci[0]) is None:
+    if finite(ci[0]) is None:
         return MISSING
     low, mid, high = (_ratio(v) for v in ci)
     return f"{mid} [{low}, {high}]"
@@ -134,7 +124,7 @@ def _ci_note(datasets: Sequence[Mapping[str, Any]]) -> str:
     for data in datasets:
         cp = data.get("ci_protocol")
         if isinstance(cp, Mapping):
-            level = _num(cp.get("level"))
+            level = finite(cp.get("level"))
             text = (
                 f"{f'{level:.0%}' if level is not None else '?'} paired bootstrap over "
                 f"{cp.get('unit', 'eval user')}s, {cp.get('draws', '?')} draws, "
@@ -169,8 +159,8 @@ def peer_table(datasets: Sequence[Mapping[str, Any]]) -> str:
             peer = peers.get(metric)
             if peer is None:
                 continue
-            pub = _num(published.get(metric))
-            ref = _num((systems.get(peer) or {}).get(metric))
+            pub = finite(published.get(metric))
+            ref = finite((systems.get(peer) or {}).get(metric))
             lines.append(
                 f"| {_name(data)} | {metric} | {_fmt(pub)} | {_cell(peer)} | {_fmt(ref)} "
                 f"| {_point_ratio(pub, ref)} | {_ci(ci.get(metric))} |"

@@ -138,8 +138,8 @@ def paired_bootstrap_ratio(
     return _quantiles(bootstrap_ratios(a, b, metric, draws, seed), level)
 
 
-def _value(row: Mapping[str, object], metric: str) -> float | None:
-    value = row.get(metric)
+def finite(value: object) -> float | None:
+    """A finite float, or None for None, NaN, infinities, bools and non-numbers ("no value")."""
     if value is None or isinstance(value, bool | np.bool_):
         return None
     try:
@@ -166,7 +166,7 @@ def best_peer(
         for name, row in systems.items():
             if name in exclude or not isinstance(row, Mapping) or "skipped" in row:
                 continue
-            value = _value(row, metric)
+            value = finite(row.get(metric))
             if value is not None and value > best_value:
                 best_name, best_value = name, value
         if best_name is not None:
