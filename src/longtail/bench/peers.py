@@ -595,12 +595,22 @@ def als(
     return PeerResult(recs, fit_s, time.perf_counter() - t0, params)
 
 
+SPARK_ALS_MAX_RANK = 128
+
+
 def spark_als(
     spark, interactions: pd.DataFrame, users: Sequence[str], k: int, params: dict, seed: int = 42
 ) -> PeerResult:
     """Spark MLlib ALS (implicitPrefs) with the same hyper-parameters (and BM25 weighting if
-    ``params["bm25"]``); scored like `als`."""
+    ``params["bm25"]``); scored like `als`.
+
+    The rank is capped at `SPARK_ALS_MAX_RANK`: MLlib solves each normal equation in pure JVM
+    code here (no native BLAS), so rank 512 on MovieLens takes over 18 minutes alone. The
+    returned params say which rank was used.
+    """
     from pyspark.ml.recommendation import ALS
+
+    params = {**params, "factors": min(int(params["factors"]), SPARK_ALS_MAX_RANK)}
 
     matrix, user_ids, item_ids = build_matrix(interactions)
     coo = _als_matrix(matrix, params).tocoo()

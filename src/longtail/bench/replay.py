@@ -339,9 +339,13 @@ def _run_peers(
                 spark, interactions, users, cfg.top_k, tuning["als"]["best"], cfg.seed
             )
         scorer.record("spark_als", sals.recs, sals.fit_s, sals.score_s, m_spark.peak_mb)
+        out_spark = {"spark_als_params": dict(sals.params)}
+    else:
+        out_spark = {}
     return {
         "tuning": tuning,
         "validation": {"cutoff": val.cutoff.isoformat(), "n_eval_users": len(val.eval_users)},
+        **out_spark,
     }
 
 
@@ -540,6 +544,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "head_share": 0.8,
             "relevance": "binary; recall normalised by min(K, held-out count)",
             "validation": peer_out["validation"],
+            "spark_als_params": peer_out.get("spark_als_params"),
             "seed": cfg.seed,
             "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB",
             "date": pd.Timestamp.now(tz="UTC").date().isoformat(),
