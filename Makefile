@@ -35,7 +35,7 @@ export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all clean-data env bench-table \
-  retention data-docs
+  retention data-docs up down status
 
 help:
 	@echo "make run    [DS=YYYY-MM-DD] [LANDING=dir] [WAREHOUSE=dir] [TOP_N=20]  nightly DAG on the sample"
@@ -44,6 +44,8 @@ help:
 	@echo "            BENCH_ARGS e.g. --listing-dates auto|landing|first_event --protocol auto|temporal|user_holdout"
 	@echo "make retention [DS=YYYY-MM-DD] [KEEP_NIGHTS=30] [KEEP_PUBLISHED=n]        expire old nights now"
 	@echo "make data-docs [WAREHOUSE=dir]                                          rebuild the quality site"
+	@echo "make up | status | down   local deployment on 127.0.0.1: PostgreSQL, Airflow (UI :8080), Spark"
+	@echo "            (ports: LONGTAIL_PG_PORT, LONGTAIL_AIRFLOW_PORT, LONGTAIL_SPARK_*_PORT; runtime in .runtime/)"
 	@echo "make lint | format | sample | venv"
 
 venv: $(STAMP)
@@ -108,6 +110,17 @@ data-docs: $(STAMP)
 
 clean-data:
 	rm -rf data/warehouse data/bench
+
+# Local deployment (src/longtail/deploy): PostgreSQL + Airflow 3 as separate processes + Spark
+# standalone, all on 127.0.0.1, state under .runtime/deploy, secrets under ~/.config/longtail/.
+up: $(STAMP)
+	@if [ -z "$${LONGTAIL_LANDING:-}" ] && [ ! -f $(SAMPLE)/_SAMPLE_OK ]; then \
+	  $(MAKE) --no-print-directory sample; fi
+	$(BIN)/python -m longtail.deploy up
+
+# down and status never reinstall the venv while services run from it (only create it if absent)
+down status: $(if $(wildcard $(STAMP)),,$(STAMP))
+	$(BIN)/python -m longtail.deploy $@
 
 env:  ## print the environment `make run` uses, for `source <(make -s env)`
 	@for v in AIRFLOW_HOME AIRFLOW__CORE__DAGS_FOLDER AIRFLOW__CORE__LOAD_EXAMPLES \

@@ -2,14 +2,16 @@
 
 This file only wires stages together: every stage is a Spark job in jobs/ launched with
 spark-submit through the `longtail_spark` connection (local[2] by default; point the connection at
-a cluster master to run there, no code change). Nothing heavy is imported at parse time.
+a cluster master to run there, no code change: the operator decides the driver's bind address
+and the executors' environment from the connection when the task runs). Nothing heavy is
+imported at parse time.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG, Param, task, teardown
@@ -77,7 +79,9 @@ with DAG(
     description="Nightly per-user top-N recommendations published to Parquet",
     doc_md=DOC,
     schedule=CronDataIntervalTimetable("30 1 * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1),
+    # A shop's own history is what users backfill: any run date from 1970 on is valid. With
+    # catchup off the scheduler still creates only the latest interval.
+    start_date=datetime(1970, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     default_args=default_args,
@@ -134,7 +138,6 @@ with DAG(
             env_vars={
                 "PYSPARK_PYTHON": os.environ.get("LONGTAIL_PYSPARK_PYTHON", sys.executable),
                 "PYSPARK_DRIVER_PYTHON": sys.executable,
-                "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
                 "OPENBLAS_NUM_THREADS": "1",
                 "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1",
@@ -142,6 +145,7 @@ with DAG(
                 RUN_ID_ENV: "{{ run_id }}",  # recorded in the manifests, checked by the operator
             },
             driver_memory=os.environ.get("LONGTAIL_DRIVER_MEMORY", "3g"),
+            executor_memory=os.environ.get("LONGTAIL_EXECUTOR_MEMORY", "2g"),
             verbose=False,
             outlets=[table_asset(DEFAULT_WAREHOUSE, PUBLISHED_BY[stage])]
             if stage in PUBLISHED_BY

@@ -3,6 +3,13 @@
 `airflow dags test` runs every task in this process tree without a scheduler. Its exit status
 alone does not say whether the DAG run succeeded, so this also checks the run's final state in
 the output and that the publish stage recorded this run.
+
+When this checkout's deployment is up (`make up`), the run goes through its api-server instead:
+the scheduler runs it on the Spark cluster and it shows in the UI like any manual run.
+
+The run date goes in as the `ds` param, not as the logical date: the run is recorded as started
+now (Airflow's `dags test` sets a run's start to its logical date, which would show a 2011 run
+as lasting fifteen years in the UI), and the DAG resolves ds from the param.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from longtail.errors import ERROR_PREFIX
 
@@ -41,6 +49,68 @@ def accounting_line(warehouse: Path, ds: str) -> str:
     )
 
 
+def _any_stage_ran(warehouse: Path, ds: str, since: float) -> bool:
+    folder = warehouse / "_runs" / f"ds={ds}"
+    return folder.is_dir() and any(p.stat().st_mtime >= since for p in folder.glob("*.json"))
+
+
+def _deployment_client() -> Any | None:
+    """The REST client of this checkout's deployment when its api-server runs, else None."""
+    try:
+        from longtail.deploy.manager import Deployment, status_rows
+
+        dep = Deployment.load()
+        alive = {r["service"] for r in status_rows(dep) if r["state"] == "alive"}
+        if "airflow-api-server" not in alive:
+            return None
+        return dep.client()
+    except Exception:  # no deployment here, or not readable: fall back to `dags test`
+        return None
+
+
+def _run_on_deployment(client: Any, conf: dict[str, Any], warehouse: Path) -> int:
+    """Trigger through the api-server, wait, and give the same verdict as `dags test`."""
+    ds = conf["ds"]
+    dag = client.get(f"/api/v2/dags/{DAG_ID}")
+    if dag.get("is_paused"):
+        client.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+        print(f"longtail: unpaused {DAG_ID} in the deployment", flush=True)
+    started = time.time()
+    run = client.post(
+        f"/api/v2/dags/{DAG_ID}/dagRuns",
+        {"logical_date": None, "conf": conf, "note": f"make run DS={ds}"},
+    )
+    run_id = run["dag_run_id"]
+    print(f"longtail: triggered {run_id} on the deployment ({client.base_url})", flush=True)
+    state = run["state"]
+    while state not in ("success", "failed"):
+        time.sleep(5)
+        state = client.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
+    record = warehouse / "_runs" / f"ds={ds}" / "publish.json"
+    elapsed = time.time() - started
+    if state == "success" and record.exists() and record.stat().st_mtime >= started:
+        out = json.loads(record.read_text())
+        print(
+            f"longtail: published {out['published']} ({out['counts']['rows']} rows) "
+            f"in {elapsed:.0f}s"
+        )
+        print(accounting_line(warehouse, ds))
+        return 0
+    tis = client.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    failed = sorted(t["task_id"] for t in tis if t["state"] in ("failed", "upstream_failed"))
+    why = (
+        f"failed tasks {failed} (logs in the UI: Dag {DAG_ID}, run {run_id})"
+        if failed
+        else f"no stage ran for {ds}"
+    )
+    print(
+        f"longtail: run for {ds} FAILED (dag run state {state}); nothing new was published. "
+        f"Reason: {why}.",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ds", required=True)
@@ -51,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log", default=None, help="full Airflow log (default: under AIRFLOW_HOME)"
     )
+    parser.add_argument(
+        "--via",
+        choices=("auto", "deployment", "dags-test"),
+        default="auto",
+        help="auto: the deployment's REST API when `make up` is running, else `airflow dags test`",
+    )
     args = parser.parse_args(argv)
 
     conf = {
@@ -60,10 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         "top_n": args.top_n,
         "overrides": args.overrides,
     }
+    client = None if args.via == "dags-test" else _deployment_client()
+    if args.via == "deployment" and client is None:
+        print("longtail: no deployment is running here (start one with `make up`)", file=sys.stderr)
+        return 1
+    if client is not None:
+        return _run_on_deployment(client, conf, Path(args.warehouse))
     home = Path(os.environ.get("AIRFLOW_HOME", ".airflow"))
     log_path = Path(args.log) if args.log else home / "logs" / f"make-run-{args.ds}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["airflow", "dags", "test", DAG_ID, args.ds, "-c", json.dumps(conf)]
+    cmd = ["airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)]
     started = time.time()
     state = None
     reasons: list[str] = []
@@ -91,7 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(accounting_line(Path(args.warehouse), args.ds))
         return 0
-    why = f" Reason: {reasons[0]}." if reasons else ""
+    if reasons:
+        why = f" Reason: {reasons[0]}."
+    elif not _any_stage_ran(Path(args.warehouse), args.ds, started):
+        why = f" Reason: no stage ran for {args.ds} (no stage recorded a run)."
+    elif rc == 0 and state == "success":
+        why = " Reason: the run ended without the publish stage recording it."
+    else:
+        why = ""
     print(
         f"longtail: run for {args.ds} FAILED (exit {rc}, dag run state {state}); "
         f"nothing new was published.{why} Full log: {log_path}",

@@ -5,8 +5,12 @@ Imported by the DAG file at parse time, so it imports Airflow and the Spark prov
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -16,6 +20,53 @@ from longtail.errors import PERMANENT_EXIT_CODE
 from longtail.manifest import RUN_ID_ENV
 
 _EXIT_CODE = re.compile(r"Error code is: (\d+)")
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+# Settings every Python worker needs, wherever it runs (read at import by the libraries).
+EXECUTOR_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+}
+PACKED_ENV_NAME = "longtail-env"
+
+
+def is_loopback_master(master: str) -> bool:
+    """True for local[...] and for a cluster master on this machine's loopback address."""
+    if master.startswith("local"):
+        return True
+    host = urlsplit(master if "://" in master else f"spark://{master}").hostname or ""
+    return host in _LOOPBACK
+
+
+def submit_settings(
+    master: str, env_vars: Mapping[str, str], environ: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str], str | None]:
+    """(driver env, extra Spark conf, archives) for a stage submitted to ``master``.
+
+    - The driver binds to loopback only when the master is local or on loopback; against a
+      remote master it must advertise an address the executors can reach (SPARK_LOCAL_IP from
+      the environment, else Spark's own choice).
+    - Executors get EXECUTOR_ENV through spark.executorEnv.*.
+    - Executors use the same Python as the driver (the same install on every worker), unless
+      LONGTAIL_PYSPARK_ARCHIVE names a packed environment (venv-pack / conda-pack tarball): it
+      is shipped with --archives and its python runs the executors' Python workers.
+    """
+    env = dict(env_vars)
+    if is_loopback_master(master):
+        env["SPARK_LOCAL_IP"] = "127.0.0.1"
+    elif environ.get("SPARK_LOCAL_IP") and not environ["SPARK_LOCAL_IP"].startswith("127."):
+        env["SPARK_LOCAL_IP"] = environ["SPARK_LOCAL_IP"]
+    else:
+        env.pop("SPARK_LOCAL_IP", None)
+    conf = {f"spark.executorEnv.{k}": v for k, v in EXECUTOR_ENV.items()}
+    archive = environ.get("LONGTAIL_PYSPARK_ARCHIVE")
+    if archive:
+        conf["spark.pyspark.python"] = f"./{PACKED_ENV_NAME}/bin/python"
+        conf["spark.pyspark.driver.python"] = env.get("PYSPARK_DRIVER_PYTHON", sys.executable)
+        env.pop("PYSPARK_PYTHON", None)
+        return env, conf, f"{archive}#{PACKED_ENV_NAME}"
+    return env, conf, None
 
 
 def exit_code_of(exc: BaseException, hook: Any = None) -> int | None:
@@ -40,6 +91,18 @@ class StageSubmitOperator(SparkSubmitOperator):
     A task with outlets (the published tables' assets) fills its asset events after the stage
     succeeded, from the stage's run record (longtail.assets.emit_published).
     """
+
+    def _get_hook(self) -> Any:
+        hook = super()._get_hook()
+        env, conf, archives = submit_settings(
+            hook._connection["master"], self.env_vars or {}, os.environ
+        )
+        # Where the driver binds depends on the connection, known only now (not at parse time).
+        hook._env_vars = env
+        hook._conf = {**conf, **(hook._conf or {})}
+        if archives:
+            hook._archives = ",".join(a for a in (hook._archives, archives) if a)
+        return hook
 
     def execute(self, context: Any) -> None:
         try:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from string import Template
 
 from pyspark.sql import DataFrame, SparkSession
 
 
-def sql_dir() -> Path:
+def sql_dir() -> Path | Traversable:
+    """sql/ as installed package data (`longtail.sql`), so an installed copy on a Spark driver
+    needs no repository beside it; LONGTAIL_SQL_DIR overrides it (to try edited SQL)."""
     env = os.environ.get("LONGTAIL_SQL_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "sql"
+    return files("longtail.sql")
 
 
 def render(name: str, **params: object) -> str:

@@ -13,7 +13,12 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from longtail.errors import PERMANENT_EXIT_CODE
-from longtail.operators import StageSubmitOperator, exit_code_of
+from longtail.operators import (
+    StageSubmitOperator,
+    exit_code_of,
+    is_loopback_master,
+    submit_settings,
+)
 
 
 @pytest.fixture
@@ -59,3 +64,69 @@ def test_exit_code_is_read_from_the_hook_message() -> None:
         exit_code_of(AirflowException("Cannot execute: spark-submit x. Error code is: 65.")) == 65
     )
     assert exit_code_of(AirflowException("something else")) is None
+
+
+@pytest.mark.parametrize(
+    ("master", "loopback"),
+    [
+        ("local[2]", True),
+        ("spark://127.0.0.1:7077", True),
+        ("spark://localhost:7077", True),
+        ("spark://spark-master:7077", False),
+        ("spark://10.0.0.5:7077", False),
+        ("yarn", False),
+    ],
+)
+def test_driver_binds_to_loopback_only_for_a_local_master(master: str, loopback: bool) -> None:
+    env, conf, archives = submit_settings(master, {"PYSPARK_PYTHON": "/venv/python"}, {})
+    assert is_loopback_master(master) is loopback
+    assert ("SPARK_LOCAL_IP" in env) is loopback
+    if loopback:
+        assert env["SPARK_LOCAL_IP"] == "127.0.0.1"
+    assert env["PYSPARK_PYTHON"] == "/venv/python"
+    assert conf["spark.executorEnv.HF_HUB_OFFLINE"] == "1"
+    assert archives is None
+
+
+def test_remote_master_keeps_an_explicit_routable_driver_address() -> None:
+    env, _, _ = submit_settings("spark://spark-master:7077", {}, {"SPARK_LOCAL_IP": "10.1.2.3"})
+    assert env["SPARK_LOCAL_IP"] == "10.1.2.3"
+    loopback = {"SPARK_LOCAL_IP": "127.0.0.1"}
+    env, _, _ = submit_settings("spark://spark-master:7077", loopback, loopback)
+    assert "SPARK_LOCAL_IP" not in env
+
+
+def test_packed_environment_is_shipped_to_executors() -> None:
+    env, conf, archives = submit_settings(
+        "spark://spark-master:7077",
+        {"PYSPARK_PYTHON": "/venv/python", "PYSPARK_DRIVER_PYTHON": "/venv/python"},
+        {"LONGTAIL_PYSPARK_ARCHIVE": "/shared/longtail-env.tar.gz"},
+    )
+    assert archives == "/shared/longtail-env.tar.gz#longtail-env"
+    assert conf["spark.pyspark.python"] == "./longtail-env/bin/python"
+    assert conf["spark.pyspark.driver.python"] == "/venv/python"
+    assert "PYSPARK_PYTHON" not in env
+
+
+def test_the_hook_gets_the_settings_of_its_connection(
+    app: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LONGTAIL_REMOTE_SPARK",
+        '{"conn_type": "spark", "host": "spark://spark-master", "port": 7077}',
+    )
+    op = StageSubmitOperator(
+        task_id="remote",
+        conn_id="longtail_remote_spark",
+        application=str(app),
+        env_vars={"SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable},
+        verbose=False,
+    )
+    hook = op._get_hook()
+    cmd = hook._build_spark_submit_command(str(app))
+    assert cmd[cmd.index("--master") + 1] == "spark://spark-master:7077"
+    assert "spark.executorEnv.OPENBLAS_NUM_THREADS=1" in cmd
+    assert "SPARK_LOCAL_IP" not in (hook._env or {})
+    local = _operator(app, 0)._get_hook()
+    local._build_spark_submit_command(str(app))
+    assert local._env["SPARK_LOCAL_IP"] == "127.0.0.1"

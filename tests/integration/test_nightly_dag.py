@@ -154,6 +154,8 @@ def _airflow_run(
         sys.executable,
         "-m",
         "longtail.airflow_run",
+        "--via",
+        "dags-test",
         "--overrides",
         json.dumps(overrides or {}),
         "--ds",

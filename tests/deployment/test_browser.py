@@ -1,0 +1,243 @@
+"""What a user does in the Airflow 3 UI, in headless Chromium, against the real deployment.
+
+Log in with the admin user (Simple auth manager's form), open `longtail_nightly`, trigger a run
+with the `ds` param filled in the params form, start a two-night backfill from the same Trigger
+dialog, then watch the DAG's runs list until the three runs succeed. The REST API and the
+warehouse confirm what the UI showed. Every step leaves a screenshot under
+`<artifacts>/browser/`, kept after the test.
+
+Selectors are what a user reads: roles and accessible names (`get_by_role`, `get_by_label`,
+`get_by_text`, placeholders), no CSS classes. The only test id is Airflow's own
+`datetime-input` (the From/To pickers of the backfill form, which have no accessible name).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DAG_ID, RUN_TIMEOUT_S, Deployed
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.deployment]
+
+RELOAD_EVERY_S = 15
+# how the runs list labels a run's state (the UI's English strings, common.json `states`)
+RUN_STATE_LABELS = {
+    "success": "Success",
+    "failed": "Failed",
+    "running": "Running",
+    "queued": "Queued",
+}
+
+
+class Shots:
+    """Numbered screenshots of the page: <artifacts>/browser/NN-name.png."""
+
+    def __init__(self, page: Any, folder: Path) -> None:
+        self.page, self.folder, self.n = page, folder, 0
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.png"):
+            old.unlink()
+
+    def __call__(self, name: str, full_page: bool = False) -> Path:
+        self.n += 1
+        path = self.folder / f"{self.n:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+
+def _on_failure(shots: Shots, step: str, exc: BaseException) -> None:
+    try:
+        path = shots(f"failed-{step}", full_page=True)
+    except Exception as shot_exc:  # the browser itself may be gone
+        path = f"(no screenshot: {shot_exc})"
+    pytest.fail(f"UI step {step!r} failed: {exc}\nscreenshot: {path}\nurl: {shots.page.url}")
+
+
+def _param_input(dialog: Any, page: Any, name: str) -> Any:
+    """The input of one DAG param in the trigger form: the field group labelled by the param
+    name (the label's `for` does not point at the input, so get_by_label cannot find it)."""
+    group = dialog.get_by_role("group").filter(has=page.get_by_text(name, exact=True))
+    return group.get_by_role("textbox")
+
+
+def _pick_datetime(dialog: Any, page: Any, label: str, day: str, hhmm: str) -> None:
+    """Backfill From/To: open the picker, type the date (YYYY/MM/DD) and time, close it."""
+    group = dialog.get_by_role("group").filter(has=page.get_by_text(label, exact=True))
+    group.get_by_test_id("datetime-input").click()
+    picker = page.get_by_role("dialog").filter(has=page.get_by_placeholder("YYYY/MM/DD"))
+    picker.get_by_placeholder("YYYY/MM/DD").fill(day.replace("-", "/"))
+    picker.get_by_placeholder("HH:mm").fill(hhmm)
+    page.keyboard.press("Escape")  # closes the picker only, the Trigger dialog stays
+    picker.wait_for(state="detached")
+
+
+def _states_in_ui(page: Any, run_ids: list[str]) -> dict[str, str]:
+    """Each run's state as its row in the runs list shows it ('?' when the row is absent)."""
+    states = {}
+    for run_id in run_ids:
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=run_id, exact=True))
+        if row.count() == 0:
+            states[run_id] = "?"
+            continue
+        states[run_id] = "?"
+        for state, label in RUN_STATE_LABELS.items():
+            if row.first.get_by_role("cell", name=label, exact=True).count():
+                states[run_id] = state
+                break
+    return states
+
+
+def test_trigger_and_backfill_in_the_ui(deployed: Deployed, browser_page: Any) -> None:
+    page = browser_page
+    shots = Shots(page, deployed.artifacts / "browser")
+    ui = deployed.ui_url.rstrip("/")
+    manual_ds = deployed.day(3)
+    # The schedule is "30 1 * * *" with data intervals: the run whose ds (its data interval's
+    # start, its logical date) is D has logical date D 01:30 UTC. Backfill takes the runs whose
+    # logical date lies in [From, To]: From = first 00:00, To = last 23:59 selects exactly two.
+    first, last = deployed.day(5), deployed.day(4)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    step = "login"
+    try:
+        # 1. log in
+        page.goto(ui + "/")
+        page.wait_for_url(re.compile(r"/auth/login"))
+        page.get_by_label("Username").fill(deployed.username)
+        page.get_by_label("Password").fill(deployed.password)
+        shots("login-form")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/auth/login" not in url)
+        page.get_by_role("heading", name="Welcome").wait_for()
+        shots("home")
+        timings[step] = time.monotonic() - t0
+
+        # 2. open the DAG from the Dags list
+        step = "open-dag"
+        page.get_by_role("link", name="Dags", exact=True).first.click()
+        page.get_by_role("link", name=DAG_ID, exact=True).click()
+        page.wait_for_url(re.compile(rf"/dags/{DAG_ID}$"))
+        page.get_by_role("heading", name=DAG_ID, exact=True).wait_for()
+        shots("dag")
+        timings[step] = time.monotonic() - t0
+
+        # 3. trigger one run, ds filled in the params form
+        step = "trigger"
+        page.get_by_role("button", name="Trigger Dag").click()
+        dialog = page.get_by_role("dialog").filter(
+            has=page.get_by_role("heading", name=f"Trigger Dag - {DAG_ID}")
+        )
+        dialog.get_by_role("radio", name="Single Run").check(force=True)
+        ds_input = _param_input(dialog, page, "ds")
+        ds_input.fill(manual_ds)  # an <input type=date>: Playwright fills it as YYYY-MM-DD
+        assert ds_input.input_value() == manual_ds
+        shots("trigger-form", full_page=True)
+        with page.expect_response(
+            lambda r: r.request.method == "POST"
+            and r.url.endswith(f"/api/v2/dags/{DAG_ID}/dagRuns")
+        ) as posted:
+            dialog.get_by_role("button", name="Trigger", exact=True).click()
+        assert posted.value.ok, posted.value.text()
+        manual = posted.value.json()
+        manual_id = manual["dag_run_id"]
+        assert manual["conf"]["ds"] == manual_ds, manual["conf"]
+        page.wait_for_url(re.compile(r"/runs/"))
+        page.get_by_role("heading", name=manual_id, exact=True).wait_for()
+        shots("triggered-run")
+        timings[step] = time.monotonic() - t0
+
+        # 4. backfill two nights from the same Trigger dialog
+        step = "backfill"
+        page.goto(f"{ui}/dags/{DAG_ID}")
+        page.get_by_role("button", name="Trigger Dag").click()
+        page.get_by_role("dialog").first.get_by_role("radio", name="Backfill").check(force=True)
+        dialog = page.get_by_role("dialog").filter(
+            has=page.get_by_role("heading", name=f"Run Backfill - {DAG_ID}")
+        )
+        dialog.wait_for()
+        _pick_datetime(dialog, page, "From", first, "00:00")
+        _pick_datetime(dialog, page, "To", last, "23:59")
+        # the form's dry run says what the range selects before anything is created
+        dialog.get_by_text("2 runs will be triggered").wait_for()
+        shots("backfill-form", full_page=True)
+        with page.expect_response(
+            lambda r: r.request.method == "POST" and r.url.endswith("/api/v2/backfills")
+        ) as posted:
+            dialog.get_by_role("button", name="Run Backfill").click()
+        assert posted.value.ok, posted.value.text()
+        backfill = posted.value.json()
+        dialog.wait_for(state="detached")
+        shots("backfill-submitted")
+        timings[step] = time.monotonic() - t0
+    except Exception as exc:
+        _on_failure(shots, step, exc)
+
+    backfill_ids = _backfill_runs(deployed, {first, last})
+    run_ids = [manual_id, *backfill_ids]
+
+    # 5. watch the runs list until the three runs finish
+    step = "wait"
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    states: dict[str, str] = {}
+    while True:
+        page.goto(f"{ui}/dags/{DAG_ID}/runs")
+        page.get_by_role("heading", name=re.compile(r"\d+ Dag Runs?")).wait_for()
+        page.get_by_role("link", name=manual_id, exact=True).wait_for()
+        states = _states_in_ui(page, run_ids)
+        if all(s in ("success", "failed") for s in states.values()):
+            break
+        if time.monotonic() > deadline:
+            path = shots("runs-timeout", full_page=True)
+            rest = {r: deployed.run_state(r)["state"] for r in run_ids}
+            pytest.fail(
+                f"runs not finished in the UI after {RUN_TIMEOUT_S}s: {states} (REST: {rest})"
+                f"\nscreenshot: {path}"
+            )
+        time.sleep(RELOAD_EVERY_S)
+    shots("runs-finished", full_page=True)
+    timings["runs"] = time.monotonic() - t0
+    page.goto(f"{ui}/dags/{DAG_ID}")
+    page.get_by_role("heading", name=DAG_ID, exact=True).wait_for()
+    shots("grid")
+
+    # REST agrees, with the failed tasks named when a run failed, and the nights are published
+    deployed.wait_for_runs(run_ids, timeout_s=60)
+    assert states == dict.fromkeys(run_ids, "success"), (states, shots.folder)
+    run = deployed.run_state(manual_id)
+    assert run["run_type"] == "manual" and run["conf"]["ds"] == manual_ds, run
+    assert datetime.fromisoformat(backfill["from_date"]).date() == date.fromisoformat(first)
+    nights = set()
+    for run_id in backfill_ids:
+        run = deployed.run_state(run_id)
+        assert run["run_type"] == "backfill" and run["state"] == "success", run
+        nights.add(run["data_interval_start"][:10])
+    assert nights == {first, last}
+    for ds in (manual_ds, first, last):
+        partition = deployed.warehouse / "recommendations" / f"ds={ds}"
+        assert partition.is_dir(), f"{partition} missing"
+        assert (partition / "_manifest.json").exists(), partition
+    print(f"browser test timings (s since start): { {k: round(v) for k, v in timings.items()} }")
+
+
+def _backfill_runs(deployed: Deployed, nights: set[str], timeout_s: float = 300) -> list[str]:
+    """The backfill's runs, one per night (ds = the data interval's start date)."""
+    deadline = time.monotonic() + timeout_s
+    found: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        page = deployed.api.get(
+            f"/api/v2/dags/{DAG_ID}/dagRuns", {"run_type": "backfill", "limit": 100}
+        )
+        found = {
+            r["data_interval_start"][:10]: r["dag_run_id"]
+            for r in page["dag_runs"]
+            if r["data_interval_start"] and r["data_interval_start"][:10] in nights
+        }
+        if set(found) == nights:
+            return [found[d] for d in sorted(nights)]
+        time.sleep(3)
+    pytest.fail(f"the backfill created runs for {sorted(found)}, not {sorted(nights)}")

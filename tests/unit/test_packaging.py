@@ -1,0 +1,64 @@
+"""An installed copy carries what the jobs read: the SQL files and the published schemas.
+
+A Spark driver or worker may run an installed wheel with no repository beside it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from longtail import sqlfiles
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_python_package_is_declared() -> None:
+    declared = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    src = REPO / "src"
+    found = {
+        ".".join(p.parent.relative_to(src).parts) for p in (src / "longtail").rglob("__init__.py")
+    }
+    found.add("longtail.sql")
+    assert found <= declared, sorted(found - declared)
+
+
+def test_sql_is_read_from_the_package_not_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LONGTAIL_SQL_DIR", raising=False)
+    shipped = sorted(p.name for p in sqlfiles.sql_dir().iterdir() if p.name.endswith(".sql"))
+    assert shipped == sorted(p.name for p in (REPO / "sql").glob("*.sql"))
+    text = (REPO / "sql" / "interactions.sql").read_text(encoding="utf-8")
+    assert (sqlfiles.sql_dir() / "interactions.sql").read_text(encoding="utf-8") == text
+
+
+def test_the_wheel_ships_sql_and_schemas(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(REPO),
+            "-w",
+            str(tmp_path),
+        ],
+        check=True,
+        cwd=tmp_path,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("longtail-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in (REPO / "sql").glob("*.sql"):
+        assert f"longtail/sql/{path.name}" in names
+    for path in (REPO / "src" / "longtail" / "schemas").glob("*.json"):
+        assert f"longtail/schemas/{path.name}" in names
