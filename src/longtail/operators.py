@@ -48,6 +48,8 @@ def submit_settings(
       remote master it must advertise an address the executors can reach (SPARK_LOCAL_IP from
       the environment, else Spark's own choice).
     - Executors get EXECUTOR_ENV through spark.executorEnv.*.
+    - LONGTAIL_SPARK_CORES_MAX caps each stage's cores on a standalone or Mesos cluster (by
+      default an application takes every free core, so two stages never run side by side).
     - Executors use the same Python as the driver (the same install on every worker), unless
       LONGTAIL_PYSPARK_ARCHIVE names a packed environment (venv-pack / conda-pack tarball): it
       is shipped with --archives and its python runs the executors' Python workers.
@@ -60,6 +62,8 @@ def submit_settings(
     else:
         env.pop("SPARK_LOCAL_IP", None)
     conf = {f"spark.executorEnv.{k}": v for k, v in EXECUTOR_ENV.items()}
+    if environ.get("LONGTAIL_SPARK_CORES_MAX"):  # share a standalone cluster between stages
+        conf["spark.cores.max"] = str(int(environ["LONGTAIL_SPARK_CORES_MAX"]))
     archive = environ.get("LONGTAIL_PYSPARK_ARCHIVE")
     if archive:
         conf["spark.pyspark.python"] = f"./{PACKED_ENV_NAME}/bin/python"

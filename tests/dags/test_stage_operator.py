@@ -130,3 +130,10 @@ def test_the_hook_gets_the_settings_of_its_connection(
     local = _operator(app, 0)._get_hook()
     local._build_spark_submit_command(str(app))
     assert local._env["SPARK_LOCAL_IP"] == "127.0.0.1"
+
+
+def test_cores_per_stage_can_be_capped() -> None:
+    _, conf, _ = submit_settings("spark://m:7077", {}, {"LONGTAIL_SPARK_CORES_MAX": "1"})
+    assert conf["spark.cores.max"] == "1"
+    _, conf, _ = submit_settings("spark://m:7077", {}, {})
+    assert "spark.cores.max" not in conf

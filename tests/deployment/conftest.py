@@ -84,6 +84,20 @@ class Deployed:
         return states
 
 
+def no_backfill_running(deployed: Deployed, timeout_s: float = 300) -> None:
+    """Wait until an earlier backfill of the DAG (another test's) is marked completed: Airflow
+    runs one backfill of a DAG at a time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        backfills = deployed.api.get("/api/v2/backfills", {"dag_id": DAG_ID})["backfills"]
+        running = [b["id"] for b in backfills if not b["completed_at"]]
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"backfills {running} of {DAG_ID} still running after {timeout_s}s")
+        time.sleep(5)
+
+
 def _run_deploy(command: str, env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "longtail.deploy", command],
@@ -132,6 +146,8 @@ def deployed() -> Iterator[Deployed]:
         "LONGTAIL_SPARK_WORKER_MEMORY": "4g",
         # only the runs the tests start: unpausing must not add the scheduler's latest interval
         "LONGTAIL_DEPLOY_SCHEDULED_RUNS": "false",
+        # one core per stage: the tests' runs share the 2-core worker instead of queueing
+        "LONGTAIL_SPARK_CORES_MAX": "1",
     }
     t0 = time.monotonic()
     up = _run_deploy("up", env, 900)

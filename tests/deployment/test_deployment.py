@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from conftest import DAG_ID, Deployed
+from conftest import DAG_ID, RUN_TIMEOUT_S, Deployed, no_backfill_running
 
 from longtail.manifest import published_schema
 
@@ -77,71 +79,105 @@ def check_published(partition: Path, ds: str) -> None:
     assert [n for n in schema.names if n in declared] == declared
 
 
-def test_triggered_run_succeeds_on_the_cluster(deployed: Deployed) -> None:
+@dataclass
+class RestRuns:
+    started: datetime
+    triggered: str
+    backfill_days: tuple[str, str]
+    backfill_runs: list[str]
+
+
+@pytest.fixture(scope="module")
+def rest_runs(deployed: Deployed) -> RestRuns:
+    """One run triggered for day 0 and a two-day backfill of days 2..1, submitted together
+    through the REST API (so they share the cluster), then waited for."""
     ds = deployed.day(0)
     started = datetime.now(UTC)
     run = deployed.api.post(
         f"/api/v2/dags/{DAG_ID}/dagRuns",
         {"logical_date": None, "conf": {"ds": ds}, "note": "deployment test"},
     )
-    deployed.wait_for_runs([run["dag_run_id"]])
-    finished = deployed.run_state(run["dag_run_id"])
-    # What the UI shows: the run started now and took minutes, not years.
-    run_start = datetime.fromisoformat(finished["start_date"])
-    assert run_start >= started - timedelta(minutes=1)
-    assert datetime.fromisoformat(finished["end_date"]) - run_start < timedelta(hours=1)
-
-    partition = deployed.warehouse / "recommendations" / f"ds={ds}"
-    check_published(partition, ds)
-    record = json.loads((deployed.warehouse / "_runs" / f"ds={ds}" / "publish.json").read_text())
-    assert record["config"]["ds"] == ds
-
-    # Every stage ran as an application of the standalone master, its executors on the worker.
-    master = _json(f"{deployed.spark_master_ui}/json/")
-    assert [w["state"] for w in master["workers"]] == ["ALIVE"]
-    worker_id = master["workers"][0]["id"]
-    apps = {a["name"]: a for a in master["completedapps"] if a["name"] in STAGE_APPS}
-    assert set(apps) == STAGE_APPS, sorted(a["name"] for a in master["completedapps"])
-    assert all(a["state"] == "FINISHED" for a in apps.values())
-    worker = _json(f"{deployed.spark_worker_ui}/json/")
-    assert worker["id"] == worker_id
-    ran_here = {e["appid"] for e in worker["finishedexecutors"]}
-    missing = {name for name, a in apps.items() if a["id"] not in ran_here}
-    assert not missing, f"no executor on the worker for {sorted(missing)}"
-
-
-def test_backfill_through_the_api_publishes_both_nights(deployed: Deployed) -> None:
     first, last = deployed.day(2), deployed.day(1)
+    no_backfill_running(deployed)  # one backfill of a DAG at a time (the browser test's)
     backfill = deployed.api.post(
         "/api/v2/backfills",
         {
             "dag_id": DAG_ID,
             "from_date": f"{first}T00:00:00Z",
             "to_date": f"{last}T23:59:59Z",
-            "max_active_runs": 1,
+            "max_active_runs": 2,
             "reprocess_behavior": "failed",
             "run_backwards": False,
             "dag_run_conf": {},
         },
     )
-    runs = _backfill_runs(deployed, backfill["id"], expected=2)
-    deployed.wait_for_runs(runs)
-    for ds in (first, last):
+    assert backfill["id"]
+    backfill_runs = _backfill_runs(deployed, (first, last))
+    runs = [run["dag_run_id"], *backfill_runs]
+    deployed.wait_for_runs(runs, timeout_s=RUN_TIMEOUT_S * len(runs))
+    return RestRuns(started, run["dag_run_id"], (first, last), backfill_runs)
+
+
+def test_triggered_run_succeeds_on_the_cluster(deployed: Deployed, rest_runs: RestRuns) -> None:
+    ds = deployed.day(0)
+    finished = deployed.run_state(rest_runs.triggered)
+    assert finished["state"] == "success"
+    # What the UI shows: the run started now and took minutes, not years.
+    run_start = datetime.fromisoformat(finished["start_date"])
+    assert run_start >= rest_runs.started - timedelta(minutes=1)
+    assert datetime.fromisoformat(finished["end_date"]) - run_start < timedelta(hours=2)
+
+    partition = deployed.warehouse / "recommendations" / f"ds={ds}"
+    check_published(partition, ds)
+    record = json.loads((deployed.warehouse / "_runs" / f"ds={ds}" / "publish.json").read_text())
+    assert record["config"]["ds"] == ds
+
+
+def test_every_stage_ran_on_the_spark_cluster(deployed: Deployed, rest_runs: RestRuns) -> None:
+    """Each stage is an application of the standalone master, its executors on the worker."""
+    master = _json(f"{deployed.spark_master_ui}/json/")
+    assert [w["state"] for w in master["workers"]] == ["ALIVE"]
+    worker_id = master["workers"][0]["id"]
+    apps: dict[str, list[dict[str, Any]]] = {}
+    for app in master["completedapps"]:
+        apps.setdefault(app["name"], []).append(app)
+    assert set(apps) >= STAGE_APPS, sorted(apps)
+    # three nights ran (one triggered, two backfilled): every stage three times at least
+    assert all(len(apps[name]) >= 3 for name in STAGE_APPS), {n: len(apps[n]) for n in apps}
+    assert all(a["state"] == "FINISHED" for name in STAGE_APPS for a in apps[name])
+    worker = _json(f"{deployed.spark_worker_ui}/json/")
+    assert worker["id"] == worker_id
+    ran_here = {e["appid"] for e in worker["finishedexecutors"]}
+    missing = {name for name in STAGE_APPS for a in apps[name] if a["id"] not in ran_here}
+    assert not missing, f"no executor on the worker for {sorted(missing)}"
+
+
+def test_backfill_through_the_api_publishes_both_nights(
+    deployed: Deployed, rest_runs: RestRuns
+) -> None:
+    states = {r: deployed.run_state(r) for r in rest_runs.backfill_runs}
+    assert all(s["state"] == "success" for s in states.values())
+    assert all(s["run_type"] == "backfill" for s in states.values())
+    for ds in rest_runs.backfill_days:
         check_published(deployed.warehouse / "recommendations" / f"ds={ds}", ds)
     latest = json.loads((deployed.warehouse / "recommendations" / "_latest.json").read_text())
-    assert latest["ds"] == deployed.day(0)  # a backfill of older nights never moves it back
+    assert latest["ds"] >= deployed.day(0)  # a backfill of older nights never moves it back
 
 
-def _backfill_runs(deployed: Deployed, backfill_id: int, expected: int) -> list[str]:
-    import time
-
+def _backfill_runs(deployed: Deployed, days: tuple[str, ...]) -> list[str]:
+    """The backfill's runs: run type backfill, data interval starting on the given days (the
+    run listing carries no backfill id)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         page = deployed.api.get(
             f"/api/v2/dags/{DAG_ID}/dagRuns", {"run_type": "backfill", "limit": 100}
         )
-        runs = [r for r in page["dag_runs"] if r.get("backfill_id") == backfill_id]
-        if len(runs) >= expected:
-            return [r["dag_run_id"] for r in runs]
+        runs = {
+            r["data_interval_start"][:10]: r["dag_run_id"]
+            for r in page["dag_runs"]
+            if (r.get("data_interval_start") or "")[:10] in days
+        }
+        if set(runs) == set(days):
+            return [runs[d] for d in days]
         time.sleep(3)
-    pytest.fail(f"backfill {backfill_id} created fewer than {expected} runs")
+    pytest.fail(f"the backfill created no runs for {days}")
