@@ -9,10 +9,12 @@ At the end the deployment is brought down and nothing it started may still run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,13 +125,24 @@ def _started_by(runtime: Path) -> list[str]:
     return found
 
 
+def _runtime_folder() -> Path:
+    """The deployment's runtime folder: in the repo's ignored `.runtime/` when the postgres OS
+    user (which runs the server when we are root) can reach it, else in the system temp folder
+    (a checkout under a private home is not traversable by other users)."""
+    inside = REPO / ".runtime" / "test-deploy"
+    if os.geteuid() != 0 or all(os.stat(p).st_mode & 0o001 for p in inside.parents if p.exists()):
+        return inside
+    digest = hashlib.sha256(str(REPO).encode()).hexdigest()[:10]
+    outside = Path(tempfile.gettempdir()) / f"longtail-test-deploy-{digest}"
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    return outside
+
+
 @pytest.fixture(scope="session")
 def deployed() -> Iterator[Deployed]:
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("Spark needs a Java runtime")
-    # Inside the repo (ignored), not under /tmp: when root, PostgreSQL runs as the postgres
-    # user, which must be able to reach its data directory.
-    runtime = REPO / ".runtime" / "test-deploy"
+    runtime = _runtime_folder()
     if runtime.exists():
         _run_deploy("down", {**os.environ, "LONGTAIL_DEPLOY_DIR": str(runtime), **PORTS}, 300)
         shutil.rmtree(runtime)
