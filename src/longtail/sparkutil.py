@@ -27,7 +27,11 @@ def get_spark(app_name: str = "longtail", extra: dict[str, str] | None = None) -
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(app_name)
-    if not SparkConf().contains("spark.master"):
+    # Under spark-submit the Python driver talks to spark-submit's JVM (PYSPARK_GATEWAY_PORT):
+    # its --master and memory settings rule. A bare SparkConf() cannot tell, since it reads the
+    # JVM's settings only once a context exists, so checking it made every stage local.
+    launched_by_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not launched_by_submit and not SparkConf().contains("spark.master"):
         builder = builder.master(os.environ.get("LONGTAIL_SPARK_MASTER", "local[2]"))
         builder = builder.config(
             "spark.driver.memory", os.environ.get("LONGTAIL_DRIVER_MEMORY", "4g")
