@@ -49,6 +49,16 @@ def accounting_line(warehouse: Path, ds: str) -> str:
     )
 
 
+def _report_published(record: Path, warehouse: Path, ds: str, elapsed: float) -> int:
+    """The success lines, from the publish stage's run record."""
+    out = json.loads(record.read_text())
+    print(
+        f"longtail: published {out['published']} ({out['counts']['rows']} rows) in {elapsed:.0f}s"
+    )
+    print(accounting_line(warehouse, ds))
+    return 0
+
+
 def _any_stage_ran(warehouse: Path, ds: str, since: float) -> bool:
     folder = warehouse / "_runs" / f"ds={ds}"
     return folder.is_dir() and any(p.stat().st_mtime >= since for p in folder.glob("*.json"))
@@ -89,13 +99,7 @@ def _run_on_deployment(client: Any, conf: dict[str, Any], warehouse: Path) -> in
     record = warehouse / "_runs" / f"ds={ds}" / "publish.json"
     elapsed = time.time() - started
     if state == "success" and record.exists() and record.stat().st_mtime >= started:
-        out = json.loads(record.read_text())
-        print(
-            f"longtail: published {out['published']} ({out['counts']['rows']} rows) "
-            f"in {elapsed:.0f}s"
-        )
-        print(accounting_line(warehouse, ds))
-        return 0
+        return _report_published(record, warehouse, ds, elapsed)
     tis = client.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
     failed = sorted(t["task_id"] for t in tis if t["state"] in ("failed", "upstream_failed"))
     why = (
@@ -166,13 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     fresh = record.exists() and record.stat().st_mtime >= started
     elapsed = time.time() - started
     if rc == 0 and state == "success" and fresh:
-        out = json.loads(record.read_text())
-        print(
-            f"longtail: published {out['published']} "
-            f"({out['counts']['rows']} rows) in {elapsed:.0f}s"
-        )
-        print(accounting_line(Path(args.warehouse), args.ds))
-        return 0
+        return _report_published(record, Path(args.warehouse), args.ds, elapsed)
     if reasons:
         why = f" Reason: {reasons[0]}."
     elif not _any_stage_ran(Path(args.warehouse), args.ds, started):
