@@ -5,6 +5,10 @@ master and worker, started from the project's own files in a runtime folder of t
 developer's `make up` is left alone) on ports of their own. The landing is a tiny generated shop
 whose history ends in 2011, years before today: the runs are a shop's own past, as backfills are.
 At the end the deployment is brought down and nothing it started may still run.
+
+By default the tests run two nights side by side: one triggered through the REST API and a
+one-night backfill from the UI. The long variant (LONGTAIL_LONG_TESTS=1) runs six: the UI also
+triggers a run and backfills two nights, and REST backfills two more.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +202,26 @@ def deployed() -> Iterator[Deployed]:
         assert down.returncode == 0, down.stdout[-2000:] + down.stderr[-2000:]
         left = _started_by(runtime)
         assert not left, f"still running after down: {left}"
+
+
+@dataclass
+class Triggered:
+    started: datetime
+    ds: str
+    run_id: str
+
+
+@pytest.fixture(scope="session")
+def rest_triggered(deployed: Deployed) -> Triggered:
+    """The night triggered through the REST API (day 0), submitted without waiting: whichever
+    test asks first starts it, so it shares the cluster with the other test's runs."""
+    ds = deployed.day(0)
+    started = datetime.now(UTC)
+    run = deployed.api.post(
+        f"/api/v2/dags/{DAG_ID}/dagRuns",
+        {"logical_date": None, "conf": {"ds": ds}, "note": "deployment test"},
+    )
+    return Triggered(started, ds, run["dag_run_id"])
 
 
 @pytest.fixture(scope="session")

@@ -508,6 +508,7 @@ def test_quarantine_and_run_accounting(nightly: Nightly, expected: Expected) -> 
     assert counts["items_deferred"] == expected.items_deferred
 
 
+@pytest.mark.long  # a whole second DAG run; stage-level reruns: tests/reliability/test_determinism
 def test_rerun_of_the_same_date_is_idempotent(nightly: Nightly) -> None:
     before = _read_published(nightly.published)
     version = _record(nightly, "publish")["model_version"]

@@ -1,9 +1,9 @@
 """Backfill through real Airflow: scheduler, api-server and dag-processor as separate processes.
 
-Opt-in (a long variant): runs when LONGTAIL_BACKFILL_DAYS is set (3: about 12 minutes on two
-cores; 7: about 26). By default backfills through a real scheduler are covered by
-tests/deployment (REST API and UI, on PostgreSQL and a Spark cluster); this one adds the
-comparison of every backfilled night with a single run of that date.
+A long variant (LONGTAIL_LONG_TESTS=1; LONGTAIL_BACKFILL_DAYS nights, 3 by default: about 12
+minutes on two cores; 7: about 26). By default backfills through a real scheduler are covered by
+tests/deployment (a one-night backfill from the UI, on PostgreSQL and a Spark cluster); this one
+adds the comparison of every backfilled night with a single run of that date.
 
 A tiny generated shop; `airflow backfill create` over its last LONGTAIL_BACKFILL_DAYS days with
 --max-active-runs 2 --reprocess-behavior completed: two runs at once and one that must wait. Shows:
@@ -49,10 +49,7 @@ from longtail.sample import SampleConfig, generate
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.integration,
-    pytest.mark.skipif(
-        not os.environ.get("LONGTAIL_BACKFILL_DAYS"),
-        reason="long variant: set LONGTAIL_BACKFILL_DAYS=3 (or 7) to run it",
-    ),
+    pytest.mark.long,
 ]
 
 REPO = Path(__file__).resolve().parents[2]
