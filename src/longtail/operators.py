@@ -5,6 +5,7 @@ Imported by the DAG file at parse time, so it imports Airflow and the Spark prov
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -50,6 +51,9 @@ def submit_settings(
     - Executors get EXECUTOR_ENV through spark.executorEnv.*.
     - LONGTAIL_SPARK_CORES_MAX caps each stage's cores on a standalone or Mesos cluster (by
       default an application takes every free core, so two stages never run side by side).
+    - LONGTAIL_SPARK_CONF, a JSON object of Spark settings, is added to every stage's conf
+      (cluster sizing such as spark.executor.instances, executor JVM options): a setting of the
+      deployment, not of the DAG code.
     - Executors use the same Python as the driver (the same install on every worker), unless
       LONGTAIL_PYSPARK_ARCHIVE names a packed environment (venv-pack / conda-pack tarball): it
       is shipped with --archives and its python runs the executors' Python workers.
@@ -64,6 +68,7 @@ def submit_settings(
     conf = {f"spark.executorEnv.{k}": v for k, v in EXECUTOR_ENV.items()}
     if environ.get("LONGTAIL_SPARK_CORES_MAX"):  # share a standalone cluster between stages
         conf["spark.cores.max"] = str(int(environ["LONGTAIL_SPARK_CORES_MAX"]))
+    conf.update(extra_spark_conf(environ.get("LONGTAIL_SPARK_CONF", "")))
     archive = environ.get("LONGTAIL_PYSPARK_ARCHIVE")
     if archive:
         conf["spark.pyspark.python"] = f"./{PACKED_ENV_NAME}/bin/python"
@@ -71,6 +76,22 @@ def submit_settings(
         env.pop("PYSPARK_PYTHON", None)
         return env, conf, f"{archive}#{PACKED_ENV_NAME}"
     return env, conf, None
+
+
+def extra_spark_conf(raw: str) -> dict[str, str]:
+    """LONGTAIL_SPARK_CONF parsed: a JSON object whose keys are spark.* settings."""
+    if not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"LONGTAIL_SPARK_CONF is not JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise ValueError("LONGTAIL_SPARK_CONF must be a JSON object of Spark settings")
+    bad = sorted(k for k in parsed if not str(k).startswith("spark."))
+    if bad:
+        raise ValueError(f"LONGTAIL_SPARK_CONF keys must be Spark settings (spark.*): {bad}")
+    return {str(k): str(v) for k, v in parsed.items()}
 
 
 def exit_code_of(exc: BaseException, hook: Any = None) -> int | None:

@@ -5,6 +5,7 @@ Runs the real spark-submit on a two-line application that exits with a given sta
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -130,6 +131,17 @@ def test_the_hook_gets_the_settings_of_its_connection(
     local = _operator(app, 0)._get_hook()
     local._build_spark_submit_command(str(app))
     assert local._env["SPARK_LOCAL_IP"] == "127.0.0.1"
+
+
+def test_deployment_spark_conf_reaches_every_stage() -> None:
+    opts = "-XX:TieredStopAtLevel=1"
+    environ = {"LONGTAIL_SPARK_CONF": json.dumps({"spark.executor.extraJavaOptions": opts})}
+    _, conf, _ = submit_settings("spark://m:7077", {}, environ)
+    assert conf["spark.executor.extraJavaOptions"] == opts
+    assert conf["spark.executorEnv.OPENBLAS_NUM_THREADS"] == "1"  # added to, not replaced
+    for raw in ("[1]", "{not json", '{"executor.memory": "2g"}'):
+        with pytest.raises(ValueError, match="LONGTAIL_SPARK_CONF"):
+            submit_settings("spark://m:7077", {}, {"LONGTAIL_SPARK_CONF": raw})
 
 
 def test_cores_per_stage_can_be_capped() -> None:

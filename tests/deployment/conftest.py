@@ -14,6 +14,7 @@ triggers a run and backfills two nights, and REST backfills two more.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -166,6 +167,13 @@ def deployed() -> Iterator[Deployed]:
         # one core per stage: the tests' runs share the 2-core worker instead of queueing
         "LONGTAIL_SPARK_CORES_MAX": "1",
     }
+    if os.environ.get("SPARK_SUBMIT_OPTS"):
+        # make test's short-JVM options (the services do not inherit SPARK_* variables): for
+        # every stage's driver and executors, through the deployment's Spark settings
+        opts = os.environ["SPARK_SUBMIT_OPTS"]
+        env["LONGTAIL_SPARK_CONF"] = json.dumps(
+            {"spark.driver.extraJavaOptions": opts, "spark.executor.extraJavaOptions": opts}
+        )
     t0 = time.monotonic()
     up = _run_deploy("up", env, 900)
     print(f"deploy up: {time.monotonic() - t0:.0f}s\n{up.stdout[-3000:]}")
@@ -176,8 +184,6 @@ def deployed() -> Iterator[Deployed]:
         from longtail.deploy.client import AirflowClient
 
         creds_out = _run_deploy("credentials", env, 60)
-        import json
-
         creds = json.loads(creds_out.stdout)
         api = AirflowClient(creds["url"], creds["username"], creds["password"])
         api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
