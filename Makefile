@@ -14,6 +14,7 @@ DATA_DIR ?= $(abspath $(CURDIR)/../shared/datasets)
 DATASET ?=
 BENCH_NAME ?=
 BENCH_ARGS ?=
+SCALE_FACTORS ?=
 PYTEST_ARGS ?=
 KEEP_NIGHTS ?= 30
 KEEP_PUBLISHED ?=
@@ -34,13 +35,14 @@ export PYSPARK_PYTHON := $(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all clean-data env bench-table \
+.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all bench-scale clean-data env bench-table \
   retention data-docs up down status
 
 help:
 	@echo "make run    [DS=YYYY-MM-DD] [LANDING=dir] [WAREHOUSE=dir] [TOP_N=20]  nightly DAG on the sample"
 	@echo "make test   [PYTEST_ARGS=...]                                          the test suite"
 	@echo "make bench  DATASET=<name> | LANDING=<dir> [BENCH_NAME=name] [BENCH_ARGS=...]  benchmark"
+	@echo "make bench-scale [SCALE_FACTORS='1 4 16']  nightly DAG on generated shops of growing size"
 	@echo "            BENCH_ARGS e.g. --listing-dates auto|landing|first_event --protocol auto|temporal|user_holdout"
 	@echo "make retention [DS=YYYY-MM-DD] [KEEP_NIGHTS=30] [KEEP_PUBLISHED=n]        expire old nights now"
 	@echo "make data-docs [WAREHOUSE=dir]                                          rebuild the quality site"
@@ -94,6 +96,10 @@ bench: $(STAMP)
 
 bench-table: $(STAMP)
 	$(BIN)/python -m longtail.bench.table reports/bench
+
+# SCALE_FACTORS: shop sizes in units of 10k users / 5k items / ~300k events (default 1 4 16).
+bench-scale: $(STAMP) airflow-db
+	$(BIN)/python -m longtail.bench.scale $(if $(SCALE_FACTORS),--factors $(SCALE_FACTORS))
 
 bench-all: $(STAMP)
 	for d in online-retail amazon-office-2014 ml-latest-small amazon-beauty-2014; do \

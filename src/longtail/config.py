@@ -224,11 +224,11 @@ class ContentConfig(StageConfig):
 
     model: str = "all-MiniLM-L6-v2"
     device: str = "auto"
-    # 1: every text is encoded alone, so its vector is bit-identical whatever else is embedded
-    # with it (re-runs, backfills and the embedding cache's history give the same tables). Larger
-    # batches are faster (about 5x at 64 on CPU) but move vectors in the last float bits with
-    # their batch companions and padding.
-    batch_size: int = 1
+    # Texts of equal token length are encoded together, at most batch_size at a time: no batch
+    # is padded, so a vector is byte-identical whatever else is embedded with it (re-runs,
+    # backfills and the cache's history give the same tables), and batches are several times
+    # faster than one text at a time.
+    batch_size: int = 32
     max_text_chars: int = 1000
 
     def validate(self) -> None:

@@ -79,14 +79,55 @@ def load_encoder(model: str, device: str = "auto") -> Any:
     return _LOADED[key]
 
 
-def embed(texts: list[str], model: str, device: str = "auto", batch_size: int = 64) -> np.ndarray:
-    """L2-normalised float32 vectors, one row per text."""
+def token_lengths(encoder: Any, texts: list[str], chunk: int = 1024) -> np.ndarray:
+    """Tokens per text as the encoder will see them (special tokens and truncation included)."""
+    out = []
+    for start in range(0, len(texts), chunk):
+        # sentence-transformers 6 renamed tokenize to preprocess (same output)
+        tokenize = getattr(encoder, "preprocess", None) or encoder.tokenize
+        mask = tokenize(texts[start : start + chunk])["attention_mask"]
+        out.append(np.asarray(mask.sum(dim=1)))
+    return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
+
+
+def embed(texts: list[str], model: str, device: str = "auto", batch_size: int = 32) -> np.ndarray:
+    """L2-normalised float32 vectors, one row per text, each independent of its companions.
+
+    Texts are encoded in batches of equal token length (up to `batch_size` texts), so no batch
+    is padded: a text's vector then depends only on the text, not on which other texts a night,
+    a re-run or a backfill happens to embed with it. A text alone is encoded next to a copy of
+    itself, so every forward pass takes the same batched kernels.
+    """
     if not texts:
         return np.zeros((0, 0), np.float32)
     encoder = load_encoder(model, device)
+    lengths = token_lengths(encoder, texts)
+    order = sorted(range(len(texts)), key=lambda i: (lengths[i], texts[i], i))
+    out: np.ndarray | None = None
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        while (
+            stop < len(order)
+            and stop - start < batch_size
+            and lengths[order[stop]] == lengths[order[start]]
+        ):
+            stop += 1
+        rows = order[start:stop]
+        chunk = [texts[i] for i in rows]
+        vectors = _encode(encoder, chunk if len(chunk) > 1 else chunk * 2)[: len(rows)]
+        if out is None:
+            out = np.zeros((len(texts), vectors.shape[1]), np.float32)
+        out[rows] = vectors
+        start = stop
+    assert out is not None
+    return out
+
+
+def _encode(encoder: Any, texts: list[str]) -> np.ndarray:
     vectors = encoder.encode(
         texts,
-        batch_size=batch_size,
+        batch_size=len(texts),
         normalize_embeddings=True,
         convert_to_numpy=True,
         show_progress_bar=False,
@@ -97,10 +138,11 @@ def embed(texts: list[str], model: str, device: str = "auto", batch_size: int = 
 def embed_batches(
     batches: Iterator[pd.DataFrame], model: str, device: str, batch_size: int
 ) -> Iterator[pd.DataFrame]:
-    """mapInPandas body: (text_hash, text) -> (text_hash, embedding)."""
+    """mapInPandas body: (text_hash, text) -> (text_hash, embedding); `device` may be "auto",
+    resolved here, where the encoding runs (a GPU executor under a CPU driver uses its GPU)."""
     for batch in batches:
         if len(batch) == 0:
             continue
-        order = batch.sort_values("text_hash", kind="stable")  # same batches, same padding
+        order = batch.sort_values("text_hash", kind="stable")
         vectors = embed(order["text"].tolist(), model, device, batch_size)
         yield pd.DataFrame({"text_hash": order["text_hash"].to_numpy(), "embedding": list(vectors)})

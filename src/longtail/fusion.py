@@ -287,6 +287,35 @@ def _top_mask(scores: np.ndarray, k: int, valid: np.ndarray) -> np.ndarray:
     return mask
 
 
+# Rows of (recent item x all items) similarities computed at once: bounds the temporary array
+# to about 128 MB whatever the catalogue size.
+_SIM_CELLS = 32_000_000
+
+
+def _recent_similarity(
+    recent: list[np.ndarray], embeddings: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
+    """Per user: max similarity of every item to any of the user's recent items.
+
+    One matrix product per group of users over the distinct recent items of the group, then a
+    segmented max: a per-user product reads the whole embedding table once per user.
+    """
+    out = np.zeros(shape, np.float32)
+    lengths = np.array([len(js) for js in recent], dtype=np.int64)
+    users = np.flatnonzero(lengths > 0)
+    if not len(users):
+        return out
+    per_group = max(1, _SIM_CELLS // max(1, int(lengths.max()) * embeddings.shape[0]))
+    for start in range(0, len(users), per_group):
+        group = users[start : start + per_group]
+        flat = np.concatenate([recent[r] for r in group])
+        distinct, inverse = np.unique(flat, return_inverse=True)
+        sims = embeddings[distinct] @ embeddings.T
+        starts = np.concatenate([[0], np.cumsum(lengths[group])[:-1]])
+        out[group] = np.maximum.reduceat(sims[inverse], starts, axis=0)
+    return out
+
+
 def candidates(
     batch: pd.DataFrame, space: ItemSpace, counts: CandidateCounts, index: dict[str, int]
 ) -> pd.DataFrame:
@@ -312,12 +341,9 @@ def candidates(
     norms = np.linalg.norm(profile, axis=1, keepdims=True)
     profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
     prof_sim = profile @ space.embeddings.T
-    recent_sim = np.zeros_like(prof_sim)
-    for r, js in enumerate(recents):
-        if len(js):
-            recent_sim[r] = (space.embeddings[js[: counts.recent_items]] @ space.embeddings.T).max(
-                0
-            )
+    recent_sim = _recent_similarity(
+        [js[: counts.recent_items] for js in recents], space.embeddings, prof_sim.shape
+    )
 
     binary = hist.copy()
     binary.data[:] = 1.0

@@ -163,3 +163,20 @@ def test_recommend_gives_n_distinct_unexcluded_items() -> None:
     assert out[C.RANK].tolist() == [1, 2, 3]
     assert (np.diff(out[C.SCORE].to_numpy()) <= 0).all()
     assert out[C.IS_LONG_TAIL].sum() >= 1
+
+
+def test_recent_similarity_is_each_users_max_over_their_recent_items(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(7)
+    emb = rng.normal(size=(40, 8)).astype(np.float32)
+    recent = [np.array([3, 5]), np.array([], dtype=np.int64), np.array([5]), np.array([0, 39, 7])]
+    # a one-user group forces the grouping and segmented-max path through several groups
+    monkeypatch.setattr(fusion, "_SIM_CELLS", 1)
+    got = fusion._recent_similarity(recent, emb, (4, 40))
+    for r, js in enumerate(recent):
+        expected = np.zeros(40)
+        if len(js):
+            expected = np.max(np.stack([emb.astype(np.float64)[j] @ emb.T for j in js]), axis=0)
+        np.testing.assert_allclose(got[r], expected, rtol=1e-5, atol=1e-5)
+    assert not got[1].any()

@@ -349,6 +349,26 @@ def _run_peers(
     }
 
 
+def _reuse_embedding_cache(wh: Path, wh_cold: Path, ds: Any) -> None:
+    """The cold-start run sees the same texts: give it the published run's embedding cache as
+    the night before `ds` (the content stage re-embeds a night's own cache entries on a re-run,
+    so under `ds` itself they would all be encoded again)."""
+    cache = wh / "_cache"
+    if not cache.exists():
+        return
+    target = wh_cold / "_cache"
+    shutil.copytree(cache, target)
+    before = (pd.Timestamp(ds) - pd.Timedelta(days=1)).date().isoformat()
+    for night in target.glob(f"*/*/ds={ds.isoformat()}"):
+        dest = night.with_name(f"ds={before}")
+        if not dest.exists():
+            night.rename(dest)
+            continue
+        for part in night.glob("part-*"):  # part names are unique per write
+            part.rename(dest / part.name)
+        shutil.rmtree(night)
+
+
 def _cold_start(
     spark: Any,
     cfg: BenchConfig,
@@ -379,9 +399,8 @@ def _cold_start(
     work = Path(cfg.work_dir)
     wh_cold = str(work / "warehouse_cold")
     shutil.rmtree(wh_cold, ignore_errors=True)
-    cache = Path(wh) / "_cache"
-    if cache.exists():  # the same texts: reuse their embeddings
-        shutil.copytree(cache, Path(wh_cold) / "_cache")
+    ds = split.run_date
+    _reuse_embedding_cache(Path(wh), Path(wh_cold), ds)
     landing = derive_landing(
         spark,
         cfg.landing,
@@ -390,7 +409,6 @@ def _cold_start(
         drop_items=cold_items,
         user_cutoffs=split.user_cutoffs,
     )
-    ds = split.run_date
     _run_pipeline(spark, str(landing), wh_cold, ds, full=True)
     cold_inter = read_table(spark, wh_cold, "interactions", ds).toPandas()
     lists: dict[str, dict[str, list[str]]] = {}

@@ -20,7 +20,7 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 from longtail import columns as C
 from longtail import gates, tables
 from longtail.config import ContentConfig
-from longtail.content import embed_batches, item_text, pick_device, text_hash
+from longtail.content import embed_batches, item_text, text_hash
 from longtail.stages.common import stage_main
 from longtail.storage import CACHE_KEY, Fs, read_lease, read_table, write_audit_publish
 
@@ -75,7 +75,8 @@ def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
         .drop_duplicates(TEXT_HASH)
         .sort_values(TEXT_HASH)[[TEXT_HASH, "text"]]
     )
-    device = pick_device(cfg.device)
+    # `auto` is resolved by each task where it encodes, not here on the driver.
+    device = cfg.device
     if len(todo):
         parts = max(1, min(spark.sparkContext.defaultParallelism, len(todo) // 256 + 1))
         new = (
@@ -99,6 +100,7 @@ def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
     return {
         "model": cfg.model,
         "device": device,
+        "batch_size": cfg.batch_size,
         "dim": dim,
         "counts": {
             "items": len(texts),

@@ -1,0 +1,322 @@
+"""`make bench-scale`: the nightly DAG on generated shops of growing size, timed stage by stage.
+
+For each factor f the sample generator (longtail.sample) writes a shop of f x 10,000 users and
+f x 5,000 items over 60 days (about 300,000 events at 1x); the whole DAG then runs once for the
+last day through `airflow dags test` (longtail.airflow_run, as `make run`). Recorded per factor:
+wall time of the DAG run, each stage's own seconds (its run record), and the peak resident
+memory summed over the whole process tree (Airflow, every spark-submit, JVM and Python worker),
+sampled every 0.2 s.
+
+Output: `reports/scale/metrics.json` (`{"machine", "scales": [...], "steps": [...]}`; a step
+compares two consecutive factors: how much more data and how much more time, in total and per
+stage) and `reports/scale/scale.svg` (log-log seconds against factor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from longtail.sample import SampleConfig, generate
+
+REPO = Path(__file__).resolve().parents[3]
+BASE_USERS = 10_000
+BASE_ITEMS = 5_000
+DAYS = 60
+SEED = 7
+# A stage counts in the step check once it takes this long (shorter ones are Spark start-up).
+STAGE_FLOOR_S = 30.0
+
+
+@dataclass(frozen=True)
+class ScaleRun:
+    factor: float
+    users: int
+    items: int
+    events: int
+    wall_s: float
+    stages: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+
+
+def shop_config(factor: float) -> SampleConfig:
+    """The generated shop at `factor` x (10,000 users, 5,000 items), 60 days, fixed seed."""
+    if factor <= 0:
+        raise ValueError(f"factor must be > 0, got {factor}")
+    return SampleConfig(
+        n_users=max(10, round(BASE_USERS * factor)),
+        n_items=max(48, round(BASE_ITEMS * factor)),
+        n_days=DAYS,
+        seed=SEED,
+    )
+
+
+class TreeMemory:
+    """Peak of the summed resident memory of a process and all its descendants."""
+
+    def __init__(self, pid: int, every_s: float = 0.2) -> None:
+        self.pid, self.every_s = pid, every_s
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> float:
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        total = 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        return total / 2**20
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self._sample())
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def stage_seconds(warehouse: Path, ds: str) -> dict[str, float]:
+    """Each stage's own seconds from its run record (`_runs/ds=<ds>/<stage>.json`)."""
+    out = {}
+    for record in sorted((warehouse / "_runs" / f"ds={ds}").glob("*.json")):
+        seconds = json.loads(record.read_text()).get("seconds")
+        if isinstance(seconds, int | float):
+            out[record.stem] = round(float(seconds), 1)
+    return out
+
+
+def events_in(warehouse: Path, ds: str) -> int:
+    """Events the run read from the landing (the clean stage's accounting)."""
+    record = warehouse / "_runs" / f"ds={ds}" / "clean.json"
+    return int(json.loads(record.read_text())["counts"]["events_in"])
+
+
+def run_dag(landing: Path, warehouse: Path, ds: str, log_path: Path) -> tuple[float, float]:
+    """One nightly run through Airflow: (wall seconds, peak RSS MB of the process tree)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "longtail.airflow_run",
+        "--ds",
+        ds,
+        "--landing",
+        str(landing),
+        "--warehouse",
+        str(warehouse),
+    ]
+    started = time.perf_counter()
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        with TreeMemory(proc.pid) as mem:
+            rc = proc.wait()
+    wall = time.perf_counter() - started
+    if rc != 0:
+        raise RuntimeError(f"the nightly DAG failed at this scale (exit {rc}); see {log_path}")
+    return wall, mem.peak_mb
+
+
+def run_scale(factor: float, work: Path) -> ScaleRun:
+    cfg = shop_config(factor)
+    folder = work / f"x{factor:g}"
+    landing, warehouse = folder / "landing", folder / "warehouse"
+    shutil.rmtree(folder, ignore_errors=True)
+    summary = generate(landing, cfg)
+    ds = summary["end_date"]
+    print(
+        f"[scale x{factor:g}] {summary['users']} users, {summary['items']} items, "
+        f"{summary['events']} events; nightly DAG for {ds}",
+        flush=True,
+    )
+    wall, peak = run_dag(landing, warehouse, ds, folder / "dag.log")
+    run = ScaleRun(
+        factor=factor,
+        users=int(summary["users"]),
+        items=int(summary["items"]),
+        events=events_in(warehouse, ds),
+        wall_s=round(wall, 1),
+        stages=stage_seconds(warehouse, ds),
+        peak_rss_mb=round(peak, 0),
+    )
+    print(
+        f"[scale x{factor:g}] {run.wall_s:.0f}s, peak {run.peak_rss_mb:.0f} MB, "
+        f"stages {run.stages}",
+        flush=True,
+    )
+    return run
+
+
+def steps(runs: Sequence[ScaleRun], floor_s: float = STAGE_FLOOR_S) -> list[dict[str, Any]]:
+    """Consecutive factors compared: data growth (events) against time growth, in total and
+    for every stage that takes at least `floor_s` at the larger factor."""
+    out = []
+    for small, big in itertools.pairwise(runs):
+        stages = {
+            name: round(big.stages[name] / small.stages[name], 2)
+            for name in sorted(big.stages)
+            if big.stages[name] >= floor_s and small.stages.get(name)
+        }
+        out.append(
+            {
+                "from": small.factor,
+                "to": big.factor,
+                "events_ratio": round(big.events / max(small.events, 1), 2),
+                "wall_ratio": round(big.wall_s / max(small.wall_s, 1e-9), 2),
+                "stage_ratios": stages,
+                "peak_rss_ratio": round(big.peak_rss_mb / max(small.peak_rss_mb, 1e-9), 2),
+            }
+        )
+    return out
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB"
+
+
+def metrics(runs: Sequence[ScaleRun]) -> dict[str, Any]:
+    return {
+        "machine": machine(),
+        "protocol": {
+            "shop": f"longtail.sample at factor x ({BASE_USERS} users, {BASE_ITEMS} items), "
+            f"{DAYS} days, seed {SEED}",
+            "run": "one nightly DAG run for the last day via airflow dags test, default config",
+            "peak_rss": "summed over the whole process tree, sampled every 0.2 s",
+        },
+        "scales": [asdict(r) for r in runs],
+        "steps": steps(runs),
+    }
+
+
+# --- plot ---------------------------------------------------------------------------------
+
+_W, _H, _L, _R, _T, _B = 640, 380, 60, 150, 30, 45
+_COLOURS = (
+    "#222",
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#7f7f7f",
+    "#bcbd22",
+)
+
+
+def svg_plot(runs: Sequence[ScaleRun]) -> str:
+    """Seconds against factor, both log scales: the DAG's wall time and every stage's."""
+    series: dict[str, list[tuple[float, float]]] = {
+        "DAG wall": [(r.factor, r.wall_s) for r in runs]
+    }
+    names = sorted(
+        {s for r in runs for s in r.stages}, key=lambda s: -max(r.stages.get(s, 0.0) for r in runs)
+    )
+    for name in names:
+        series[name] = [(r.factor, r.stages[name]) for r in runs if r.stages.get(name)]
+    xs = [x for pts in series.values() for x, _ in pts]
+    ys = [y for pts in series.values() for _, y in pts if y > 0]
+    if not xs or not ys:
+        return f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}"></svg>'
+    x0, x1 = math.log10(min(xs)) - 0.1, math.log10(max(xs)) + 0.1
+    y0, y1 = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+    y1 = max(y1, y0 + 1)
+
+    def px(x: float) -> float:
+        return _L + (math.log10(x) - x0) / (x1 - x0) * (_W - _L - _R)
+
+    def py(y: float) -> float:
+        return _H - _B - (math.log10(max(y, 10**y0)) - y0) / (y1 - y0) * (_H - _T - _B)
+
+    body = [
+        f'<rect x="{_L}" y="{_T}" width="{_W - _L - _R}" height="{_H - _T - _B}" fill="none" '
+        'stroke="#999"/>',
+        f'<text x="{(_W - _R + _L) / 2}" y="{_H - 8}" text-anchor="middle">shop size factor '
+        "(1x = 10k users, 5k items, ~300k events)</text>",
+        f'<text x="14" y="{(_H - _B + _T) / 2}" transform="rotate(-90 14 {(_H - _B + _T) / 2})" '
+        'text-anchor="middle">seconds</text>',
+    ]
+    for e in range(y0, y1 + 1):
+        body.append(f'<text x="{_L - 6}" y="{py(10**e) + 4}" text-anchor="end">{10**e:g}</text>')
+    for r in runs:
+        body.append(
+            f'<text x="{px(r.factor)}" y="{_H - _B + 16}" text-anchor="middle">{r.factor:g}x</text>'
+        )
+    for i, (name, pts) in enumerate(series.items()):
+        colour = _COLOURS[i % len(_COLOURS)]
+        width = 2.5 if i == 0 else 1.2
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        body.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="{width}">'
+            f"<title>{name}</title></polyline>"
+        )
+        ly = _T + 14 * i + 8
+        body.append(
+            f'<line x1="{_W - _R + 10}" y1="{ly}" x2="{_W - _R + 28}" y2="{ly}" '
+            f'stroke="{colour}" stroke-width="{width}"/>'
+            f'<text x="{_W - _R + 32}" y="{ly + 4}">{name}</text>'
+        )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
+        f'font-family="sans-serif" font-size="11">'
+        "<title>Nightly DAG seconds by shop size</title>" + "".join(body) + "</svg>\n"
+    )
+
+
+def write_report(runs: Sequence[ScaleRun], out: Path) -> Mapping[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    result = metrics(runs)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "scale.svg").write_text(svg_plot(runs))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 4.0, 16.0])
+    parser.add_argument("--work-dir", default=str(REPO / "data" / "scale"))
+    parser.add_argument("--out", default=str(REPO / "reports" / "scale"))
+    args = parser.parse_args(argv)
+    factors = sorted(set(args.factors))
+    runs = [run_scale(f, Path(args.work_dir)) for f in factors]
+    result = write_report(runs, Path(args.out))
+    for step in result["steps"]:
+        print(
+            f"[scale] x{step['from']:g} -> x{step['to']:g}: events x{step['events_ratio']}, "
+            f"wall x{step['wall_ratio']}, stages {step['stage_ratios']}"
+        )
+    print(f"[scale] wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'scale.svg'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""bench-scale's bookkeeping: shop sizes, run records, step ratios and the plot."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from longtail.bench import scale
+
+
+def test_shop_sizes_follow_the_factor() -> None:
+    one, four = scale.shop_config(1), scale.shop_config(4)
+    assert (one.n_users, one.n_items, one.n_days) == (10_000, 5_000, 60)
+    assert (four.n_users, four.n_items) == (40_000, 20_000)
+    assert four.seed == one.seed
+    with pytest.raises(ValueError):
+        scale.shop_config(0)
+
+
+def test_stage_seconds_and_events_come_from_the_run_records(tmp_path: Path) -> None:
+    runs = tmp_path / "_runs" / "ds=2026-01-31"
+    (runs / "gates").mkdir(parents=True)
+    (runs / "score.json").write_text(json.dumps({"seconds": 12.345}))
+    (runs / "clean.json").write_text(json.dumps({"seconds": 3, "counts": {"events_in": 987}}))
+    (runs / "odd.json").write_text(json.dumps({"note": "no seconds"}))
+    assert scale.stage_seconds(tmp_path, "2026-01-31") == {"clean": 3.0, "score": 12.3}
+    assert scale.events_in(tmp_path, "2026-01-31") == 987
+
+
+def _run(factor: float, events: int, wall: float, **stages: float) -> scale.ScaleRun:
+    return scale.ScaleRun(factor, 1, 1, events, wall, dict(stages), 100.0 * factor)
+
+
+def test_steps_compare_consecutive_factors_on_stages_above_the_floor() -> None:
+    runs = [
+        _run(1, 100, 200, score=20, content=40, ingest=10),
+        _run(4, 400, 700, score=90, content=100, ingest=20),
+    ]
+    (step,) = scale.steps(runs, floor_s=30)
+    assert step["from"] == 1 and step["to"] == 4
+    assert step["events_ratio"] == 4.0
+    assert step["wall_ratio"] == 3.5
+    # ingest is under the floor at 4x; score is above it there, so it counts
+    assert step["stage_ratios"] == {"content": 2.5, "score": 4.5}
+    assert step["peak_rss_ratio"] == 4.0
+
+
+def test_report_files(tmp_path: Path) -> None:
+    runs = [_run(1, 100, 200, score=20), _run(4, 400, 700, score=90)]
+    result = scale.write_report(runs, tmp_path)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert [s["factor"] for s in saved["scales"]] == [1, 4]
+    assert set(saved["scales"][0]) == {
+        "factor",
+        "users",
+        "items",
+        "events",
+        "wall_s",
+        "stages",
+        "peak_rss_mb",
+    }
+    svg = ET.fromstring((tmp_path / "scale.svg").read_text())
+    lines = [el for el in svg.iter() if el.tag.endswith("polyline")]
+    assert len(lines) == 2  # the DAG's wall time and the one stage
