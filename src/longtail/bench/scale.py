@@ -130,6 +130,11 @@ def run_dag(landing: Path, warehouse: Path, ds: str, log_path: Path) -> tuple[fl
         str(landing),
         "--warehouse",
         str(warehouse),
+        # on this machine's processes, never on a running deployment: the figures are this box's
+        "--via",
+        "dags-test",
+        "--log",
+        str(log_path.with_suffix(".airflow.log")),
     ]
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
