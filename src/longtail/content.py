@@ -81,10 +81,10 @@ def load_encoder(model: str, device: str = "auto") -> Any:
 
 def token_lengths(encoder: Any, texts: list[str], chunk: int = 1024) -> np.ndarray:
     """Tokens per text as the encoder will see them (special tokens and truncation included)."""
+    # sentence-transformers 6 renamed tokenize to preprocess (same output)
+    tokenize = getattr(encoder, "preprocess", None) or encoder.tokenize
     out = []
     for start in range(0, len(texts), chunk):
-        # sentence-transformers 6 renamed tokenize to preprocess (same output)
-        tokenize = getattr(encoder, "preprocess", None) or encoder.tokenize
         mask = tokenize(texts[start : start + chunk])["attention_mask"]
         out.append(np.asarray(mask.sum(dim=1)))
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
@@ -143,6 +143,5 @@ def embed_batches(
     for batch in batches:
         if len(batch) == 0:
             continue
-        order = batch.sort_values("text_hash", kind="stable")
-        vectors = embed(order["text"].tolist(), model, device, batch_size)
-        yield pd.DataFrame({"text_hash": order["text_hash"].to_numpy(), "embedding": list(vectors)})
+        vectors = embed(batch["text"].tolist(), model, device, batch_size)
+        yield pd.DataFrame({"text_hash": batch["text_hash"].to_numpy(), "embedding": list(vectors)})

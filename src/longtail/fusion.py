@@ -287,8 +287,8 @@ def _top_mask(scores: np.ndarray, k: int, valid: np.ndarray) -> np.ndarray:
     return mask
 
 
-# Rows of (recent item x all items) similarities computed at once: bounds the temporary array
-# to about 128 MB whatever the catalogue size.
+# Cells of (recent item x all items) similarities computed at once: bounds the temporary arrays
+# (the product and its rows gathered per user) to about 256 MB whatever the catalogue size.
 _SIM_CELLS = 32_000_000
 
 
