@@ -9,6 +9,7 @@ bigger encoder is a configuration change. A GPU is used when torch sees one.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,24 +104,16 @@ def embed(texts: list[str], model: str, device: str = "auto", batch_size: int = 
     encoder = load_encoder(model, device)
     lengths = token_lengths(encoder, texts)
     order = sorted(range(len(texts)), key=lambda i: (lengths[i], texts[i], i))
-    out: np.ndarray | None = None
-    start = 0
-    while start < len(order):
-        stop = start + 1
-        while (
-            stop < len(order)
-            and stop - start < batch_size
-            and lengths[order[stop]] == lengths[order[start]]
-        ):
-            stop += 1
-        rows = order[start:stop]
-        chunk = [texts[i] for i in rows]
-        vectors = _encode(encoder, chunk if len(chunk) > 1 else chunk * 2)[: len(rows)]
-        if out is None:
-            out = np.zeros((len(texts), vectors.shape[1]), np.float32)
-        out[rows] = vectors
-        start = stop
-    assert out is not None
+    # sentence-transformers 6 renamed get_sentence_embedding_dimension (same value)
+    dimension = getattr(encoder, "get_embedding_dimension", None)
+    dimension = dimension or encoder.get_sentence_embedding_dimension
+    out = np.zeros((len(texts), dimension()), np.float32)
+    for _, same_length in itertools.groupby(order, key=lambda i: lengths[i]):
+        group = list(same_length)
+        for start in range(0, len(group), batch_size):
+            rows = group[start : start + batch_size]
+            chunk = [texts[i] for i in rows]
+            out[rows] = _encode(encoder, chunk if len(chunk) > 1 else chunk * 2)[: len(rows)]
     return out
 
 

@@ -27,13 +27,11 @@ Protocol (stated in every metrics.json):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from longtail import columns as C
 from longtail import fusion
 from longtail.bench import metrics, peers, uncertainty
 from longtail.bench.landings import derive_landing
+from longtail.bench.memory import PeakMemory
 from longtail.bench.report import write_report
 from longtail.bench.split import (
     LISTING_DATES,
@@ -109,37 +108,6 @@ class BenchConfig:
             raise ValueError(f"protocol must be auto or one of {PROTOCOLS}")
         if not 0 < self.cold_fraction < 1:
             raise ValueError("cold_fraction must be in (0, 1)")
-
-
-class PeakMemory:
-    """Peak resident memory of this process and its children (the Spark JVM) while in the block."""
-
-    def __init__(self) -> None:
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-
-    def _rss(self) -> float:
-        proc = psutil.Process()
-        total = proc.memory_info().rss
-        for child in proc.children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                total += child.memory_info().rss
-        return total / 2**20
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self._rss())
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self._rss())
 
 
 def _run_pipeline(spark: Any, landing: str, wh: str, ds: Any, *, full: bool) -> dict[str, dict]:

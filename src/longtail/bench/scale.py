@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from typing import Any
 
 import psutil
 
+from longtail.bench.memory import PeakMemory
 from longtail.sample import SampleConfig, generate
 
 REPO = Path(__file__).resolve().parents[3]
@@ -63,43 +63,6 @@ def shop_config(factor: float) -> SampleConfig:
         n_days=DAYS,
         seed=SEED,
     )
-
-
-class TreeMemory:
-    """Peak of the summed resident memory of a process and all its descendants."""
-
-    def __init__(self, pid: int, every_s: float = 0.2) -> None:
-        self.pid, self.every_s = pid, every_s
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _sample(self) -> float:
-        try:
-            root = psutil.Process(self.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return 0.0
-        total = 0
-        for proc in procs:
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                continue
-        return total / 2**20
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self._sample())
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> TreeMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def stage_seconds(warehouse: Path, ds: str) -> dict[str, float]:
@@ -139,7 +102,7 @@ def run_dag(landing: Path, warehouse: Path, ds: str, log_path: Path) -> tuple[fl
     started = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        with TreeMemory(proc.pid) as mem:
+        with PeakMemory(proc.pid, every_s=0.2) as mem:
             rc = proc.wait()
     wall = time.perf_counter() - started
     if rc != 0:

@@ -75,14 +75,14 @@ def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
         .drop_duplicates(TEXT_HASH)
         .sort_values(TEXT_HASH)[[TEXT_HASH, "text"]]
     )
-    # `auto` is resolved by each task where it encodes, not here on the driver.
-    device = cfg.device
     if len(todo):
         parts = max(1, min(spark.sparkContext.defaultParallelism, len(todo) // 256 + 1))
         new = (
             spark.createDataFrame(todo)
             .repartitionByRange(parts, TEXT_HASH)
-            .mapInPandas(lambda it: embed_batches(it, cfg.model, device, cfg.batch_size), _SCHEMA)
+            .mapInPandas(
+                lambda it: embed_batches(it, cfg.model, cfg.device, cfg.batch_size), _SCHEMA
+            )
         )
         write_audit_publish(new, wh, cache_table(cfg.model), ds)
     all_cached = spark.read.parquet(cache_root).select(TEXT_HASH, EMBEDDING, C.DS)
@@ -99,7 +99,7 @@ def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
     )
     return {
         "model": cfg.model,
-        "device": device,
+        "device": cfg.device,  # `auto`: resolved by each task where it encodes
         "batch_size": cfg.batch_size,
         "dim": dim,
         "counts": {
