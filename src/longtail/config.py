@@ -255,6 +255,8 @@ class RankerConfig(StageConfig):
     k_tail_explorer: int = 30
     k_cold_text: int = 20
     k_popularity: int = 20
+    # Catalogues up to this size are searched exactly, larger ones with an HNSW graph index.
+    retrieval_exact_max_items: int = 10_000
     n_estimators: int = 300
     learning_rate: float = 0.05
     num_leaves: int = 31
@@ -270,6 +272,8 @@ class RankerConfig(StageConfig):
         ks += [self.k_tail_explorer, self.k_cold_text, self.k_popularity]
         if any(k < 0 for k in ks) or sum(ks) < 1:
             raise ConfigError("candidate counts must be >= 0 and not all 0")
+        if self.retrieval_exact_max_items < 0:
+            raise ConfigError("retrieval_exact_max_items must be >= 0")
         if self.n_estimators < 1 or not 0 < self.learning_rate <= 1:
             raise ConfigError("n_estimators >= 1 and 0 < learning_rate <= 1 are required")
 

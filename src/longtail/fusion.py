@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from longtail import columns as C
-from longtail.scoring import top_n_indices
+from longtail.retrieval import EXACT_MAX_ITEMS, VectorIndex, content_neighbours, is_excluded
 
 SOURCES = (
     "als",
@@ -127,7 +127,7 @@ def cooccurrence(
         shape=(len(users), n_items),
     )
     x.data[:] = 1.0
-    co = (x.T @ x).tocsr().astype(np.float32)
+    co = (x.T @ x).tocsr().astype(np.float64)  # float64 scores: the Spark path ranks the same
     co.setdiag(0)
     co.eliminate_zeros()
     n = np.asarray(x.sum(axis=0)).ravel()
@@ -161,39 +161,108 @@ def _keep_top(m: csr_matrix, top: int) -> csr_matrix:
     return out
 
 
+# Item-sized inputs of assemble_item_space; item_stats.py computes the same frames in Spark.
+RECENT_DAYS = 28
+N_USERS = "n_users"
+N_RECENT_USERS = "n_recent_users"
+FIRST_TS = "first_ts"
+NEIGHBOUR_ID = "neighbour_id"
+
+
+def item_stats_frame(
+    interactions: pd.DataFrame, as_of: pd.Timestamp, recent_days: int = RECENT_DAYS
+) -> pd.DataFrame:
+    """Per item: rows (= distinct users), rows with last_ts in the recent window, first first_ts.
+
+    The pandas twin of item_stats.item_statistics, for callers that hold interactions in memory.
+    """
+    recent = pd.to_datetime(interactions["last_ts"], utc=True) >= as_of - pd.Timedelta(
+        days=recent_days
+    )
+    frame = pd.DataFrame(
+        {
+            C.ITEM_ID: interactions[C.ITEM_ID].to_numpy(),
+            N_RECENT_USERS: recent.to_numpy(dtype=np.int64),
+            FIRST_TS: pd.to_datetime(interactions["first_ts"], utc=True).to_numpy(),
+        }
+    )
+    return (
+        frame.groupby(C.ITEM_ID)
+        .agg(
+            **{
+                N_USERS: (N_RECENT_USERS, "size"),
+                N_RECENT_USERS: (N_RECENT_USERS, "sum"),
+                FIRST_TS: (FIRST_TS, "min"),
+            }
+        )
+        .reset_index()
+    )
+
+
+def cooc_pairs_frame(cooc: csr_matrix, item_ids: np.ndarray) -> pd.DataFrame:
+    """A neighbour matrix as (item_id, neighbour_id, score) rows: the shape Spark hands over."""
+    coo = cooc.tocoo()
+    return pd.DataFrame(
+        {C.ITEM_ID: item_ids[coo.row], NEIGHBOUR_ID: item_ids[coo.col], C.SCORE: coo.data}
+    )
+
+
 def build_item_space(
     catalogue: pd.DataFrame,
     interactions: pd.DataFrame,
     embeddings: pd.DataFrame | None,
     item_factors: pd.DataFrame | None,
     as_of: pd.Timestamp,
-    recent_days: int = 28,
+    recent_days: int = RECENT_DAYS,
     head_share: float = 0.8,
 ) -> ItemSpace:
-    """Item arrays as of `as_of` (exclusive) from pandas frames.
+    """Item arrays as of `as_of` (exclusive) from pandas frames (training window, benchmark).
 
     interactions: user_id, item_id, weight, first_ts, last_ts (UTC); embeddings: item_id,
-    embedding; item_factors: item_id, factors.
+    embedding; item_factors: item_id, factors. Reduces interactions to item-sized frames and
+    assembles them as the nightly stages do from Spark.
+    """
+    ids = catalogue.sort_values(C.ITEM_ID)[C.ITEM_ID].astype(str).to_numpy()
+    index = {x: i for i, x in enumerate(ids)}
+    inter = interactions[interactions[C.ITEM_ID].isin(index)]
+    return assemble_item_space(
+        catalogue,
+        item_stats_frame(inter, as_of, recent_days),
+        cooc_pairs_frame(cooccurrence(inter, index, len(ids)), ids),
+        embeddings,
+        item_factors,
+        as_of,
+        head_share,
+    )
+
+
+def assemble_item_space(
+    catalogue: pd.DataFrame,
+    stats: pd.DataFrame,
+    pairs: pd.DataFrame,
+    embeddings: pd.DataFrame | None,
+    item_factors: pd.DataFrame | None,
+    as_of: pd.Timestamp,
+    head_share: float = 0.8,
+) -> ItemSpace:
+    """Item arrays from item-sized frames only, so no user x item table has to reach the driver.
+
+    stats: item_id, n_users, n_recent_users, first_ts (items without a row have no
+    interactions); pairs: item_id, neighbour_id, score (the kept co-occurrence neighbours).
+    Items outside the catalogue are ignored.
     """
     cat = catalogue.sort_values(C.ITEM_ID).reset_index(drop=True)
     ids = cat[C.ITEM_ID].astype(str).to_numpy()
     index = {x: i for i, x in enumerate(ids)}
     n = len(ids)
-    inter = interactions[interactions[C.ITEM_ID].isin(index)]
-    j = inter[C.ITEM_ID].map(index).to_numpy(dtype=np.int64)
-
-    counts = np.bincount(j, minlength=n).astype(np.float64)
-    recent = pd.to_datetime(inter["last_ts"], utc=True) >= as_of - pd.Timedelta(days=recent_days)
-    recent_counts = np.bincount(j[recent.to_numpy()], minlength=n).astype(np.float64)
+    per_item = stats.set_index(stats[C.ITEM_ID].astype(str).to_numpy()).reindex(ids)
+    counts = per_item[N_USERS].fillna(0).to_numpy(dtype=np.float64)
+    recent_counts = per_item[N_RECENT_USERS].fillna(0).to_numpy(dtype=np.float64)
 
     first_seen = pd.to_datetime(cat.get(C.FIRST_SEEN), utc=True, errors="coerce")
-    first_inter = (
-        pd.Series(pd.to_datetime(inter["first_ts"], utc=True).to_numpy(), index=j)
-        .groupby(level=0)
-        .min()
-    )
+    first_inter = pd.to_datetime(per_item[FIRST_TS], utc=True).reset_index(drop=True)
     first = pd.Series(first_seen.to_numpy() if first_seen is not None else pd.NaT, index=range(n))
-    first = first.fillna(first_inter.reindex(range(n)))
+    first = first.fillna(first_inter)
     age = ((as_of - pd.to_datetime(first, utc=True)).dt.total_seconds() / 86400.0).to_numpy()
     age = np.where(np.isnan(age), 365.0 * 10, np.maximum(age, 0.0))
 
@@ -211,7 +280,7 @@ def build_item_space(
         embeddings=emb,
         als_factors=fac,
         has_factors=has_factors,
-        cooc=cooccurrence(inter, index, n),
+        cooc=_pairs_matrix(pairs, index, n),
         popularity=np.log1p(counts).astype(np.float32),
         recent_popularity=np.log1p(recent_counts).astype(np.float32),
         age_days=age.astype(np.float32),
@@ -225,6 +294,23 @@ def build_item_space(
             else np.full(n, np.nan, np.float32)
         ),
     )
+
+
+def _pairs_matrix(pairs: pd.DataFrame, index: dict[str, int], n: int) -> csr_matrix:
+    """(item_id, neighbour_id, score) rows as the (I, I) float32 matrix the scorers slice."""
+    rows = pairs[C.ITEM_ID].astype(str).map(index)
+    cols = pairs[NEIGHBOUR_ID].astype(str).map(index)
+    ok = (rows.notna() & cols.notna()).to_numpy()
+    m = csr_matrix(
+        (
+            pairs[C.SCORE].to_numpy(dtype=np.float32)[ok],
+            (rows[ok].to_numpy(dtype=np.int64), cols[ok].to_numpy(dtype=np.int64)),
+        ),
+        shape=(n, n),
+        dtype=np.float32,
+    )
+    m.sort_indices()
+    return m
 
 
 def _vectors(frame: pd.DataFrame | None, column: str, index: dict[str, int], n: int) -> np.ndarray:
@@ -273,58 +359,181 @@ def _history(
     return hist, recents, excluded
 
 
-def _top_mask(scores: np.ndarray, k: int, valid: np.ndarray) -> np.ndarray:
-    """Boolean mask of each row's k best valid entries."""
-    mask = np.zeros(scores.shape, bool)
-    if k <= 0:
-        return mask
-    masked = np.where(valid, scores, -np.inf)
-    best = top_n_indices(masked, k)
-    rows = np.repeat(np.arange(scores.shape[0]), best.shape[1])
-    cols = best.ravel()
-    keep = np.isfinite(masked[rows, cols])
-    mask[rows[keep], cols[keep]] = True
-    return mask
+# Extra entries kept per item's nearest texts and per category's popular head beyond the source's
+# k, so that a user's own excluded items (often among them) do not shorten their list.
+NEIGHBOUR_MARGIN = 32
 
 
-# Cells of (recent item x all items) similarities computed at once: bounds the temporary arrays
-# (the product and its rows gathered per user) to about 256 MB whatever the catalogue size.
-_SIM_CELLS = 32_000_000
+@dataclass
+class Retrieval:
+    """Item-side lookups of one night's candidate sources: built once, broadcast with the space.
 
-
-def _recent_similarity(
-    recent: list[np.ndarray], embeddings: np.ndarray, shape: tuple[int, int]
-) -> np.ndarray:
-    """Per user: max similarity of every item to any of the user's recent items.
-
-    One matrix product per group of users over the distinct recent items of the group, then a
-    segmented max: a per-user product reads the whole embedding table once per user.
+    Each source finds its top-k per user from these without touching every item: vector indexes
+    (exact or HNSW, see `longtail.retrieval`) over text vectors and ALS factors, each item's
+    nearest texts, every category's items by recent popularity, and the popularity order.
     """
-    out = np.zeros(shape, np.float32)
-    lengths = np.array([len(js) for js in recent], dtype=np.int64)
-    users = np.flatnonzero(lengths > 0)
-    if not len(users):
-        return out
-    per_group = max(1, _SIM_CELLS // max(1, int(lengths.max()) * embeddings.shape[0]))
-    for start in range(0, len(users), per_group):
-        group = users[start : start + per_group]
-        flat = np.concatenate([recent[r] for r in group])
-        distinct, inverse = np.unique(flat, return_inverse=True)
-        sims = embeddings[distinct] @ embeddings.T
-        starts = np.concatenate([[0], np.cumsum(lengths[group])[:-1]])
-        out[group] = np.maximum.reduceat(sims[inverse], starts, axis=0)
+
+    text: VectorIndex
+    als: VectorIndex
+    neighbours: np.ndarray  # (I, K) int32 nearest texts per item (itself included), -1 padded
+    neighbour_sims: np.ndarray  # (I, K) float32
+    category_head: np.ndarray  # (categories, K) int64 recently popular items by category, -1 pad
+    popular: np.ndarray  # item positions by -(popularity + recent popularity), then position
+
+    @property
+    def method(self) -> str:
+        return "exact" if self.text.exact and self.als.exact else "hnsw"
+
+
+def build_retrieval(
+    space: ItemSpace, counts: CandidateCounts, exact_max_items: int = EXACT_MAX_ITEMS
+) -> Retrieval:
+    n = len(space.item_ids)
+    has_text = np.abs(space.embeddings).sum(axis=1) > 0
+    text = VectorIndex.build(space.embeddings, np.flatnonzero(has_text), exact_max_items)
+    als = VectorIndex.build(space.als_factors, np.flatnonzero(space.has_factors), exact_max_items)
+    k_recent = counts.content // 2
+    if k_recent > 0:
+        nb, nb_sims = content_neighbours(text, k_recent + NEIGHBOUR_MARGIN, n)
+    else:
+        nb, nb_sims = np.full((n, 0), -1, np.int32), np.zeros((n, 0), np.float32)
+    known = np.flatnonzero((space.category >= 0) & (space.recent_popularity > 0))
+    cat_order = known[np.lexsort((known, -space.recent_popularity[known], space.category[known]))]
+    cat_start = np.searchsorted(space.category[cat_order], np.arange(space.n_categories + 1))
+    width = counts.category + NEIGHBOUR_MARGIN
+    head = np.full((space.n_categories, width), -1, np.int64)
+    for c in range(space.n_categories):
+        top = cat_order[cat_start[c] : cat_start[c + 1]][:width]
+        head[c, : len(top)] = top
+    pop = space.popularity + space.recent_popularity
+    return Retrieval(
+        text=text,
+        als=als,
+        neighbours=nb,
+        neighbour_sims=nb_sims,
+        category_head=head,
+        popular=np.lexsort((np.arange(n), -pop)).astype(np.int64),
+    )
+
+
+def retrieval_from_meta(space: ItemSpace, meta: dict) -> tuple[CandidateCounts, Retrieval]:
+    """The candidate counts and retrieval a published ranker was trained with."""
+    counts = CandidateCounts(**meta["candidate_counts"])
+    limit = meta.get("retrieval", {}).get("exact_max_items", EXACT_MAX_ITEMS)
+    return counts, build_retrieval(space, counts, int(limit))
+
+
+def _flat(pos: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(user rows, item positions) of the valid entries of a padded (users x k) answer."""
+    ok = pos >= 0
+    return np.repeat(rows, ok.sum(axis=1)), pos[ok]
+
+
+def _top_sparse(m: csr_matrix, k: int, excluded: csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k largest positive entries outside its exclusions; ties to the lower column."""
+    coo = m.tocoo()
+    keep = coo.data > 0
+    if excluded.nnz:
+        keep &= np.asarray(excluded[coo.row, coo.col]).ravel() == 0
+    r, c, v = coo.row[keep], coo.col[keep], coo.data[keep]
+    order = np.lexsort((c, -v, r))
+    r, c = r[order], c[order]
+    first = np.searchsorted(r, r, side="left")
+    take = np.arange(len(r)) - first < k
+    return r[take].astype(np.int64), c[take].astype(np.int64)
+
+
+def _top_per_row(
+    rows: np.ndarray, items: np.ndarray, vals: np.ndarray, k: int, ex: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k best distinct items outside its exclusions; ties to the lower position."""
+    keep = ~is_excluded(rows, items, ex)
+    rows, items, vals = rows[keep], items[keep], vals[keep]
+    order = np.lexsort((-vals, items, rows))  # each (row, item) at its best value first
+    rows, items, vals = rows[order], items[order], vals[order]
+    first = np.ones(len(rows), bool)
+    first[1:] = (rows[1:] != rows[:-1]) | (items[1:] != items[:-1])
+    rows, items, vals = rows[first], items[first], vals[first]
+    order = np.lexsort((items, -vals, rows))
+    rows, items = rows[order], items[order]
+    take = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left") < k
+    return rows[take].astype(np.int64), items[take].astype(np.int64)
+
+
+def _recent_candidates(
+    recents: list[np.ndarray], ex: list[np.ndarray], re: Retrieval, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per user the k items most similar to any recent item, from the items' nearest texts."""
+    lengths = np.array([len(js) for js in recents], dtype=np.int64)
+    if k <= 0 or not lengths.sum() or not re.neighbours.shape[1]:
+        return _concat([], [])
+    js = np.concatenate(recents).astype(np.int64)
+    nb, sims = re.neighbours[js], re.neighbour_sims[js]
+    rows = np.repeat(np.repeat(np.arange(len(recents)), lengths), nb.shape[1])
+    ok = nb.ravel() >= 0
+    return _top_per_row(rows[ok], nb.ravel()[ok].astype(np.int64), sims.ravel()[ok], k, ex)
+
+
+def _category_candidates(
+    user_cat: np.ndarray, ex: list[np.ndarray], space: ItemSpace, re: Retrieval, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per user the k items with the largest (share of the user's history in the item's
+    category x the item's recent popularity), from each category's head by recent popularity."""
+    rows, cats = np.nonzero(user_cat > 0)
+    if k <= 0 or not len(rows):
+        return _concat([], [])
+    head = re.category_head[cats]  # (pairs, width) item positions, -1 padded
+    r = np.repeat(rows, head.shape[1])
+    items = head.ravel()
+    ok = items >= 0
+    score = (user_cat[rows, cats][:, None] * space.recent_popularity[np.maximum(head, 0)]).ravel()
+    return _top_per_row(r[ok], items[ok], score[ok].astype(np.float32), k, ex)
+
+
+def _popular_candidates(ex: list[np.ndarray], re: Retrieval, k: int) -> tuple[np.ndarray, ...]:
+    if k <= 0 or not len(ex):
+        return _concat([], [])
+    head = re.popular[: k + max(len(e) for e in ex)]
+    rows = np.repeat(np.arange(len(ex)), len(head))
+    items = np.tile(head, len(ex))
+    rank = np.tile(-np.arange(len(head), dtype=np.float32), len(ex))
+    return _top_per_row(rows, items, rank, k, ex)
+
+
+def _concat(rows: list[np.ndarray], cols: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
+
+
+def _rowwise_dot(a: np.ndarray, rows: np.ndarray, b: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """a[rows[i]] . b[cols[i]] for every pair, in chunks so the gathered rows stay small."""
+    out = np.zeros(len(rows), np.float32)
+    step = max(1, 4_000_000 // max(1, a.shape[1]))
+    for s in range(0, len(rows), step):
+        out[s : s + step] = np.einsum(
+            "ij,ij->i", a[rows[s : s + step]], b[cols[s : s + step]], dtype=np.float32
+        )
     return out
 
 
 def candidates(
-    batch: pd.DataFrame, space: ItemSpace, counts: CandidateCounts, index: dict[str, int]
+    batch: pd.DataFrame,
+    space: ItemSpace,
+    counts: CandidateCounts,
+    index: dict[str, int],
+    retrieval: Retrieval | None = None,
 ) -> pd.DataFrame:
-    """Candidate rows with features for a batch of users (see module doc for the columns)."""
+    """Candidate rows with features for a batch of users (see module doc for the columns).
+
+    Each source retrieves its own top-k (index search, sparse lookups, per-category lists);
+    features are then computed for those (user, item) pairs only.
+    """
+    re = retrieval if retrieval is not None else build_retrieval(space, counts)
     n_items = len(space.item_ids)
     hist, recents, excluded = _history(batch, index, n_items)
-    allowed = np.ones((len(batch), n_items), bool)
-    if excluded.nnz:
-        allowed[excluded.nonzero()] = False
+    ex = [excluded.indices[excluded.indptr[r] : excluded.indptr[r + 1]] for r in range(len(batch))]
+    ex = [np.sort(e).astype(np.int64) for e in ex]
 
     has_u = (
         batch[C.FACTORS].notna().to_numpy() if C.FACTORS in batch else np.zeros(len(batch), bool)
@@ -335,61 +544,78 @@ def candidates(
         vec = np.asarray(batch[C.FACTORS].iloc[r], dtype=np.float32)
         if vec.shape[0] == dim:
             u[r] = vec
-    als = u @ space.als_factors.T
+        else:
+            has_u[r] = False
 
     profile = np.asarray(hist @ space.embeddings, dtype=np.float32)
     norms = np.linalg.norm(profile, axis=1, keepdims=True)
     profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
-    prof_sim = profile @ space.embeddings.T
-    recent_sim = _recent_similarity(
-        [js[: counts.recent_items] for js in recents], space.embeddings, prof_sim.shape
-    )
+    has_p = norms.ravel() > 0
 
     binary = hist.copy()
     binary.data[:] = 1.0
-    cooc = np.asarray((binary @ space.cooc).todense(), dtype=np.float32)
+    cooc = (binary @ space.cooc).tocsr()
+    cooc.sort_indices()
 
     if space.n_categories:
+        known = np.flatnonzero(space.category >= 0)
         onehot = csr_matrix(
-            (
-                np.ones(int((space.category >= 0).sum()), np.float32),
-                (np.flatnonzero(space.category >= 0), space.category[space.category >= 0]),
-            ),
+            (np.ones(len(known), np.float32), (known, space.category[known])),
             shape=(n_items, space.n_categories),
         )
         user_cat = np.asarray((binary @ onehot).todense(), dtype=np.float32)
         user_cat /= np.maximum(user_cat.sum(axis=1, keepdims=True), 1.0)
-        cat_aff = np.where(space.category >= 0, user_cat[:, np.maximum(space.category, 0)], 0.0)
     else:
-        cat_aff = np.zeros_like(prof_sim)
-    cat_pop = cat_aff * space.recent_popularity[None, :]
-    has_text = np.abs(space.embeddings).sum(axis=1) > 0
+        user_cat = np.zeros((len(batch), 0), np.float32)
 
-    selections = {
-        "als": _top_mask(als, counts.als, allowed & has_u[:, None] & space.has_factors[None, :]),
-        "cooccurrence": _top_mask(cooc, counts.cooccurrence, allowed & (cooc > 0)),
-        "content": _top_mask(prof_sim, counts.content, allowed & has_text[None, :])
-        | _top_mask(recent_sim, counts.content // 2, allowed & has_text[None, :]),
-        "category": _top_mask(cat_pop, counts.category, allowed & (cat_pop > 0)),
-        "tail_explorer": _top_mask(
-            prof_sim, counts.tail_explorer, allowed & (space.is_tail & has_text)[None, :]
-        ),
-        "cold_text": _top_mask(
-            prof_sim, counts.cold_text, allowed & (space.is_cold & has_text)[None, :]
-        ),
-        "popularity": _top_mask(
-            np.broadcast_to(space.popularity + space.recent_popularity, prof_sim.shape),
-            counts.popularity,
-            allowed,
-        ),
+    def search(
+        idx: VectorIndex, q: np.ndarray, who: np.ndarray, k: int, subset: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        pos, _ = idx.search(q[who], k, [ex[r] for r in who], subset)
+        return _flat(pos, who)
+
+    users_u, users_p = np.flatnonzero(has_u), np.flatnonzero(has_p)
+    recent = [js[: counts.recent_items] for js in recents]
+    profile_hits = search(re.text, profile, users_p, counts.content)
+    recent_hits = _recent_candidates(recent, ex, re, counts.content // 2)
+    found = {
+        "als": search(re.als, u, users_u, counts.als),
+        "cooccurrence": _top_sparse(cooc, counts.cooccurrence, excluded),
+        "content": tuple(np.concatenate(p) for p in zip(profile_hits, recent_hits, strict=True)),
+        "category": _category_candidates(user_cat, ex, space, re, counts.category),
+        "tail_explorer": search(re.text, profile, users_p, counts.tail_explorer, space.is_tail),
+        "cold_text": search(re.text, profile, users_p, counts.cold_text, space.is_cold),
+        "popularity": _popular_candidates(ex, re, counts.popularity),
     }
-    source = np.full(prof_sim.shape, 255, np.uint8)
-    n_sources = np.zeros(prof_sim.shape, np.uint8)
-    for s_idx in range(len(SOURCES) - 1, -1, -1):
-        sel = selections[SOURCES[s_idx]]
-        source[sel] = s_idx
-        n_sources += sel
-    rows, cols = np.nonzero(source != 255)
+    # One key per (user, item) and source; a pair's source is the first in SOURCES naming it.
+    per_source = [np.unique(found[s][0] * n_items + found[s][1]) for s in SOURCES]
+    keys = np.concatenate(per_source)
+    src = np.concatenate([np.full(len(k), i, np.uint8) for i, k in enumerate(per_source)])
+    order = np.lexsort((src, keys))
+    keys, src = keys[order], src[order]
+    uniq, first, n_sources = np.unique(keys, return_index=True, return_counts=True)
+    source = src[first]
+    rows, cols = uniq // n_items, uniq % n_items
+
+    recent_sim = np.zeros(len(rows), np.float32)
+    bounds = np.searchsorted(rows, np.arange(len(batch) + 1))
+    for r in range(len(batch)):
+        lo, hi = bounds[r], bounds[r + 1]
+        if hi > lo and len(recent[r]):
+            sims = space.embeddings[cols[lo:hi]] @ space.embeddings[recent[r]].T
+            recent_sim[lo:hi] = sims.max(axis=1)
+    cooc_val = np.zeros(len(rows), np.float32)
+    if cooc.nnz:
+        ckeys = np.repeat(np.arange(cooc.shape[0]), np.diff(cooc.indptr)) * n_items + cooc.indices
+        at = np.searchsorted(ckeys, uniq)
+        hit = (at < len(ckeys)) & (ckeys[np.minimum(at, len(ckeys) - 1)] == uniq)
+        cooc_val[hit] = cooc.data[at[hit]]
+    cat = space.category[cols]
+    cat_aff = (
+        np.where(cat >= 0, user_cat[rows, np.maximum(cat, 0)], 0.0)
+        if space.n_categories
+        else np.zeros(len(rows))
+    )
 
     user_items = np.log1p(np.diff(binary.indptr)).astype(np.float32)
     priced = binary.multiply(np.nan_to_num(space.price, nan=0.0)[None, :]).tocsr()
@@ -404,12 +630,12 @@ def candidates(
         {
             C.USER_ID: batch[C.USER_ID].to_numpy()[rows],
             "item_idx": cols.astype(np.int32),
-            C.SOURCE: np.asarray(SOURCES, dtype=object)[source[rows, cols]],
-            "als_score": als[rows, cols],
-            "content_profile_sim": prof_sim[rows, cols],
-            "content_recent_sim": recent_sim[rows, cols],
-            "cooccurrence": cooc[rows, cols],
-            "category_affinity": cat_aff[rows, cols].astype(np.float32),
+            C.SOURCE: np.asarray(SOURCES, dtype=object)[source],
+            "als_score": _rowwise_dot(u, rows, space.als_factors, cols),
+            "content_profile_sim": _rowwise_dot(profile, rows, space.embeddings, cols),
+            "content_recent_sim": recent_sim,
+            "cooccurrence": cooc_val,
+            "category_affinity": cat_aff.astype(np.float32),
             "item_popularity": space.popularity[cols],
             "item_recent_popularity": space.recent_popularity[cols],
             "item_age_days": space.age_days[cols],
@@ -418,7 +644,7 @@ def candidates(
             "item_has_factors": space.has_factors[cols].astype(np.float32),
             "user_items": user_items[rows],
             "price_ratio": price_ratio.astype(np.float32),
-            "n_sources": n_sources[rows, cols].astype(np.float32),
+            "n_sources": n_sources.astype(np.float32),
         }
     )
 
@@ -528,13 +754,15 @@ def recommend(
     tail_target: float,
     block: int = 256,
     index: dict[str, int] | None = None,
+    retrieval: Retrieval | None = None,
 ) -> pd.DataFrame:
     """Candidates -> ranker (or blend) -> tail-aware top-n, block by block."""
     index = index if index is not None else space.index
+    retrieval = retrieval if retrieval is not None else build_retrieval(space, counts)
     parts = []
     for start in range(0, len(users), block):
         batch = users.iloc[start : start + block].reset_index(drop=True)
-        cands = candidates(batch, space, counts, index)
+        cands = candidates(batch, space, counts, index, retrieval)
         if cands.empty:
             continue
         scores = (

@@ -21,10 +21,12 @@ from longtail.fusion import (
     FEATURES,
     CandidateCounts,
     ItemSpace,
+    build_retrieval,
     candidates,
     feature_matrix,
     user_frame,
 )
+from longtail.retrieval import EXACT_MAX_ITEMS
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -91,13 +93,15 @@ def training_set(
     truth: dict[str, set[str]],
     counts: CandidateCounts,
     block: int = 256,
+    exact_max_items: int = EXACT_MAX_ITEMS,
 ) -> TrainingSet:
     users = user_frame(interactions[interactions[C.USER_ID].isin(truth)], user_factors)
     index = space.index
+    retrieval = build_retrieval(space, counts, exact_max_items)
     parts = []
     for start in range(0, len(users), block):
         batch = users.iloc[start : start + block].reset_index(drop=True)
-        parts.append(candidates(batch, space, counts, index))
+        parts.append(candidates(batch, space, counts, index, retrieval))
     cands = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     items = space.item_ids[cands["item_idx"].to_numpy()] if len(cands) else np.array([])
     label = np.fromiter(

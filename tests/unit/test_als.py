@@ -109,3 +109,34 @@ def test_factors_frame(key):
     assert frame[key].tolist() == ["x", "y"]
     assert frame["factors"].iloc[1].dtype == np.float32
     assert frame["factors"].iloc[1].tolist() == [3.0, 4.0]
+
+
+def test_spark_indexed_matrix_fits_the_same_factors(spark):
+    from longtail.stages.train_als import collect_indexed
+
+    # ids that sort differently as numbers, by case, and past ASCII (code point order)
+    users = ["u1", "U2", "10", "9", "é", "z", "Ω", "ab"]
+    items = ["a", "B", "200", "30", "ü", "c", "€", "x y"]
+    rng = np.random.default_rng(5)
+    pairs = {(u, i) for u in users for i in items if rng.random() < 0.45}
+    rows = [(u, i, float(rng.integers(1, 20)) / 3.0) for u, i in sorted(pairs)]
+    rng.shuffle(rows)
+    frame = _interactions(rows)
+
+    indexed = collect_indexed(
+        spark.createDataFrame(frame, "user_id string, item_id string, weight double")
+    )
+    assert indexed.user_idx.dtype == np.int32 and indexed.item_idx.dtype == np.int32
+    want, want_users, want_items = build_matrix(frame)
+    got, got_users, got_items = build_matrix(indexed)
+    assert got_users.tolist() == want_users.tolist() and got_users.dtype == want_users.dtype
+    assert got_items.tolist() == want_items.tolist() and got_items.dtype == want_items.dtype
+    for part in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(got, part), getattr(want, part))
+
+    kw = dict(factors=4, iterations=5, seed=7, num_threads=1)
+    expected, actual = fit_als(frame, **kw), fit_als(indexed, **kw)
+    np.testing.assert_array_equal(actual.user_ids, expected.user_ids)
+    np.testing.assert_array_equal(actual.item_ids, expected.item_ids)
+    np.testing.assert_array_equal(actual.user_factors, expected.user_factors)
+    np.testing.assert_array_equal(actual.item_factors, expected.item_factors)

@@ -165,18 +165,13 @@ def test_recommend_gives_n_distinct_unexcluded_items() -> None:
     assert out[C.IS_LONG_TAIL].sum() >= 1
 
 
-def test_recent_similarity_is_each_users_max_over_their_recent_items(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    rng = np.random.default_rng(7)
-    emb = rng.normal(size=(40, 8)).astype(np.float32)
-    recent = [np.array([3, 5]), np.array([], dtype=np.int64), np.array([5]), np.array([0, 39, 7])]
-    # a one-user group forces the grouping and segmented-max path through several groups
-    monkeypatch.setattr(fusion, "_SIM_CELLS", 1)
-    got = fusion._recent_similarity(recent, emb, (4, 40))
-    for r, js in enumerate(recent):
-        expected = np.zeros(40)
-        if len(js):
-            expected = np.max(np.stack([emb.astype(np.float64)[j] @ emb.T for j in js]), axis=0)
-        np.testing.assert_allclose(got[r], expected, rtol=1e-5, atol=1e-5)
-    assert not got[1].any()
+def test_recent_similarity_is_each_users_max_over_their_recent_items() -> None:
+    sp = space()
+    u = users([{"user": "u", "items": ["a", "c"]}, {"user": "v", "items": ["d"]}])
+    u[fusion.HIST_TS] = [[2.0, 1.0], [1.0]]  # u: a is the more recent item
+    c = fusion.candidates(u, sp, fusion.CandidateCounts(**{**ONLY, "popularity": 6}), sp.index)
+    emb = sp.embeddings.astype(np.float64)
+    recent = {"u": [0, 2], "v": [3]}
+    for row in c.itertuples(index=False):
+        expected = max(emb[j] @ emb[row.item_idx] for j in recent[getattr(row, C.USER_ID)])
+        assert row.content_recent_sim == pytest.approx(expected, abs=1e-6)

@@ -173,18 +173,19 @@ def _pipeline_parts(
     for name in sources:
         cc, feature = SINGLE_SOURCES[name]
         t0 = time.perf_counter()
+        _, re = fusion.retrieval_from_meta(space, {**meta, "candidate_counts": vars(cc)})
         parts = []
         for batch in batches():
-            c = fusion.candidates(batch, space, cc, index)
+            c = fusion.candidates(batch, space, cc, index, re)
             parts.append(fusion.final_lists(c, c[feature].to_numpy(np.float64), space, K, 0.0))
         lists = metrics.recs_from_frame(pd.concat(parts, ignore_index=True))
         out[name] = (time.perf_counter() - t0, lists)
     if with_fusion:
-        counts = fusion.CandidateCounts(**meta["candidate_counts"])
         t0 = time.perf_counter()
+        counts, re = fusion.retrieval_from_meta(space, meta)
         cands, scores = [], []
         for batch in batches():
-            c = fusion.candidates(batch, space, counts, index)
+            c = fusion.candidates(batch, space, counts, index, re)
             cands.append(c)
             feats = fusion.feature_matrix(c)
             scores.append(booster.predict(feats) if booster is not None else fusion.blend_score(c))

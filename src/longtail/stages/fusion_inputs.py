@@ -8,7 +8,8 @@ import pandas as pd
 from pyspark.sql import SparkSession
 
 from longtail import columns as C
-from longtail.fusion import ItemSpace, build_item_space
+from longtail.fusion import ItemSpace, assemble_item_space
+from longtail.item_stats import cooccurrence_pairs, item_statistics
 from longtail.stages.content import EMBEDDING
 from longtail.stages.content import TABLE as EMBEDDINGS
 from longtail.stages.train_als import ITEM_FACTORS, USER_FACTORS
@@ -25,13 +26,6 @@ def catalogue(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
 
 def embeddings(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
     return read_table(spark, wh, EMBEDDINGS, ds).select(C.ITEM_ID, EMBEDDING).toPandas()
-
-
-def interactions(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
-    df = read_table(spark, wh, "interactions", ds).orderBy(C.USER_ID, C.ITEM_ID).toPandas()
-    for col in ("first_ts", "last_ts"):
-        df[col] = pd.to_datetime(df[col], utc=True)
-    return df
 
 
 def factors(spark: SparkSession, wh: str, ds: date, users: bool) -> pd.DataFrame:
@@ -51,12 +45,20 @@ def events(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
 
 
 def space_at(spark: SparkSession, wh: str, ds: date, head_share: float = 0.8) -> ItemSpace:
-    """The item space for scoring on ds: everything up to the end of ds."""
-    return build_item_space(
+    """The item space for scoring on ds: everything up to the end of ds.
+
+    Interactions (users x items) are reduced in Spark; only per-item statistics and at most
+    50 neighbours per item reach the driver, beside the item-sized catalogue and vectors.
+    """
+    end = window_end(ds)
+    items = read_table(spark, wh, "catalogue", ds).select(C.ITEM_ID)
+    inter = read_table(spark, wh, "interactions", ds).join(items, C.ITEM_ID, "left_semi")
+    return assemble_item_space(
         catalogue(spark, wh, ds),
-        interactions(spark, wh, ds),
+        item_statistics(inter, end).toPandas(),
+        cooccurrence_pairs(inter).toPandas(),
         embeddings(spark, wh, ds),
         factors(spark, wh, ds, users=False),
-        window_end(ds),
+        end,
         head_share=head_share,
     )

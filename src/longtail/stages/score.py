@@ -92,22 +92,25 @@ def fill_lists(
 ) -> pd.DataFrame:
     """Give every user exactly n rows: short lists continue with popular items they do not have,
     scored below their last score."""
-    have = lists.groupby(C.USER_ID).size() if len(lists) else pd.Series(dtype=int)
+    by_user = dict(tuple(lists.groupby(C.USER_ID, sort=False))) if len(lists) else {}
     extra = []
     for row in users.itertuples(index=False):
         user = getattr(row, C.USER_ID)
-        k = int(have.get(user, 0))
+        have = by_user.get(user)
+        k = 0 if have is None else len(have)
         if k >= n:
             continue
-        taken = set(lists.loc[lists[C.USER_ID] == user, C.ITEM_ID]) if k else set()
+        taken = set(have[C.ITEM_ID]) if k else set()
         excluded = set(
             getattr(row, fusion.EXCLUDED) if getattr(row, fusion.EXCLUDED) is not None else []
         )
-        last = float(lists.loc[lists[C.USER_ID] == user, C.SCORE].min()) if k else None
-        picks = [
-            j for j in order if space.item_ids[j] not in taken and space.item_ids[j] not in excluded
-        ]
-        picks = picks[: n - k]
+        last = float(have[C.SCORE].min()) if k else None
+        picks: list[int] = []
+        for j in order:  # stops after n - k picks: never a walk over the whole catalogue
+            if len(picks) == n - k:
+                break
+            if space.item_ids[j] not in taken and space.item_ids[j] not in excluded:
+                picks.append(int(j))
         if last is None:
             scores = space.recent_popularity[picks].astype(np.float64)
         else:
@@ -130,6 +133,7 @@ def fill_lists(
 def score_fusion_batch(
     batch: pd.DataFrame,
     space: fusion.ItemSpace,
+    retrieval: fusion.Retrieval,
     index: dict[str, int],
     order: np.ndarray,
     booster: Any,
@@ -139,7 +143,9 @@ def score_fusion_batch(
     version: str,
 ) -> pd.DataFrame:
     rich = batch[batch[N_ITEMS] >= min_user_items].reset_index(drop=True)
-    lists = fusion.recommend(rich, space, counts, booster, cfg.top_n, cfg.tail_target, index=index)
+    lists = fusion.recommend(
+        rich, space, counts, booster, cfg.top_n, cfg.tail_target, index=index, retrieval=retrieval
+    )
     out = fill_lists(lists, batch, space, order, cfg.top_n)
     out = out.sort_values([C.USER_ID, C.RANK], kind="stable")
     out[C.MODEL_VERSION] = version
@@ -158,20 +164,20 @@ def _run_fusion(
     meta = json.loads(fs.read_text(meta_uri))
     model_text = fs.read_text(f"{table_path(wh, RANKER, ds)}/model.txt")
     space = inputs.space_at(spark, wh, ds, cfg.head_share)
-    counts = fusion.CandidateCounts(**meta["candidate_counts"])
+    counts, retrieval = fusion.retrieval_from_meta(space, meta)
     users = fusion_users(
         read_table(spark, wh, "interactions", ds), read_table(spark, wh, USER_FACTORS, ds)
     )
-    bc = spark.sparkContext.broadcast((space, model_text, meta["model_version"]))
+    bc = spark.sparkContext.broadcast((space, retrieval, model_text, meta["model_version"]))
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        sp, text, version = bc.value
+        sp, re, text, version = bc.value
         booster = load_booster(text) if text.strip() else None
         index, order = sp.index, popular_order(sp)
         for batch in batches:
             if len(batch):
                 yield score_fusion_batch(
-                    batch, sp, index, order, booster, counts, cfg, min_user_items, version
+                    batch, sp, re, index, order, booster, counts, cfg, min_user_items, version
                 )
 
     parts = max(2, spark.sparkContext.defaultParallelism * 2)

@@ -20,7 +20,7 @@ from longtail import columns as C
 from longtail import gates, tables
 from longtail.config import SimilarItemsConfig
 from longtail.fusion import ItemSpace
-from longtail.scoring import top_n_indices
+from longtail.retrieval import VectorIndex
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
 from longtail.storage import MANIFEST_KEY, read_record, write_audit_publish
@@ -38,28 +38,54 @@ SCHEMA = StructType(
 )
 
 
-def similar_block(rows: np.ndarray, space: ItemSpace, k: int, cooc_weight: float) -> pd.DataFrame:
-    """Top-k neighbours for the item positions in rows (pure numpy)."""
-    content = space.embeddings[rows] @ space.embeddings.T
-    cooc = np.asarray(space.cooc[rows].todense(), dtype=np.float32)
-    score = content + cooc_weight * cooc
-    score[np.arange(len(rows)), rows] = -np.inf  # never an item itself
-    best = top_n_indices(score, k)
-    r = np.repeat(np.arange(len(rows)), best.shape[1])
-    c = best.ravel()
-    has_cooc = cooc[r, c] > 0
-    content_strong = content[r, c] >= cooc_weight * cooc[r, c]
+def similar_block(
+    rows: np.ndarray, space: ItemSpace, k: int, cooc_weight: float, text: VectorIndex
+) -> pd.DataFrame:
+    """Top-k neighbours (text similarity + weight x co-occurrence) for the item positions in rows.
+
+    Candidates per item: its k + 1 + (co-occurrence neighbours) nearest texts from the index,
+    its co-occurrence neighbours, and the first k + 1 items without text (score 0, the order an
+    exhaustive scan breaks ties in). With an exact index that holds the exact top-k: an item
+    outside its co-occurrence row scores its text similarity alone. Scores are computed for the
+    candidates only.
+    """
+    n_items = len(space.item_ids)
+    cooc = space.cooc[rows]
+    wide = k + 1 + int(np.diff(cooc.indptr).max(initial=0))
+    near, _ = text.search(space.embeddings[rows], wide, [np.zeros(0, np.int64)] * len(rows))
+    no_text = np.setdiff1d(np.arange(n_items), text.rows)[: k + 1]
+    r_c = [np.repeat(np.arange(len(rows)), (near >= 0).sum(axis=1)), near[near >= 0]]
+    r_c = [np.concatenate([a, b]) for a, b in zip(r_c, _flat_csr(cooc), strict=True)]
+    r_all = np.concatenate([r_c[0], np.repeat(np.arange(len(rows)), len(no_text))])
+    c_all = np.concatenate([r_c[1], np.tile(no_text, len(rows))])
+    keys = np.unique(r_all * n_items + c_all)
+    r, c = keys // n_items, keys % n_items
+    keep = c != rows[r]  # never an item itself
+    r, c = r[keep], c[keep]
+    content_v = np.einsum("ij,ij->i", space.embeddings[rows[r]], space.embeddings[c])
+    cooc_v = np.asarray(cooc[r, c], dtype=np.float32).ravel()
+    score_v = content_v + cooc_weight * cooc_v
+    order = np.lexsort((c, -score_v, r))
+    r, c, content_v, cooc_v, score_v = (x[order] for x in (r, c, content_v, cooc_v, score_v))
+    take = np.arange(len(r)) - np.searchsorted(r, r, side="left") < k
+    r, c, content_v, cooc_v, score_v = (x[take] for x in (r, c, content_v, cooc_v, score_v))
+    has_cooc = cooc_v > 0
+    content_strong = content_v >= cooc_weight * cooc_v
     source = np.where(has_cooc & content_strong, "content+cooccurrence", "cooccurrence")
     source = np.where(has_cooc, source, "content")
     return pd.DataFrame(
         {
             C.ITEM_ID: space.item_ids[rows[r]],
-            C.RANK: np.tile(np.arange(1, best.shape[1] + 1, dtype=np.int32), len(rows)),
+            C.RANK: (np.arange(len(r)) - np.searchsorted(r, r, side="left") + 1).astype(np.int32),
             SIMILAR_ITEM_ID: space.item_ids[c],
-            C.SCORE: score[r, c].astype(np.float64),
+            C.SCORE: score_v.astype(np.float64),
             C.SOURCE: source,
         }
     )
+
+
+def _flat_csr(m: Any) -> tuple[np.ndarray, np.ndarray]:
+    return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices.astype(np.int64)
 
 
 def gate_similar(df: Any, n_items: int, k: int) -> dict:
@@ -99,14 +125,16 @@ def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
     space = inputs.space_at(spark, wh, ds)
     n_items = len(space.item_ids)
     k = min(cfg.top_k, n_items - 1)
-    bc = spark.sparkContext.broadcast(space)
+    has_text = np.flatnonzero(np.abs(space.embeddings).sum(axis=1) > 0)
+    bc = spark.sparkContext.broadcast((space, VectorIndex.build(space.embeddings, has_text)))
 
     def run_blocks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        sp = bc.value
+        sp, text = bc.value
         for batch in batches:
             rows = batch["pos"].to_numpy(dtype=np.int64)
             for start in range(0, len(rows), 512):
-                yield similar_block(rows[start : start + 512], sp, k, cfg.cooccurrence_weight)
+                block = rows[start : start + 512]
+                yield similar_block(block, sp, k, cfg.cooccurrence_weight, text)
 
     positions = spark.createDataFrame(pd.DataFrame({"pos": np.arange(n_items, dtype=np.int64)}))
     parts = max(1, spark.sparkContext.defaultParallelism)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyspark.sql import SparkSession
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
 
 from longtail import columns as C
 from longtail import gates, tables
-from longtail.als import factors_frame, fit_als
+from longtail.als import IndexedInteractions, factors_frame, fit_als
 from longtail.config import AlsConfig
 from longtail.stages.common import stage_main
 from longtail.storage import read_table, write_audit_publish_set
@@ -22,12 +24,52 @@ def model_version(cfg: AlsConfig) -> str:
     return f"als-{cfg.ds.isoformat()}-{cfg.fingerprint()}"
 
 
-def run(spark: SparkSession, cfg: AlsConfig) -> dict[str, Any]:
-    interactions = (
-        read_table(spark, cfg.warehouse, "interactions", cfg.ds)
-        .select(C.USER_ID, C.ITEM_ID, C.WEIGHT)
-        .toPandas()
+_IDX = "idx"
+
+
+def _id_index(df: DataFrame, key: str) -> DataFrame:
+    """(key, idx): 0-based position of each distinct id in sorted order.
+
+    Spark compares strings by their UTF-8 bytes, which is code point order, the order of
+    ``np.unique`` in ``als.build_matrix``; ids are distinct, so row_number is a dense rank. The
+    window has no partition key: one task sorts the distinct ids (not the interactions).
+    """
+    ids = df.select(key).distinct()
+    return ids.select(key, (F.row_number().over(Window.orderBy(key)) - 1).alias(_IDX)).cache()
+
+
+def _ids(index: DataFrame, key: str) -> np.ndarray:
+    """The index's ids in idx order, as the str array ``np.unique`` would return."""
+    column = index.orderBy(_IDX).select(key).toArrow().column(0)
+    return np.asarray(column.to_pylist(), dtype=str)
+
+
+def collect_indexed(interactions: DataFrame) -> IndexedInteractions:
+    """The interaction matrix on the driver in compact form, indexed in Spark.
+
+    implicit fits on one machine, so the matrix has to reach the driver; only int32 coordinates
+    and float64 weights per interaction travel (via Arrow), the id strings once per user/item.
+    """
+    users, items = _id_index(interactions, C.USER_ID), _id_index(interactions, C.ITEM_ID)
+    try:
+        coo = (
+            interactions.join(users.withColumnRenamed(_IDX, "u"), C.USER_ID)
+            .join(items.withColumnRenamed(_IDX, "i"), C.ITEM_ID)
+            .select(F.col("u").cast("int"), F.col("i").cast("int"), F.col(C.WEIGHT).cast("double"))
+            .toArrow()
+        )
+        user_ids, item_ids = _ids(users, C.USER_ID), _ids(items, C.ITEM_ID)
+    finally:
+        users.unpersist()
+        items.unpersist()
+    u, i, w = (coo.column(k).to_numpy() for k in range(3))
+    return IndexedInteractions(
+        u.astype(np.int32), i.astype(np.int32), w.astype(np.float64), user_ids, item_ids
     )
+
+
+def run(spark: SparkSession, cfg: AlsConfig) -> dict[str, Any]:
+    interactions = collect_indexed(read_table(spark, cfg.warehouse, "interactions", cfg.ds))
     model = fit_als(
         interactions,
         factors=cfg.factors,
@@ -53,7 +95,7 @@ def run(spark: SparkSession, cfg: AlsConfig) -> dict[str, Any]:
         "counts": {
             "users": len(model.user_ids),
             "items": len(model.item_ids),
-            "nnz": len(interactions),
+            "nnz": len(interactions.weight),
         },
     }
 

@@ -64,6 +64,7 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         "model_version": model_version(cfg),
         "features": list(FEATURES),
         "candidate_counts": cfg.candidate_counts(),
+        "retrieval": {"exact_max_items": cfg.retrieval_exact_max_items},
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),
         "label_pairs": sum(len(v) for v in truth.values()),
@@ -97,6 +98,7 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
             factors_frame(model.user_ids, model.user_factors, C.USER_ID),
             {u: truth[u] for u in users},
             counts,
+            exact_max_items=cfg.retrieval_exact_max_items,
         )
         meta["candidate_recall"] = ts.candidate_recall
         if ts.n_users >= 10:

@@ -1,0 +1,111 @@
+"""Every place the pipeline pulls Spark data to the driver is listed here, with why it is safe.
+
+The driver is one machine: anything growing with users or events must stay in Spark. The test
+scans `src/longtail` (not `bench/`, the offline benchmark harness) for `.toPandas()`,
+`.collect()`, `.toLocalIterator()` and `.toArrow()` calls and fails on any call site whose
+enclosing function ("module.function") is not listed below, and on any listed entry that no
+longer matches a call site, so the lists stay an honest inventory.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "longtail"
+EXCLUDED = ("bench",)
+DRIVER_CALLS = frozenset({"toPandas", "collect", "toLocalIterator", "toArrow"})
+
+# Bounded by the catalogue (items) or by a constant.
+BOUNDED: dict[str, str] = {
+    "longtail.gates.run_suite": "a pandas copy only of tables with at most "
+    "LONGTAIL_GATE_PANDAS_MAX_ROWS rows (200k); larger ones are validated in Spark",
+    "longtail.stages.clean._run": "quarantine counts per (table, reason): a handful of rows",
+    "longtail.stages.content._run": "the catalogue, and the distinct text hashes already in the "
+    "embedding cache (one per item text): items",
+    "longtail.stages.fusion_inputs.catalogue": "the catalogue: items",
+    "longtail.stages.fusion_inputs.embeddings": "one text embedding per item: items",
+    "longtail.stages.fusion_inputs.space_at": "per-item statistics and at most 50 co-occurrence "
+    "neighbours per item, reduced in Spark: items",
+    "longtail.stages.quality._item_flags": "interaction counts per catalogue item for the "
+    "head/tail split: items",
+    "longtail.stages.quality.spark_metrics": "one row of aggregates",
+    "longtail.stages.retention.compact_cache": "embedding-cache rows whose text hash is stored "
+    "more than once (nights that embedded the same new text side by side): items",
+    "longtail.stages.score._run_als": "popularity per catalogue item and the item factors: items",
+    "longtail.stages.score.run": "recommendation counts per candidate source: a handful of rows",
+}
+
+# Not bounded, but inherent: implicit's ALS trains on one machine, so the interaction matrix
+# must reach the driver. It travels in compact form (int32 coordinates, float64 weights, each id
+# string once), and the id lists are the rows of the factor matrices the stage publishes.
+DRIVER_TRAINING: dict[str, str] = {
+    "longtail.stages.train_als.collect_indexed": "(user_idx int32, item_idx int32, weight) per "
+    "interaction, built in Spark: the matrix implicit fits",
+    "longtail.stages.train_als._ids": "the sorted distinct user and item ids: one per row of the "
+    "fitted user / item factors",
+}
+
+# Still moving user- or event-sized data to the driver: work to remove. Empty means done.
+KNOWN_UNBOUNDED: dict[str, str] = {
+    "longtail.stages.fusion_inputs.events": "every silver event up to ds as pandas, for "
+    "train_ranker's label windows and its driver-side ALS/ranker features: events",
+    "longtail.stages.fusion_inputs.factors": "with users=True (bench/replay.py) every user's "
+    "factors: users; the pipeline calls it with users=False (items)",
+}
+
+
+def _calls(node: ast.AST, scope: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], ast.Call]]:
+    """(enclosing function/class names, call) of every driver call below node."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            yield from _calls(child, (*scope, child.name))
+            continue
+        if (
+            isinstance(child, ast.Call)
+            and isinstance(child.func, ast.Attribute)
+            and child.func.attr in DRIVER_CALLS
+        ):
+            yield scope, child
+        yield from _calls(child, scope)
+
+
+def call_sites(root: Path = SRC) -> Iterator[tuple[str, str, str]]:
+    """(module.function, method, file:line) of every driver call outside the excluded folders."""
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in EXCLUDED:
+            continue
+        module = ".".join(("longtail", *rel.with_suffix("").parts))
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for scope, call in _calls(tree, ()):
+            name = ".".join((module, *(scope or ("<module>",))))
+            assert isinstance(call.func, ast.Attribute)
+            yield name, call.func.attr, f"{path.relative_to(SRC.parents[1])}:{call.lineno}"
+
+
+def test_the_scan_finds_driver_calls():
+    sites = {name for name, _, _ in call_sites()}
+    assert "longtail.stages.quality.spark_metrics" in sites  # the scan itself works
+    assert not any(name.startswith("longtail.bench.") for name in sites)
+
+
+def test_every_driver_collect_is_listed_with_a_reason():
+    lists = {"BOUNDED": BOUNDED, "DRIVER_TRAINING": DRIVER_TRAINING}
+    lists["KNOWN_UNBOUNDED"] = KNOWN_UNBOUNDED
+    listed = {name: label for label, entries in lists.items() for name in entries}
+    assert len(listed) == sum(map(len, lists.values())), "an entry is in more than one list"
+    assert all(reason.strip() for entries in lists.values() for reason in entries.values())
+
+    sites = list(call_sites())
+    unlisted = [
+        f"{where}: .{method}() in {name}" for name, method, where in sites if name not in listed
+    ]
+    stale = sorted(f"{listed[name]}[{name!r}]" for name in set(listed) - {s[0] for s in sites})
+    assert not unlisted, (
+        "driver collects not listed in tests/unit/test_driver_collects.py (keep user- and "
+        "event-sized data in Spark, or list the site with why it is bounded):\n"
+        + "\n".join(unlisted)
+    )
+    assert not stale, "listed entries that match no call site any more:\n" + "\n".join(stale)

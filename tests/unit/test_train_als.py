@@ -1,0 +1,46 @@
+"""The ALS stage fits on the Spark-indexed matrix exactly what fit_als fits on the pandas frame."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from longtail.als import fit_als
+from longtail.config import AlsConfig
+from longtail.stages.train_als import ITEM_FACTORS, USER_FACTORS, run
+from longtail.storage import read_table, write_audit_publish
+
+
+def test_published_factors_equal_fit_als_on_pandas(spark, tmp_path):
+    ds, wh = date(2024, 5, 1), str(tmp_path / "wh")
+    rng = np.random.default_rng(2)
+    rows = [
+        (f"u{u}", f"i{i}", float(rng.integers(1, 9)))
+        for u in range(12)
+        for i in range(9)
+        if rng.random() < 0.4
+    ]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "weight"])
+    write_audit_publish(
+        spark.createDataFrame(rows, "user_id string, item_id string, weight double"),
+        wh,
+        "interactions",
+        ds,
+    )
+    cfg = AlsConfig(ds=ds, warehouse=wh, factors=4, iterations=3, seed=5, num_threads=1)
+    out = run(spark, cfg)
+    want = fit_als(frame, factors=4, iterations=3, seed=5, num_threads=1)
+    assert out["counts"] == {
+        "users": len(want.user_ids),
+        "items": len(want.item_ids),
+        "nnz": len(rows),
+    }
+    for table, key, ids, vectors in (
+        (USER_FACTORS, "user_id", want.user_ids, want.user_factors),
+        (ITEM_FACTORS, "item_id", want.item_ids, want.item_factors),
+    ):
+        got = read_table(spark, wh, table, ds).toPandas().sort_values(key)
+        assert got[key].tolist() == ids.tolist()
+        np.testing.assert_array_equal(np.stack(got["factors"].to_numpy()), vectors)
