@@ -54,10 +54,12 @@ def similar_block(
     wide = k + 1 + int(np.diff(cooc.indptr).max(initial=0))
     near, _ = text.search(space.embeddings[rows], wide, [np.zeros(0, np.int64)] * len(rows))
     no_text = np.setdiff1d(np.arange(n_items), text.rows)[: k + 1]
-    r_c = [np.repeat(np.arange(len(rows)), (near >= 0).sum(axis=1)), near[near >= 0]]
-    r_c = [np.concatenate([a, b]) for a, b in zip(r_c, _flat_csr(cooc), strict=True)]
-    r_all = np.concatenate([r_c[0], np.repeat(np.arange(len(rows)), len(no_text))])
-    c_all = np.concatenate([r_c[1], np.tile(no_text, len(rows))])
+    block = np.arange(len(rows))
+    cooc_r, cooc_c = _flat_csr(cooc)
+    r_all = np.concatenate(
+        [np.repeat(block, (near >= 0).sum(axis=1)), cooc_r, np.repeat(block, len(no_text))]
+    )
+    c_all = np.concatenate([near[near >= 0], cooc_c, np.tile(no_text, len(rows))])
     keys = np.unique(r_all * n_items + c_all)
     r, c = keys // n_items, keys % n_items
     keep = c != rows[r]  # never an item itself
