@@ -24,8 +24,8 @@ from longtail.fusion import (
     build_retrieval,
     candidates,
     feature_matrix,
-    user_frame,
 )
+from longtail.label_window import pick_start, window_days
 from longtail.retrieval import EXACT_MAX_ITEMS
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -46,29 +46,16 @@ def label_window_start(
     events: pd.DataFrame, end: pd.Timestamp, min_days: int, max_days: int, min_pairs: int
 ) -> pd.Timestamp:
     """The latest day-aligned start S (>= min_days before end) whose window [S, end) holds at
-    least min_pairs new (user, item) pairs, or end - max_days. Deterministic in the data."""
+    least min_pairs new (user, item) pairs, or end - max_days. Deterministic in the data.
+
+    pandas reference of what train_ranker computes in Spark (`longtail.label_window`)."""
     ts = pd.to_datetime(events[C.TS], utc=True)
-    days = min_days
-    while days < max_days:
+    counts = {}
+    for days in window_days(min_days, max_days):
         start = end - pd.Timedelta(days=days)
         pairs = new_pairs(events[ts < start], events[(ts >= start) & (ts < end)])
-        if sum(len(v) for v in pairs.values()) >= min_pairs:
-            return start
-        days = min(max_days, days * 2)
-    return end - pd.Timedelta(days=max_days)
-
-
-def aggregate(events: pd.DataFrame) -> pd.DataFrame:
-    """Accepted events -> interactions, as sql/interactions.sql does in Spark."""
-    ex = events[C.EVENT_TYPE].isin(C.EXCLUDING_EVENT_TYPES)
-    g = events.assign(_ex=ex).groupby([C.USER_ID, C.ITEM_ID], sort=True)
-    return g.agg(
-        weight=(C.WEIGHT, "sum"),
-        n_events=(C.WEIGHT, "size"),
-        first_ts=(C.TS, "min"),
-        last_ts=(C.TS, "max"),
-        exclude=("_ex", "max"),
-    ).reset_index()
+        counts[days] = sum(len(v) for v in pairs.values())
+    return pick_start(end, min_days, max_days, min_pairs, counts)
 
 
 def sample_users(users: list[str], max_users: int, seed: int) -> list[str]:
@@ -88,14 +75,18 @@ class TrainingSet:
 
 def training_set(
     space: ItemSpace,
-    interactions: pd.DataFrame,
-    user_factors: pd.DataFrame | None,
+    users: pd.DataFrame,
     truth: dict[str, set[str]],
     counts: CandidateCounts,
     block: int = 256,
     exact_max_items: int = EXACT_MAX_ITEMS,
 ) -> TrainingSet:
-    users = user_frame(interactions[interactions[C.USER_ID].isin(truth)], user_factors)
+    """Candidates with features and labels for the users of `truth`.
+
+    users: one row per user as `user_histories.fusion_users` (or `fusion.user_frame`) gives;
+    rows of users outside truth are ignored. Scored in user order, in blocks, like score does.
+    """
+    users = users[users[C.USER_ID].isin(truth)].sort_values(C.USER_ID, kind="stable")
     index = space.index
     retrieval = build_retrieval(space, counts, exact_max_items)
     parts = []

@@ -25,6 +25,13 @@ BOUNDED: dict[str, str] = {
     "longtail.stages.content._run": "the catalogue, and the distinct text hashes already in the "
     "embedding cache (one per item text): items",
     "longtail.stages.fusion_inputs.catalogue": "the catalogue: items",
+    "longtail.stages.fusion_inputs.item_factors": "one ALS factor vector per item: items",
+    "longtail.label_window.sample_users": "at most max_train_users user ids (the ranker's sample)",
+    "longtail.label_window.labels_of": "the new items of the sampled users only: bounded by "
+    "max_train_users x the items each of them first touched inside the window",
+    "longtail.stages.train_ranker._training_set": "item statistics and at most 50 co-occurrence "
+    "neighbours per item (items), and the history rows of the sampled users only "
+    "(max_train_users)",
     "longtail.stages.fusion_inputs.embeddings": "one text embedding per item: items",
     "longtail.stages.fusion_inputs.space_at": "per-item statistics and at most 50 co-occurrence "
     "neighbours per item, reduced in Spark: items",
@@ -48,12 +55,7 @@ DRIVER_TRAINING: dict[str, str] = {
 }
 
 # Still moving user- or event-sized data to the driver: work to remove. Empty means done.
-KNOWN_UNBOUNDED: dict[str, str] = {
-    "longtail.stages.fusion_inputs.events": "every silver event up to ds as pandas, for "
-    "train_ranker's label windows and its driver-side ALS/ranker features: events",
-    "longtail.stages.fusion_inputs.factors": "with users=True (bench/replay.py) every user's "
-    "factors: users; the pipeline calls it with users=False (items)",
-}
+KNOWN_UNBOUNDED: dict[str, str] = {}
 
 
 def _calls(node: ast.AST, scope: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], ast.Call]]:

@@ -73,6 +73,7 @@ from longtail.sparkutil import get_spark
 from longtail.stages import clean, content, ingest, publish, score, train_als, train_ranker
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import run_and_record
+from longtail.stages.train_als import USER_FACTORS
 from longtail.storage import read_table
 
 REPO = Path(__file__).resolve().parents[3]
@@ -161,7 +162,8 @@ def _pipeline_parts(
     text = (meta_path / "model.txt").read_text()
     booster = load_booster(text) if text.strip() else None
     space = inputs.space_at(spark, wh, ds)
-    user_factors = inputs.factors(spark, wh, ds, users=True)
+    # every user's factors: the offline benchmark's driver holds them, the pipeline never does
+    user_factors = read_table(spark, wh, USER_FACTORS, ds).orderBy(C.USER_ID).toPandas()
     frame = fusion.user_frame(interactions[interactions[C.USER_ID].isin(set(users))], user_factors)
     index = space.index
 

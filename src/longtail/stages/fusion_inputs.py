@@ -12,7 +12,7 @@ from longtail.fusion import ItemSpace, assemble_item_space
 from longtail.item_stats import cooccurrence_pairs, item_statistics
 from longtail.stages.content import EMBEDDING
 from longtail.stages.content import TABLE as EMBEDDINGS
-from longtail.stages.train_als import ITEM_FACTORS, USER_FACTORS
+from longtail.stages.train_als import ITEM_FACTORS
 from longtail.storage import read_table
 
 
@@ -28,20 +28,8 @@ def embeddings(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
     return read_table(spark, wh, EMBEDDINGS, ds).select(C.ITEM_ID, EMBEDDING).toPandas()
 
 
-def factors(spark: SparkSession, wh: str, ds: date, users: bool) -> pd.DataFrame:
-    table, key = (USER_FACTORS, C.USER_ID) if users else (ITEM_FACTORS, C.ITEM_ID)
-    return read_table(spark, wh, table, ds).orderBy(key).toPandas()
-
-
-def events(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
-    df = (
-        read_table(spark, wh, "silver_events", ds)
-        .select(C.USER_ID, C.ITEM_ID, C.TS, C.EVENT_TYPE, C.WEIGHT)
-        .orderBy(C.TS, C.USER_ID, C.ITEM_ID, C.EVENT_TYPE)
-        .toPandas()
-    )
-    df[C.TS] = pd.to_datetime(df[C.TS], utc=True)
-    return df
+def item_factors(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
+    return read_table(spark, wh, ITEM_FACTORS, ds).orderBy(C.ITEM_ID).toPandas()
 
 
 def space_at(spark: SparkSession, wh: str, ds: date, head_share: float = 0.8) -> ItemSpace:
@@ -58,7 +46,7 @@ def space_at(spark: SparkSession, wh: str, ds: date, head_share: float = 0.8) ->
         item_statistics(inter, end).toPandas(),
         cooccurrence_pairs(inter).toPandas(),
         embeddings(spark, wh, ds),
-        factors(spark, wh, ds, users=False),
+        item_factors(spark, wh, ds),
         end,
         head_share=head_share,
     )

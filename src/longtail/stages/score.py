@@ -46,6 +46,7 @@ from longtail.storage import (
     table_path,
     write_staging,
 )
+from longtail.user_histories import N_ITEMS, fusion_users
 
 TABLE = tables.RECOMMENDATIONS
 # Key of the score run record naming the staged attempt that publish audits and swaps in.
@@ -53,33 +54,6 @@ STAGED_ATTEMPT = "staged_attempt"
 OUTPUT_SCHEMA = StructType(
     [*RECOMMENDATION_SCHEMA.fields, StructField(C.IS_LONG_TAIL, BooleanType(), False)]
 )
-N_ITEMS = "n_items"
-
-
-def fusion_users(interactions: DataFrame, user_factors: DataFrame) -> DataFrame:
-    """One row per user: history arrays (sorted by item), exclusions, factors."""
-    hist = F.sort_array(
-        F.collect_list(
-            F.struct(
-                F.col(C.ITEM_ID),
-                F.col(C.WEIGHT),
-                F.unix_micros(F.col("last_ts")).cast("double").alias("ts"),
-                F.col("exclude"),
-            )
-        )
-    )
-    per_user = interactions.groupBy(C.USER_ID).agg(hist.alias("h"))
-    return per_user.join(user_factors, C.USER_ID, "left").select(
-        C.USER_ID,
-        F.col("h")[C.ITEM_ID].alias(fusion.HIST_ITEMS),
-        F.col("h")[C.WEIGHT].alias(fusion.HIST_WEIGHTS),
-        (F.col("h")["ts"]).alias(fusion.HIST_TS),
-        F.transform(F.filter("h", lambda x: x["exclude"]), lambda x: x[C.ITEM_ID]).alias(
-            fusion.EXCLUDED
-        ),
-        F.size("h").alias(N_ITEMS),
-        F.col(C.FACTORS),
-    )
 
 
 def popular_order(space: fusion.ItemSpace) -> np.ndarray:

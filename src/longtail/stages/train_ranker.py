@@ -1,8 +1,10 @@
 """Train the LightGBM fusion ranker on a temporal window and publish it with its metadata.
 
 Features come from events before the window start S (including an ALS model fitted on them),
-labels from the new (user, item) pairs in [S, end of ds). The model, its feature list, candidate
-settings, window and feature importance are written to `ranker/ds=<ds>/`.
+labels from the new (user, item) pairs in [S, end of ds). The window, the labels and every
+user-sized reduction are computed in Spark; the driver holds item-sized arrays, the ALS matrix
+and a bounded sample of labelled users. The model, its feature list, candidate settings, window
+and feature importance are written to `ranker/ds=<ds>/`.
 """
 
 from __future__ import annotations
@@ -12,31 +14,31 @@ import uuid
 from typing import Any
 
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
 from longtail import columns as C
-from longtail import tables
+from longtail import label_window, tables
 from longtail.als import factors_frame, fit_als
+from longtail.cleaning import build_interactions
 from longtail.config import RankerConfig
-from longtail.fusion import FEATURES, CandidateCounts, build_item_space
-from longtail.ranker import (
-    aggregate,
-    fit,
-    label_window_start,
-    new_pairs,
-    sample_users,
-    training_set,
-)
+from longtail.fusion import FEATURES, CandidateCounts, assemble_item_space
+from longtail.item_stats import cooccurrence_pairs, item_statistics
+from longtail.ranker import TrainingSet, fit, training_set
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
+from longtail.stages.train_als import collect_indexed
 from longtail.storage import (
     Fs,
     claim_staging,
     discard_staged,
     publish_staged,
     read_record,
+    read_table,
     staging_path,
 )
+from longtail.user_histories import fusion_users
 
 TABLE = tables.RANKER
 
@@ -51,15 +53,34 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     if als_record is None:
         raise FileNotFoundError(f"no train_als record for ds={ds}: run train_als first")
     als_cfg = als_record["config"]
-    events = inputs.events(spark, wh, ds)
     end = inputs.window_end(ds)
-    start = label_window_start(
-        events, end, cfg.label_window_days, cfg.max_label_window_days, cfg.min_label_pairs
+    events = read_table(spark, wh, "silver_events", ds).select(
+        C.USER_ID, C.ITEM_ID, C.TS, C.EVENT_TYPE, C.WEIGHT
     )
-    before = events[events[C.TS] < start]
-    inside = events[(events[C.TS] >= start) & (events[C.TS] < end)]
-    truth = new_pairs(before, inside)
-    counts = CandidateCounts(**cfg.candidate_counts())
+    firsts = label_window.pair_firsts(events, end).cache()
+    try:
+        lengths = label_window.window_days(cfg.label_window_days, cfg.max_label_window_days)
+        counts_by_days = label_window.new_pair_counts(
+            firsts, {d: end - pd.Timedelta(days=d) for d in lengths}
+        )
+        start = label_window.pick_start(
+            end,
+            cfg.label_window_days,
+            cfg.max_label_window_days,
+            cfg.min_label_pairs,
+            counts_by_days,
+        )
+        labels = label_window.new_pairs(firsts, start).cache()
+        n_pairs, n_users = labels.agg(
+            F.count(F.lit(1)), F.count_distinct(C.USER_ID)
+        ).first()  # one row
+        sampled = label_window.sample_users(labels, cfg.max_train_users, cfg.seed)
+        sample = spark.createDataFrame(
+            [(u,) for u in sampled], StructType([StructField(C.USER_ID, StringType())])
+        )
+        truth = label_window.labels_of(labels, sample) if sampled else {}
+    finally:
+        firsts.unpersist()
     meta: dict[str, Any] = {
         "model_version": model_version(cfg),
         "features": list(FEATURES),
@@ -67,39 +88,12 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         "retrieval": {"exact_max_items": cfg.retrieval_exact_max_items},
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),
-        "label_pairs": sum(len(v) for v in truth.values()),
-        "label_users": len(truth),
+        "label_pairs": int(n_pairs),
+        "label_users": int(n_users),
     }
     booster_text = ""
-    if len(before) and len(truth):
-        interactions = aggregate(before)
-        model = fit_als(
-            interactions,
-            factors=als_cfg["factors"],
-            regularization=als_cfg["regularization"],
-            alpha=als_cfg["alpha"],
-            iterations=als_cfg["iterations"],
-            seed=als_cfg["seed"],
-        )
-        cat = inputs.catalogue(spark, wh, ds)
-        first_seen = pd.to_datetime(cat[C.FIRST_SEEN], utc=True, errors="coerce")
-        cat = cat[first_seen.isna() | (first_seen < start)]
-        space = build_item_space(
-            cat,
-            interactions,
-            inputs.embeddings(spark, wh, ds),
-            factors_frame(model.item_ids, model.item_factors, C.ITEM_ID),
-            start,
-        )
-        users = sample_users(sorted(truth), cfg.max_train_users, cfg.seed)
-        ts = training_set(
-            space,
-            interactions,
-            factors_frame(model.user_ids, model.user_factors, C.USER_ID),
-            {u: truth[u] for u in users},
-            counts,
-            exact_max_items=cfg.retrieval_exact_max_items,
-        )
+    if truth:
+        ts = _training_set(spark, cfg, als_cfg, events, start, sample, truth)
         meta["candidate_recall"] = ts.candidate_recall
         if ts.n_users >= 10:
             params = {
@@ -111,6 +105,7 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
             booster, report = fit(ts, params, cfg.seed)
             booster_text = booster.model_to_string()
             meta["training"] = report
+    labels.unpersist()
     meta["ranker"] = "lightgbm-lambdarank" if booster_text else "blend"
     attempt = uuid.uuid4().hex[:12]
     staged = staging_path(wh, TABLE, ds, attempt)
@@ -127,6 +122,70 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         "counts": {"label_pairs": meta["label_pairs"], "label_users": meta["label_users"]},
         **meta,
     }
+
+
+def _training_set(
+    spark: SparkSession,
+    cfg: RankerConfig,
+    als_cfg: dict[str, Any],
+    events: DataFrame,
+    start: pd.Timestamp,
+    sample: DataFrame,
+    truth: dict[str, set[str]],
+) -> TrainingSet:
+    """Candidates and labels for the sampled users, with features as of the window start.
+
+    Everything the features see is rebuilt from the events before start (interactions, item
+    statistics, co-occurrence, and an ALS fit), so no feature knows the labels. The night's own
+    ALS cannot serve: fitted through ds, it has seen every label pair. Only item-sized frames,
+    the ALS matrix and the sample's history rows reach the driver.
+    """
+    before = events.where(F.unix_micros(F.col(C.TS)) < F.lit(label_window.epoch_us(start)))
+    interactions = build_interactions(before).cache()
+    try:
+        model = fit_als(
+            collect_indexed(interactions),
+            factors=als_cfg["factors"],
+            regularization=als_cfg["regularization"],
+            alpha=als_cfg["alpha"],
+            iterations=als_cfg["iterations"],
+            seed=als_cfg["seed"],
+        )
+        cat = inputs.catalogue(spark, cfg.warehouse, cfg.ds)
+        first_seen = pd.to_datetime(cat[C.FIRST_SEEN], utc=True, errors="coerce")
+        cat = cat[first_seen.isna() | (first_seen < start)]
+        ids = spark.createDataFrame(pd.DataFrame({C.ITEM_ID: cat[C.ITEM_ID].astype(str)}))
+        in_catalogue = interactions.join(ids, C.ITEM_ID, "left_semi")
+        space = assemble_item_space(
+            cat,
+            item_statistics(in_catalogue, start).toPandas(),
+            cooccurrence_pairs(in_catalogue).toPandas(),
+            inputs.embeddings(spark, cfg.warehouse, cfg.ds),
+            factors_frame(model.item_ids, model.item_factors, C.ITEM_ID),
+            start,
+        )
+        factors = factors_frame(model.user_ids, model.user_factors, C.USER_ID)
+        factors = factors[factors[C.USER_ID].isin(truth)]
+        rows = fusion_users(
+            interactions.join(sample, C.USER_ID, "left_semi"),
+            spark.createDataFrame(factors) if len(factors) else _no_factors(spark),
+        ).toPandas()
+    finally:
+        interactions.unpersist()
+    return training_set(
+        space,
+        rows,
+        truth,
+        CandidateCounts(**cfg.candidate_counts()),
+        exact_max_items=cfg.retrieval_exact_max_items,
+    )
+
+
+def _no_factors(spark: SparkSession) -> DataFrame:
+    schema = StructType(
+        [StructField(C.USER_ID, StringType()), StructField(C.FACTORS, ArrayType(FloatType()))]
+    )
+    return spark.createDataFrame([], schema)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,104 @@
+"""The ranker's temporal label window, found and labelled inside Spark.
+
+The ranker learns from the new (user, item) pairs of a recent window [S, end): pairs a user with
+history before S first touched inside it. Only counts, the sampled users and their labels reach
+the driver; the events stay in Spark. The same definitions in pandas are `ranker.new_pairs` and
+`ranker.label_window_start` (the benchmark and the tests use those).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from longtail import columns as C
+
+PAIR_FIRST = "pair_first_us"
+USER_FIRST = "user_first_us"
+
+
+def epoch_us(ts: pd.Timestamp) -> int:
+    """A UTC instant in epoch microseconds (rounded up), the unit Spark compares in."""
+    return -(-pd.Timestamp(ts).value // 1000)
+
+
+def window_days(min_days: int, max_days: int) -> list[int]:
+    """Window lengths tried, shortest first: min_days doubling while below max_days."""
+    out, days = [], min_days
+    while days < max_days:
+        out.append(days)
+        days = min(max_days, days * 2)
+    return out
+
+
+def pick_start(
+    end: pd.Timestamp, min_days: int, max_days: int, min_pairs: int, new_pairs: Mapping[int, int]
+) -> pd.Timestamp:
+    """The latest start whose window holds at least min_pairs new pairs, else end - max_days.
+
+    new_pairs maps each length of `window_days` to the count of new pairs in that window.
+    """
+    for days in window_days(min_days, max_days):
+        if new_pairs[days] >= min_pairs:
+            return end - pd.Timedelta(days=days)
+    return end - pd.Timedelta(days=max_days)
+
+
+def pair_firsts(events: DataFrame, end: pd.Timestamp) -> DataFrame:
+    """(user_id, item_id, pair_first_us, user_first_us) over events before end.
+
+    A pair is new in [S, end) exactly when pair_first_us >= S and user_first_us < S.
+    """
+    ts = F.unix_micros(F.col(C.TS))
+    pairs = (
+        events.where(ts < F.lit(epoch_us(end)))
+        .groupBy(C.USER_ID, C.ITEM_ID)
+        .agg(F.min(ts).alias(PAIR_FIRST))
+    )
+    return pairs.withColumn(USER_FIRST, F.min(PAIR_FIRST).over(Window.partitionBy(C.USER_ID)))
+
+
+def _is_new(start: pd.Timestamp) -> F.Column:
+    s = F.lit(epoch_us(start))
+    return (F.col(PAIR_FIRST) >= s) & (F.col(USER_FIRST) < s)
+
+
+def new_pair_counts(firsts: DataFrame, starts: Mapping[int, pd.Timestamp]) -> dict[int, int]:
+    """New pairs per window, for all candidate windows in one pass (one row to the driver)."""
+    if not starts:
+        return {}
+    row = firsts.agg(*[F.count_if(_is_new(s)).alias(f"d{d}") for d, s in starts.items()]).first()
+    return {d: int(row[f"d{d}"]) for d in starts}
+
+
+def new_pairs(firsts: DataFrame, start: pd.Timestamp) -> DataFrame:
+    """(user_id, item_id): the labels of the window [start, end)."""
+    return firsts.where(_is_new(start)).select(C.USER_ID, C.ITEM_ID)
+
+
+def sample_users(pairs: DataFrame, max_users: int, seed: int) -> list[str]:
+    """The users `ranker.sample_users` picks from the labelled users (sha1 of "seed:user").
+
+    Bounded by max_users: only the sample reaches the driver.
+    """
+    key = F.sha1(F.concat(F.lit(f"{seed}:"), F.col(C.USER_ID)))
+    picked = (
+        pairs.select(C.USER_ID)
+        .distinct()
+        .select(C.USER_ID, key.alias("_key"))
+        .orderBy("_key", C.USER_ID)
+        .limit(max_users)
+    )
+    return sorted(r[0] for r in picked.collect())
+
+
+def labels_of(pairs: DataFrame, users: DataFrame) -> dict[str, set[str]]:
+    """The sampled users' new items (users: one user_id column, the sample)."""
+    rows = pairs.join(users, C.USER_ID, "left_semi").collect()
+    truth: dict[str, set[str]] = {}
+    for user, item in rows:
+        truth.setdefault(user, set()).add(item)
+    return truth
