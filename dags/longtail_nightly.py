@@ -32,10 +32,11 @@ UPSTREAM = {
     "clean": ("ingest",),
     "content": ("clean",),
     "train_als": ("clean",),
-    "train_ranker": ("content", "train_als"),
+    "item_space": ("clean",),
+    "train_ranker": ("content", "train_als", "item_space"),
     "score": ("train_ranker",),
     "publish": ("score",),
-    "similar_items": ("content", "train_als"),
+    "similar_items": ("content", "train_als", "item_space"),
     "quality": ("publish",),
     "retention": ("quality", "similar_items"),
 }
@@ -46,7 +47,8 @@ DOC = """
 
 For the run date **ds** (the data interval's start for scheduled runs, or the `ds` param for
 manual runs and backfills) reads every landing event before ds + 1 day, cleans it (bad rows go
-to `quarantine/` with a reason), embeds item text with a pretrained encoder (`content`), trains
+to `quarantine/` with a reason), embeds item text with a pretrained encoder (`content`), reduces
+the interactions to item statistics and co-occurrence neighbours once (`item_space`), trains
 ALS and a LightGBM fusion ranker on a temporal window, scores every user with history (multi-
 source candidates, ranker, tail-aware re-ranking) and publishes
 `<warehouse>/recommendations/ds=<ds>/` atomically after a Great Expectations gate; also

@@ -175,6 +175,25 @@ class AlsConfig(StageConfig):
 
 
 @dataclass(frozen=True)
+class ItemSpaceConfig(StageConfig):
+    """The night's item-sized reductions of the interactions, read by score and similar_items
+    (and applied by train_ranker to its own window, so training sees the same definitions)."""
+
+    # An item's recent popularity counts distinct users active on it over this many days.
+    recent_days: int = 28
+    # Co-occurrence neighbours kept per item, and the most recent items of each user counted
+    # (so one heavy user cannot blow up the item x item product).
+    cooccurrence_top: int = 50
+    cooccurrence_user_cap: int = 200
+
+    def validate(self) -> None:
+        if self.recent_days < 1:
+            raise ConfigError("recent_days must be >= 1")
+        if not 1 <= self.cooccurrence_top <= 1000 or self.cooccurrence_user_cap < 2:
+            raise ConfigError("cooccurrence_top must be in 1..1000, cooccurrence_user_cap >= 2")
+
+
+@dataclass(frozen=True)
 class ScoreConfig(StageConfig):
     top_n: int = 20
     # Popularity counts distinct users over this many days before the run date.

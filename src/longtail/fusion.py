@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from longtail import columns as C
+from longtail.config import ItemSpaceConfig
 from longtail.retrieval import EXACT_MAX_ITEMS, VectorIndex, content_neighbours, is_excluded
 
 SOURCES = (
@@ -104,12 +105,16 @@ def head_tail(counts: np.ndarray, head_share: float = 0.8) -> np.ndarray:
     return is_tail
 
 
+COOCCURRENCE_TOP = ItemSpaceConfig.cooccurrence_top
+COOCCURRENCE_USER_CAP = ItemSpaceConfig.cooccurrence_user_cap
+
+
 def cooccurrence(
     interactions: pd.DataFrame,
     item_index: dict[str, int],
     n_items: int,
-    top: int = 50,
-    cap: int = 200,
+    top: int = COOCCURRENCE_TOP,
+    cap: int = COOCCURRENCE_USER_CAP,
 ) -> csr_matrix:
     """Item-item cosine over users (binary), keeping the top neighbours of each item.
 
@@ -162,7 +167,7 @@ def _keep_top(m: csr_matrix, top: int) -> csr_matrix:
 
 
 # Item-sized inputs of assemble_item_space; item_stats.py computes the same frames in Spark.
-RECENT_DAYS = 28
+RECENT_DAYS = ItemSpaceConfig.recent_days
 N_USERS = "n_users"
 N_RECENT_USERS = "n_recent_users"
 FIRST_TS = "first_ts"

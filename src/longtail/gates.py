@@ -155,6 +155,50 @@ def gate_interactions(df: DataFrame) -> dict:
     )
 
 
+def gate_item_stats(df: DataFrame) -> dict:
+    """One row per interacted catalogue item; recent users a subset of all its users."""
+    e = _e()
+    return run_suite(
+        df,
+        "item_stats",
+        [
+            *(e.ExpectColumnValuesToNotBeNull(column=c) for c in (C.ITEM_ID, "first_ts")),
+            e.ExpectColumnValuesToBeUnique(column=C.ITEM_ID),
+            e.ExpectColumnValuesToBeBetween(column="n_users", min_value=1),
+            e.ExpectColumnValuesToBeBetween(column="n_recent_users", min_value=0),
+            e.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="n_users", column_B="n_recent_users", or_equal=True
+            ),
+        ],
+    )
+
+
+def gate_cooccurrence(df: DataFrame, top: int) -> dict:
+    """Each item's neighbours: distinct, never itself, cosine in (0, 1], at most top of them."""
+    e = _e()
+    per_item = Window.partitionBy(C.ITEM_ID)
+    checked = df.select(
+        C.ITEM_ID,
+        "neighbour_id",
+        C.SCORE,
+        (F.col(C.ITEM_ID) == F.col("neighbour_id")).alias("is_self"),
+        F.count(F.lit(1)).over(per_item).alias("n_neighbours"),
+    )
+    return run_suite(
+        checked,
+        "item_cooccurrence",
+        [
+            *(e.ExpectColumnValuesToNotBeNull(column=c) for c in (C.ITEM_ID, "neighbour_id")),
+            e.ExpectCompoundColumnsToBeUnique(column_list=[C.ITEM_ID, "neighbour_id"]),
+            e.ExpectColumnValuesToBeInSet(column="is_self", value_set=[False]),
+            e.ExpectColumnValuesToBeBetween(
+                column=C.SCORE, min_value=0, max_value=1 + 1e-9, strict_min=True
+            ),
+            e.ExpectColumnValuesToBeBetween(column="n_neighbours", max_value=top),
+        ],
+    )
+
+
 def gate_factors(df: DataFrame, key: str, dim: int, column: str = C.FACTORS) -> dict:
     """Vectors (ALS factors, text embeddings): one per key, the right length, all finite."""
     e = _e()

@@ -16,7 +16,15 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from longtail import columns as C
-from longtail.fusion import FIRST_TS, N_RECENT_USERS, N_USERS, NEIGHBOUR_ID, RECENT_DAYS
+from longtail.fusion import (
+    COOCCURRENCE_TOP,
+    COOCCURRENCE_USER_CAP,
+    FIRST_TS,
+    N_RECENT_USERS,
+    N_USERS,
+    NEIGHBOUR_ID,
+    RECENT_DAYS,
+)
 
 
 def item_statistics(
@@ -38,7 +46,9 @@ def item_statistics(
     )
 
 
-def cooccurrence_pairs(interactions: DataFrame, top: int = 50, cap: int = 200) -> DataFrame:
+def cooccurrence_pairs(
+    interactions: DataFrame, top: int = COOCCURRENCE_TOP, cap: int = COOCCURRENCE_USER_CAP
+) -> DataFrame:
     """(item_id, neighbour_id, score): each item's `top` best binary-cosine neighbours over users.
 
     Each user keeps their `cap` most recent items (last_ts desc, item_id asc) so heavy users

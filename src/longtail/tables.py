@@ -23,10 +23,22 @@ SILVER_EVENTS = "silver_events"
 INTERACTIONS = "interactions"
 SILVER = (QUARANTINE, CATALOGUE, SILVER_EVENTS, INTERACTIONS)
 ITEM_EMBEDDINGS = "item_embeddings"
+# The night's item-sized reductions of the interactions (stages/item_space.py).
+ITEM_STATS = "item_stats"
+ITEM_COOCCURRENCE = "item_cooccurrence"
 ALS_USER_FACTORS = "als_user_factors"
 ALS_ITEM_FACTORS = "als_item_factors"
 RANKER = "ranker"
-INTERMEDIATE = (*BRONZE, *SILVER, ITEM_EMBEDDINGS, ALS_USER_FACTORS, ALS_ITEM_FACTORS, RANKER)
+INTERMEDIATE = (
+    *BRONZE,
+    *SILVER,
+    ITEM_EMBEDDINGS,
+    ITEM_STATS,
+    ITEM_COOCCURRENCE,
+    ALS_USER_FACTORS,
+    ALS_ITEM_FACTORS,
+    RANKER,
+)
 
 # Text embeddings by (model, text) hash, one folder per model, partitioned by the night that
 # first embedded each text; compacted by retention, never expired (see stages/content.py).

@@ -17,6 +17,7 @@ STAGES = (
     "clean",
     "content",
     "train_als",
+    "item_space",
     "train_ranker",
     "score",
     "publish",

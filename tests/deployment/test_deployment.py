@@ -34,6 +34,7 @@ STAGE_APPS = {
     "longtail-clean",
     "longtail-content",
     "longtail-train_als",
+    "longtail-item_space",
     "longtail-train_ranker",
     "longtail-score",
     "longtail-publish",

@@ -61,6 +61,8 @@ INTERMEDIATE = (
     "silver_events",
     "interactions",
     "item_embeddings",
+    "item_stats",
+    "item_cooccurrence",
     "als_user_factors",
     "als_item_factors",
     "ranker",

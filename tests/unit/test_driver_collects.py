@@ -33,8 +33,8 @@ BOUNDED: dict[str, str] = {
     "neighbours per item (items), and the history rows of the sampled users only "
     "(max_train_users)",
     "longtail.stages.fusion_inputs.embeddings": "one text embedding per item: items",
-    "longtail.stages.fusion_inputs.space_at": "per-item statistics and at most 50 co-occurrence "
-    "neighbours per item, reduced in Spark: items",
+    "longtail.stages.fusion_inputs.space_at": "the item_space tables: per-item statistics and "
+    "at most cooccurrence_top neighbours per item, reduced in Spark: items",
     "longtail.stages.quality._item_flags": "interaction counts per catalogue item for the "
     "head/tail split: items",
     "longtail.stages.quality.spark_metrics": "one row of aggregates",

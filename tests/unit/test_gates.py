@@ -6,9 +6,17 @@ GX's Spark data source (larger tables); both must pass and fail the same tables.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
-from longtail.gates import GateFailed, gate_catalogue, gate_recommendations
+from longtail.gates import (
+    GateFailed,
+    gate_catalogue,
+    gate_cooccurrence,
+    gate_item_stats,
+    gate_recommendations,
+)
 
 RECS = (
     "user_id string, rank int, item_id string, score double, source string,"
@@ -83,3 +91,29 @@ def test_gate_catalogue_fails_on_duplicate_item_ids(spark):
     )
     assert "2 unexpected" in msg
     assert ";" not in msg  # the only failure
+
+
+COOC = "item_id string, neighbour_id string, score double"
+
+
+def test_gate_cooccurrence_passes_and_names_each_broken_rule(spark):
+    good = spark.createDataFrame([("a", "b", 0.5), ("a", "c", 1.0), ("b", "a", 0.5)], COOC)
+    assert gate_cooccurrence(good, top=2)["success"]
+    bad = spark.createDataFrame(
+        [("a", "a", 0.5), ("b", "c", 0.0), ("c", "a", 0.2), ("c", "b", 0.1), ("c", "d", 0.1)],
+        COOC,
+    )
+    with pytest.raises(GateFailed) as failed:
+        gate_cooccurrence(bad, top=2)
+    message = str(failed.value)
+    assert "column=is_self" in message  # a -> a
+    assert "column=score" in message  # b -> c scores 0
+    assert "column=n_neighbours" in message  # c has three neighbours, top is 2
+
+
+def test_gate_item_stats_fails_when_recent_users_exceed_users(spark):
+    schema = "item_id string, n_users long, n_recent_users long, first_ts timestamp"
+    rows = [("a", 3, 1, datetime(2024, 1, 1)), ("b", 1, 2, datetime(2024, 1, 1))]
+    with pytest.raises(GateFailed, match="n_recent_users"):
+        gate_item_stats(spark.createDataFrame(rows, schema))
+    assert gate_item_stats(spark.createDataFrame(rows[:1], schema))["success"]

@@ -13,8 +13,9 @@ import pytest
 
 from longtail import columns as C
 from longtail import fusion
+from longtail.config import ItemSpaceConfig
 from longtail.item_stats import cooccurrence_pairs, item_statistics
-from longtail.stages import fusion_inputs
+from longtail.stages import fusion_inputs, item_space
 from longtail.stages.content import EMBEDDING
 from longtail.stages.content import TABLE as EMBEDDINGS
 from longtail.stages.train_als import ITEM_FACTORS
@@ -143,6 +144,17 @@ def _publish(spark: Any, wh: str, table: str, frame: pd.DataFrame) -> None:
     spark.createDataFrame(frame).write.parquet(table_path(wh, table, DS))
 
 
+def want_pairs(inter: pd.DataFrame) -> int:
+    """Co-occurring ordered pairs of distinct catalogue items (top 50 keeps them all here)."""
+    inside = inter[inter[C.ITEM_ID] != "zz"]
+    pairs = inside.merge(inside, on=C.USER_ID)
+    return len(
+        pairs[pairs[C.ITEM_ID + "_x"] != pairs[C.ITEM_ID + "_y"]][
+            [C.ITEM_ID + "_x", C.ITEM_ID + "_y"]
+        ].drop_duplicates()
+    )
+
+
 def test_space_at_equals_build_item_space_on_the_same_data(spark: Any, tmp_path: Path) -> None:
     wh = str(tmp_path / "wh")
     ids = ["a", "b", "c", "d", "e", "f"]  # f: listed, never interacted (cold)
@@ -171,6 +183,9 @@ def test_space_at_equals_build_item_space_on_the_same_data(spark: Any, tmp_path:
     ):
         _publish(spark, wh, table, frame)
 
+    # the night's item_space stage reduces the interactions; space_at reads its two tables
+    record = item_space.run(spark, ItemSpaceConfig(ds=DS, warehouse=wh))
+    assert record["counts"] == {"item_stats": 5, "item_cooccurrence": int(want_pairs(inter))}
     got = fusion_inputs.space_at(spark, wh, DS, head_share=0.6)
     want = fusion.build_item_space(cat, inter, emb, fac, AS_OF, head_share=0.6)
 

@@ -63,6 +63,7 @@ from longtail.config import (
     CleanConfig,
     ContentConfig,
     IngestConfig,
+    ItemSpaceConfig,
     PublishConfig,
     RankerConfig,
     ScoreConfig,
@@ -70,7 +71,16 @@ from longtail.config import (
 from longtail.lastday import last_day
 from longtail.ranker import load_booster
 from longtail.sparkutil import get_spark
-from longtail.stages import clean, content, ingest, publish, score, train_als, train_ranker
+from longtail.stages import (
+    clean,
+    content,
+    ingest,
+    item_space,
+    publish,
+    score,
+    train_als,
+    train_ranker,
+)
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import run_and_record
 from longtail.stages.train_als import USER_FACTORS
@@ -121,6 +131,7 @@ def _run_pipeline(spark: Any, landing: str, wh: str, ds: Any, *, full: bool) -> 
         stages += [
             ("content", content, ContentConfig(ds=ds, warehouse=wh)),
             ("train_als", train_als, AlsConfig(ds=ds, warehouse=wh)),
+            ("item_space", item_space, ItemSpaceConfig(ds=ds, warehouse=wh)),
             ("train_ranker", train_ranker, RankerConfig(ds=ds, warehouse=wh)),
             ("score", score, ScoreConfig(ds=ds, warehouse=wh, top_n=K)),
             ("publish", publish, PublishConfig(ds=ds, warehouse=wh, top_n=K)),
@@ -470,7 +481,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     scorer.record(
         "published",
         pub_recs,
-        sum(records[s]["seconds"] for s in ("content", "train_als", "train_ranker")),
+        sum(records[s]["seconds"] for s in ("content", "train_als", "item_space", "train_ranker")),
         records["score"]["seconds"],
         mem.peak_mb,
     )

@@ -9,11 +9,11 @@ from pyspark.sql import SparkSession
 
 from longtail import columns as C
 from longtail.fusion import ItemSpace, assemble_item_space
-from longtail.item_stats import cooccurrence_pairs, item_statistics
 from longtail.stages.content import EMBEDDING
 from longtail.stages.content import TABLE as EMBEDDINGS
 from longtail.stages.train_als import ITEM_FACTORS
 from longtail.storage import read_table
+from longtail.tables import ITEM_COOCCURRENCE, ITEM_STATS
 
 
 def window_end(ds: date) -> pd.Timestamp:
@@ -35,18 +35,15 @@ def item_factors(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
 def space_at(spark: SparkSession, wh: str, ds: date, head_share: float = 0.8) -> ItemSpace:
     """The item space for scoring on ds: everything up to the end of ds.
 
-    Interactions (users x items) are reduced in Spark; only per-item statistics and at most
-    50 neighbours per item reach the driver, beside the item-sized catalogue and vectors.
+    Reads the night's item-sized reductions (stages/item_space.py) beside the catalogue and
+    vectors: nothing here grows with users or events.
     """
-    end = window_end(ds)
-    items = read_table(spark, wh, "catalogue", ds).select(C.ITEM_ID)
-    inter = read_table(spark, wh, "interactions", ds).join(items, C.ITEM_ID, "left_semi")
     return assemble_item_space(
         catalogue(spark, wh, ds),
-        item_statistics(inter, end).toPandas(),
-        cooccurrence_pairs(inter).toPandas(),
+        read_table(spark, wh, ITEM_STATS, ds).toPandas(),
+        read_table(spark, wh, ITEM_COOCCURRENCE, ds).toPandas(),
         embeddings(spark, wh, ds),
         item_factors(spark, wh, ds),
-        end,
+        window_end(ds),
         head_share=head_share,
     )

@@ -53,6 +53,9 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     if als_record is None:
         raise FileNotFoundError(f"no train_als record for ds={ds}: run train_als first")
     als_cfg = als_record["config"]
+    space_record = read_record(spark, wh, ds, "item_space")
+    if space_record is None:
+        raise FileNotFoundError(f"no item_space record for ds={ds}: run item_space first")
     end = inputs.window_end(ds)
     events = read_table(spark, wh, "silver_events", ds).select(
         C.USER_ID, C.ITEM_ID, C.TS, C.EVENT_TYPE, C.WEIGHT
@@ -93,7 +96,9 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     }
     booster_text = ""
     if truth:
-        ts = _training_set(spark, cfg, als_cfg, events, start, sample, truth)
+        ts = _training_set(
+            spark, cfg, als_cfg, space_record["config"], events, start, sample, truth
+        )
         meta["candidate_recall"] = ts.candidate_recall
         if ts.n_users >= 10:
             params = {
@@ -128,6 +133,7 @@ def _training_set(
     spark: SparkSession,
     cfg: RankerConfig,
     als_cfg: dict[str, Any],
+    space_cfg: dict[str, Any],
     events: DataFrame,
     start: pd.Timestamp,
     sample: DataFrame,
@@ -136,7 +142,8 @@ def _training_set(
     """Candidates and labels for the sampled users, with features as of the window start.
 
     Everything the features see is rebuilt from the events before start (interactions, item
-    statistics, co-occurrence, and an ALS fit), so no feature knows the labels. The night's own
+    statistics and co-occurrence with the night's item_space settings, and an ALS fit), so no
+    feature knows the labels. The night's own
     ALS cannot serve: fitted through ds, it has seen every label pair. Only item-sized frames,
     the ALS matrix and the sample's history rows reach the driver.
     """
@@ -158,8 +165,10 @@ def _training_set(
         in_catalogue = interactions.join(ids, C.ITEM_ID, "left_semi")
         space = assemble_item_space(
             cat,
-            item_statistics(in_catalogue, start).toPandas(),
-            cooccurrence_pairs(in_catalogue).toPandas(),
+            item_statistics(in_catalogue, start, space_cfg["recent_days"]).toPandas(),
+            cooccurrence_pairs(
+                in_catalogue, space_cfg["cooccurrence_top"], space_cfg["cooccurrence_user_cap"]
+            ).toPandas(),
             inputs.embeddings(spark, cfg.warehouse, cfg.ds),
             factors_frame(model.item_ids, model.item_factors, C.ITEM_ID),
             start,
