@@ -13,6 +13,7 @@ import json
 import uuid
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -143,9 +144,9 @@ def _training_set(
 
     Everything the features see is rebuilt from the events before start (interactions, item
     statistics and co-occurrence with the night's item_space settings, and an ALS fit), so no
-    feature knows the labels. The night's own
-    ALS cannot serve: fitted through ds, it has seen every label pair. Only item-sized frames,
-    the ALS matrix and the sample's history rows reach the driver.
+    feature knows the labels: the night's own ALS and item_space tables, built through ds, have
+    seen every label pair. Only item-sized frames, the ALS matrix (which implicit fits on the
+    driver) and the sample's history rows reach the driver.
     """
     before = events.where(F.unix_micros(F.col(C.TS)) < F.lit(label_window.epoch_us(start)))
     interactions = build_interactions(before).cache()
@@ -161,7 +162,9 @@ def _training_set(
         cat = inputs.catalogue(spark, cfg.warehouse, cfg.ds)
         first_seen = pd.to_datetime(cat[C.FIRST_SEEN], utc=True, errors="coerce")
         cat = cat[first_seen.isna() | (first_seen < start)]
-        ids = spark.createDataFrame(pd.DataFrame({C.ITEM_ID: cat[C.ITEM_ID].astype(str)}))
+        ids = spark.createDataFrame(
+            [(str(i),) for i in cat[C.ITEM_ID]], StructType([StructField(C.ITEM_ID, StringType())])
+        )
         in_catalogue = interactions.join(ids, C.ITEM_ID, "left_semi")
         space = assemble_item_space(
             cat,
@@ -173,8 +176,8 @@ def _training_set(
             factors_frame(model.item_ids, model.item_factors, C.ITEM_ID),
             start,
         )
-        factors = factors_frame(model.user_ids, model.user_factors, C.USER_ID)
-        factors = factors[factors[C.USER_ID].isin(truth)]
+        sampled = np.isin(model.user_ids, list(truth))
+        factors = factors_frame(model.user_ids[sampled], model.user_factors[sampled], C.USER_ID)
         rows = fusion_users(
             interactions.join(sample, C.USER_ID, "left_semi"),
             spark.createDataFrame(factors) if len(factors) else _no_factors(spark),
