@@ -2,11 +2,13 @@
 
 One nightly run on a small generated shop, checked against the output contract with expectations
 computed here, with plain pandas from the landing files (no pipeline code); then a re-run of the
-same date (idempotent, nothing left behind), then a run on a landing folder that breaks the input
-contract (fails, names the file and the column, and the published partition, its manifest, the
-latest pointers and the asset events are untouched). Then a second night, with retention set to
-one night; then Airflow's scheduler and api-server start, the example consumer DAG runs once for
-each night's `recommendations` partition, and the asset events are read through the REST API.
+same date (idempotent, nothing left behind; long variant), then a run on a landing folder that
+breaks the input contract (fails, names the file and the column, and the published partition, its
+manifest, the latest pointers and the asset events are untouched). Then, in the long variant, a
+second night with retention set to one night (the in-process tests in tests/reliability cover
+retention, latest pointers and manifests across nights by default); then Airflow's scheduler and
+api-server start, the example consumer DAG runs once for each night's `recommendations`
+partition, and the asset events are read through the REST API.
 
 The tests share one warehouse and run in file order; each can also run alone.
 """
@@ -50,7 +52,7 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE = SampleConfig(n_users=300, n_items=200, n_days=20, seed=3)
 TOP_N = 10
 RUN_TIMEOUT_S = 1200  # one DAG run: ~4 min on 2 idle cores, twice that on a busy machine
-CONSUMER_TIMEOUT_S = 600  # scheduler and api-server start, then two short consumer runs
+CONSUMER_TIMEOUT_S = 600  # scheduler and api-server start, then a short consumer run a night
 PUBLISHED = ("recommendations", "similar_items", "quality_metrics")
 INTERMEDIATE = (
     "bronze_events",
@@ -608,7 +610,7 @@ class SecondNight:
 
 
 @pytest.fixture(scope="module")
-def second_night(nightly: Nightly) -> SecondNight:
+def second_night(nightly: Nightly) -> SecondNight:  # a whole DAG run: long variant only
     """The night after the first, with retention keeping one night."""
     second = (date.fromisoformat(nightly.ds) + timedelta(days=1)).isoformat()
     proc = _airflow_run(
@@ -622,6 +624,7 @@ def second_night(nightly: Nightly) -> SecondNight:
     return SecondNight(first=nightly.ds, second=second, proc=proc)
 
 
+@pytest.mark.long  # a second DAG run; in-process: tests/reliability/test_contract.py
 def test_second_night_moves_latest_and_every_manifest_counts_its_rows(
     nightly: Nightly, second_night: SecondNight
 ) -> None:
@@ -640,6 +643,7 @@ def test_second_night_moves_latest_and_every_manifest_counts_its_rows(
             assert manifest["run_id"].startswith("manual__"), manifest["run_id"]
 
 
+@pytest.mark.long  # a second DAG run; in-process: tests/reliability/test_retention.py
 def test_retention_of_one_night_leaves_the_newest_intermediate_partitions(
     nightly: Nightly, second_night: SecondNight
 ) -> None:
@@ -731,6 +735,16 @@ def _get(url: str, token: str | None = None) -> Any:
         return json.loads(r.read())
 
 
+@pytest.fixture(scope="module")
+def nights(nightly: Nightly, long_tests: bool, request: pytest.FixtureRequest) -> list[str]:
+    """The nights published before the scheduler starts: the first, and the second night in the
+    long variant."""
+    if not long_tests:
+        return [nightly.ds]
+    second: SecondNight = request.getfixturevalue("second_night")
+    return [second.first, second.second]
+
+
 @dataclass(frozen=True)
 class Served:
     events: list[dict[str, Any]]
@@ -738,7 +752,7 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(nightly: Nightly, second_night: SecondNight) -> Served:
+def served(nightly: Nightly, nights: list[str]) -> Served:
     """Until now Airflow ran as `airflow dags test` (no scheduler): the asset events queued the
     consumer. The scheduler starts its runs; the api-server answers the REST API."""
     pause = subprocess.run(
@@ -753,7 +767,7 @@ def served(nightly: Nightly, second_night: SecondNight) -> Served:
     deadline = time.time() + CONSUMER_TIMEOUT_S
     with _scheduler_and_api(nightly, deadline) as api:
         runs: list[tuple] = []
-        while len([r for r in runs if r[1] == "success"]) < 2:
+        while len([r for r in runs if r[1] == "success"]) < len(nights):
             runs = _db(
                 nightly, "SELECT partition_key, state FROM dag_run WHERE dag_id = ?", CONSUMER
             )
@@ -773,12 +787,12 @@ def _tail(run: Nightly, name: str, lines: int = 40) -> str:
 
 
 def test_asset_events_through_the_rest_api(
-    nightly: Nightly, second_night: SecondNight, served: Served
+    nightly: Nightly, nights: list[str], served: Served
 ) -> None:
-    """One event per successful publish (night 1, its re-run when the long variant ran it, night
-    2; none for the failed run), extra = {ds, rows, users, model_version, path}, key = ds."""
+    """One event per successful publish (night 1, its re-run and night 2 when the long variant
+    ran them; none for the failed run), extra = {ds, rows, users, model_version, path}, key = ds."""
     reran = (nightly.base / "run-2.log").exists()  # test_rerun_of_the_same_date_is_idempotent
-    expected_nights = [second_night.first] * (2 if reran else 1) + [second_night.second]
+    expected_nights = [nights[0]] * (2 if reran else 1) + nights[1:]
     by_asset: dict[str, list[dict]] = {}
     for event in served.events:
         by_asset.setdefault(event["name"], []).append(event)
@@ -804,15 +818,12 @@ def test_asset_events_through_the_rest_api(
 
 
 def test_the_consumer_dag_ran_once_for_each_night(
-    nightly: Nightly, second_night: SecondNight, served: Served
+    nightly: Nightly, nights: list[str], served: Served
 ) -> None:
     runs = served.consumer_runs
-    assert sorted(r["state"] for r in runs) == ["success", "success"], runs
-    assert sorted(r.get("partition_key") for r in runs) == [
-        second_night.first,
-        second_night.second,
-    ]
-    for ds in (second_night.first, second_night.second):
+    assert sorted(r["state"] for r in runs) == ["success"] * len(nights), runs
+    assert sorted(r.get("partition_key") for r in runs) == nights
+    for ds in nights:
         csv = nightly.base / "outbox" / "recommendations" / "segment=0" / f"ds={ds}.csv"
         got = pd.read_csv(csv, dtype={"user_id": str, "item_id": str})
         recs = _read_published(nightly.warehouse / "recommendations" / f"ds={ds}")

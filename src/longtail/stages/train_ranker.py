@@ -62,6 +62,7 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         C.USER_ID, C.ITEM_ID, C.TS, C.EVENT_TYPE, C.WEIGHT
     )
     firsts = label_window.pair_firsts(events, end).cache()
+    labels = None
     try:
         lengths = label_window.window_days(cfg.label_window_days, cfg.max_label_window_days)
         counts_by_days = label_window.new_pair_counts(
@@ -83,8 +84,10 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
             [(u,) for u in sampled], StructType([StructField(C.USER_ID, StringType())])
         )
         truth = label_window.labels_of(labels, sample) if sampled else {}
-    finally:
+    finally:  # only the sample's labels (a dict) are used from here on
         firsts.unpersist()
+        if labels is not None:
+            labels.unpersist()
     meta: dict[str, Any] = {
         "model_version": model_version(cfg),
         "features": list(FEATURES),
@@ -111,7 +114,6 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
             booster, report = fit(ts, params, cfg.seed)
             booster_text = booster.model_to_string()
             meta["training"] = report
-    labels.unpersist()
     meta["ranker"] = "lightgbm-lambdarank" if booster_text else "blend"
     attempt = uuid.uuid4().hex[:12]
     staged = staging_path(wh, TABLE, ds, attempt)
