@@ -1,4 +1,9 @@
-"""`make bench LANDING=...` on a small generated shop: metrics.json has every system and metric."""
+"""`make bench LANDING=...` on a small generated shop: metrics.json has every system and metric.
+
+A long variant (LONGTAIL_LONG_TESTS=1): about five minutes on two cores. By default the
+benchmark's parts are checked by the unit tests (split, peers, tuning, metrics, bootstrap,
+report, table, replay); this runs them together end to end.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import pytest
 
 from longtail.sample import SampleConfig, generate
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.long]
 
 SYSTEMS = (
     "popularity",
