@@ -15,6 +15,7 @@ DATASET ?=
 BENCH_NAME ?=
 BENCH_ARGS ?=
 SCALE_FACTORS ?=
+SCALE_KEEP ?=
 PYTEST_ARGS ?=
 KEEP_NIGHTS ?= 30
 KEEP_PUBLISHED ?=
@@ -42,7 +43,7 @@ help:
 	@echo "make run    [DS=YYYY-MM-DD] [LANDING=dir] [WAREHOUSE=dir] [TOP_N=20]  nightly DAG on the sample"
 	@echo "make test   [PYTEST_ARGS=...]                                          the test suite"
 	@echo "make bench  DATASET=<name> | LANDING=<dir> [BENCH_NAME=name] [BENCH_ARGS=...]  benchmark"
-	@echo "make bench-scale [SCALE_FACTORS='1 4 16']  nightly DAG on generated shops of growing size"
+	@echo "make bench-scale [SCALE_FACTORS='1 4 16'] [SCALE_KEEP=1]  nightly DAG on generated shops of growing size"
 	@echo "            BENCH_ARGS e.g. --listing-dates auto|landing|first_event --protocol auto|temporal|user_holdout"
 	@echo "make retention [DS=YYYY-MM-DD] [KEEP_NIGHTS=30] [KEEP_PUBLISHED=n]        expire old nights now"
 	@echo "make data-docs [WAREHOUSE=dir]                                          rebuild the quality site"
@@ -98,8 +99,10 @@ bench-table: $(STAMP)
 	$(BIN)/python -m longtail.bench.table reports/bench
 
 # SCALE_FACTORS: shop sizes in units of 10k users / 5k items / ~300k events (default 1 4 16).
+# SCALE_KEEP=1: keep the report's other factors (same machine), so one factor can be re-measured.
 bench-scale: $(STAMP) airflow-db
-	$(BIN)/python -m longtail.bench.scale $(if $(SCALE_FACTORS),--factors $(SCALE_FACTORS))
+	$(BIN)/python -m longtail.bench.scale $(if $(SCALE_FACTORS),--factors $(SCALE_FACTORS)) \
+	  $(if $(SCALE_KEEP),--keep)
 
 bench-all: $(STAMP)
 	for d in online-retail amazon-office-2014 ml-latest-small amazon-beauty-2014; do \

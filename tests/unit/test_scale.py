@@ -62,7 +62,39 @@ def test_report_files(tmp_path: Path) -> None:
         "wall_s",
         "stages",
         "peak_rss_mb",
+        "commit",
     }
     svg = ET.fromstring((tmp_path / "scale.svg").read_text())
     lines = [el for el in svg.iter() if el.tag.endswith("polyline")]
     assert len(lines) == 2  # the DAG's wall time and the one stage
+
+
+def test_keep_merges_an_earlier_report_on_the_same_machine(tmp_path: Path) -> None:
+    earlier = [_run(1, 100, 200, score=20), _run(4, 400, 700, score=90)]
+    scale.write_report(earlier, tmp_path)
+    report = tmp_path / "metrics.json"
+    kept = scale.kept_runs(report, remeasured=[4.0, 16.0])
+    assert kept == [earlier[0]]  # 4x is measured again, so the earlier 4x is dropped
+    merged = scale.metrics(sorted([*kept, _run(16, 1600, 2400, score=300)], key=lambda r: r.factor))
+    assert [s["factor"] for s in merged["scales"]] == [1, 16]
+    assert merged["steps"][0]["events_ratio"] == 16.0
+    assert scale.kept_runs(tmp_path / "absent.json", [1.0]) == []
+
+
+def test_keep_refuses_figures_from_another_machine(tmp_path: Path) -> None:
+    scale.write_report([_run(1, 100, 200, score=20)], tmp_path)
+    report = tmp_path / "metrics.json"
+    saved = json.loads(report.read_text())
+    report.write_text(json.dumps({**saved, "machine": "64 cores, 512 GiB"}))
+    with pytest.raises(SystemExit, match="64 cores"):
+        scale.kept_runs(report, [16.0])
+
+
+def test_scale_entries_round_trip_with_their_commit() -> None:
+    run = scale.ScaleRun(16, 160_000, 80_000, 4_500_000, 2000.0, {"score": 500.0}, 9000.0, "abc")
+    entry = json.loads(json.dumps(scale.metrics([run])["scales"][0]))
+    assert scale.ScaleRun.from_dict(entry) == run
+    assert entry["commit"] == "abc"
+    # reports written before commits were recorded still load
+    del entry["commit"]
+    assert scale.ScaleRun.from_dict(entry).commit == ""

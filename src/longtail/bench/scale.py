@@ -51,6 +51,20 @@ class ScaleRun:
     wall_s: float
     stages: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    commit: str = ""  # the code that was measured: factors may be measured on different days
+
+    @classmethod
+    def from_dict(cls, entry: Mapping[str, Any]) -> ScaleRun:
+        return cls(
+            factor=float(entry["factor"]),
+            users=int(entry["users"]),
+            items=int(entry["items"]),
+            events=int(entry["events"]),
+            wall_s=float(entry["wall_s"]),
+            stages={k: float(v) for k, v in entry.get("stages", {}).items()},
+            peak_rss_mb=float(entry.get("peak_rss_mb", 0.0)),
+            commit=str(entry.get("commit", "")),
+        )
 
 
 def shop_config(factor: float) -> SampleConfig:
@@ -110,6 +124,44 @@ def run_dag(landing: Path, warehouse: Path, ds: str, log_path: Path) -> tuple[fl
     return wall, mem.peak_mb
 
 
+def code_commit(repo: Path = REPO) -> str:
+    """The checked-out commit (with `+changes` when the tree differs from it), or "" outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return head + ("+changes" if dirty else "")
+
+
+def kept_runs(report: Path, remeasured: Sequence[float]) -> list[ScaleRun]:
+    """Factors of an earlier report that this run does not measure again, if it was measured on
+    a machine like this one (figures from another machine would make false steps)."""
+    if not report.is_file():
+        return []
+    saved = json.loads(report.read_text())
+    if saved.get("machine") != machine():
+        raise SystemExit(
+            f"{report} was measured on {saved.get('machine')!r}, this is {machine()!r}: "
+            "re-run every factor here instead of keeping its figures"
+        )
+    return [
+        ScaleRun.from_dict(e)
+        for e in saved.get("scales", [])
+        if float(e["factor"]) not in remeasured
+    ]
+
+
 def run_scale(factor: float, work: Path) -> ScaleRun:
     cfg = shop_config(factor)
     folder = work / f"x{factor:g}"
@@ -131,6 +183,7 @@ def run_scale(factor: float, work: Path) -> ScaleRun:
         wall_s=round(wall, 1),
         stages=stage_seconds(warehouse, ds),
         peak_rss_mb=round(peak, 0),
+        commit=code_commit(),
     )
     print(
         f"[scale x{factor:g}] {run.wall_s:.0f}s, peak {run.peak_rss_mb:.0f} MB, "
@@ -273,9 +326,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--factors", type=float, nargs="+", default=[1.0, 4.0, 16.0])
     parser.add_argument("--work-dir", default=str(REPO / "data" / "scale"))
     parser.add_argument("--out", default=str(REPO / "reports" / "scale"))
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the other factors of the existing report (same machine); each scale records "
+        "the commit it measured",
+    )
     args = parser.parse_args(argv)
     factors = sorted(set(args.factors))
+    kept = kept_runs(Path(args.out) / "metrics.json", factors) if args.keep else []
     runs = [run_scale(f, Path(args.work_dir)) for f in factors]
+    runs = sorted([*kept, *runs], key=lambda r: r.factor)
     result = write_report(runs, Path(args.out))
     for step in result["steps"]:
         print(
