@@ -67,17 +67,24 @@ def cooccurrence_pairs(
         .select(C.USER_ID, C.ITEM_ID)
     )
     n = capped.groupBy(C.ITEM_ID).agg(F.count(F.lit(1)).alias("_n"))
+    # Co-counts and scores are symmetric: count each unordered pair once (item < neighbour),
+    # score it, then mirror it. That halves the self-join's rows, the largest shuffle of a night.
     pairs = capped.join(
         capped.select(C.USER_ID, F.col(C.ITEM_ID).alias(NEIGHBOUR_ID)), C.USER_ID
-    ).where(F.col(C.ITEM_ID) != F.col(NEIGHBOUR_ID))
+    ).where(F.col(C.ITEM_ID) < F.col(NEIGHBOUR_ID))
     co = pairs.groupBy(C.ITEM_ID, NEIGHBOUR_ID).agg(F.count(F.lit(1)).alias("_co"))
-    scored = (
+    half = (
         co.join(n, C.ITEM_ID)
         .join(n.select(F.col(C.ITEM_ID).alias(NEIGHBOUR_ID), F.col("_n").alias("_m")), NEIGHBOUR_ID)
         .select(
             C.ITEM_ID,
             NEIGHBOUR_ID,
             (F.col("_co") / F.sqrt(F.col("_n") * F.col("_m"))).alias(C.SCORE),
+        )
+    )
+    scored = half.unionByName(
+        half.select(
+            F.col(NEIGHBOUR_ID).alias(C.ITEM_ID), F.col(C.ITEM_ID).alias(NEIGHBOUR_ID), C.SCORE
         )
     )
     best = Window.partitionBy(C.ITEM_ID).orderBy(F.col(C.SCORE).desc(), F.col(NEIGHBOUR_ID).asc())
