@@ -124,9 +124,13 @@ class VectorIndex:
         faiss = _faiss()
         index = self._index()
         params = faiss.SearchParametersHNSW()
+        # The selector reads this bitmap through a raw pointer and does not own it: it must stay
+        # referenced (never rebound) until the last search below, or the search reads freed
+        # memory and answers outside the subset, differently from run to run.
+        bitmap = None
         if subset is not None:
-            keep = np.packbits(subset[self.rows].astype(np.uint8), bitorder="little")
-            params.sel = faiss.IDSelectorBitmap(len(self.rows), faiss.swig_ptr(keep))
+            bitmap = np.packbits(subset[self.rows].astype(np.uint8), bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(len(self.rows), faiss.swig_ptr(bitmap))
         n_ex = np.array([len(e) for e in excluded], dtype=np.int64)
         # Queries that skip many items ask for more: group them so one heavy user does not widen
         # the search of the whole block.
@@ -147,6 +151,7 @@ class VectorIndex:
             take = rank < k
             pos[r[take], rank[take]] = p[take]
             val[r[take], rank[take]] = v[take]
+        del bitmap  # alive until here (see above)
         return pos, val
 
 

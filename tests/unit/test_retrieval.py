@@ -164,3 +164,27 @@ def test_content_neighbours_start_with_the_item_itself() -> None:
     assert (pos[1::2] == -1).all()
     want = np.sort(v[rows] @ v[rows].T, axis=1)[:, ::-1][:, :4]
     np.testing.assert_allclose(sims[rows], want, atol=1e-5)
+
+
+def test_graph_search_keeps_its_subset_across_exclusion_groups() -> None:
+    """Queries are searched in groups by how many items they exclude, all under one subset
+    selector that only points at its bitmap: every group must still see the subset (a bitmap
+    freed after the first group let later groups answer outside it), and the same search twice
+    gives the same answers. Many groups of shop-like history lengths, as in a real block."""
+    rng = np.random.default_rng(11)
+    n = 10_000
+    v = _clustered(n, 16, rng)
+    subset = rng.random(n) < 0.9
+    idx = VectorIndex.build(v, np.arange(n), exact_max_items=0)
+    q = _clustered(512, 16, rng)
+    ex = [np.sort(rng.choice(n, s, replace=False)) for s in rng.geometric(0.05, len(q))]
+    assert len({len(e) for e in ex}) > 40  # many exclusion groups
+    first = idx.search(q, 60, ex, subset)
+    inside = set(np.flatnonzero(subset).tolist())
+    for r in range(len(q)):
+        got = first[0][r][first[0][r] >= 0].tolist()
+        assert len(got) == 60
+        assert set(got) <= inside - set(ex[r].tolist()), r
+    for _ in range(3):
+        again = idx.search(q, 60, ex, subset)
+        assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
