@@ -705,26 +705,40 @@ def final_lists(
 ) -> pd.DataFrame:
     """Per user: tail-aware top-n of the scored candidates -> user_id, rank, item_id, score,
     source, is_long_tail."""
-    out = []
-    cands = cands.assign(_score=scores)
-    for user, grp in cands.groupby(C.USER_ID, sort=True):
-        idx = grp["item_idx"].to_numpy()
-        pos, sc = tail_rerank(grp["_score"].to_numpy(), space.is_tail[idx], n, tail_target)
-        out.append(
-            pd.DataFrame(
-                {
-                    C.USER_ID: user,
-                    C.RANK: np.arange(1, len(pos) + 1, dtype=np.int32),
-                    C.ITEM_ID: space.item_ids[idx[pos]],
-                    C.SCORE: sc.astype(np.float64),
-                    C.SOURCE: grp[C.SOURCE].to_numpy()[pos],
-                    IS_LONG_TAIL: space.is_tail[idx[pos]],
-                }
-            )
-        )
-    if not out:
-        return pd.DataFrame(columns=[C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE, IS_LONG_TAIL])
-    return pd.concat(out, ignore_index=True)
+    columns = [C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE, IS_LONG_TAIL]
+    # Users in sorted order, each user's rows in their given order (as groupby(sort=True)), read
+    # as numpy slices: one frame for the whole block, not one per user.
+    codes, users = pd.factorize(cands[C.USER_ID], sort=True)
+    keep = np.flatnonzero(codes >= 0)  # groupby drops missing keys
+    rows = keep[np.argsort(codes[keep], kind="stable")]
+    if not len(rows):
+        return pd.DataFrame(columns=columns)
+    codes = codes[rows]
+    item_idx = cands["item_idx"].to_numpy()[rows]
+    score = np.asarray(scores)[rows]
+    source = cands[C.SOURCE].to_numpy()[rows]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
+    picked, out_scores, ranks, lengths = [], [], [], []
+    for a, b in zip(starts, ends, strict=True):
+        pos, sc = tail_rerank(score[a:b], space.is_tail[item_idx[a:b]], n, tail_target)
+        picked.append(pos + a)
+        out_scores.append(sc.astype(np.float64))
+        ranks.append(np.arange(1, len(pos) + 1, dtype=np.int32))
+        lengths.append(len(pos))
+    at = np.concatenate(picked).astype(np.int64)
+    idx = item_idx[at]
+    return pd.DataFrame(
+        {
+            C.USER_ID: np.repeat(np.asarray(users, dtype=object)[codes[starts]], lengths),
+            C.RANK: np.concatenate(ranks),
+            C.ITEM_ID: space.item_ids[idx],
+            C.SCORE: np.concatenate(out_scores),
+            C.SOURCE: source[at],
+            IS_LONG_TAIL: space.is_tail[idx],
+        },
+        columns=columns,
+    )
 
 
 def user_frame(interactions: pd.DataFrame, user_factors: pd.DataFrame | None) -> pd.DataFrame:

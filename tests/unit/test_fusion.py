@@ -175,3 +175,26 @@ def test_recent_similarity_is_each_users_max_over_their_recent_items() -> None:
     for row in c.itertuples(index=False):
         expected = max(emb[j] @ emb[row.item_idx] for j in recent[getattr(row, C.USER_ID)])
         assert row.content_recent_sim == pytest.approx(expected, abs=1e-6)
+
+
+def test_final_lists_by_hand_with_interleaved_users() -> None:
+    # rows of u2 and u1 interleaved; is_tail: c, d, e, f. u1 scores a 3, c 2, b 1; u2 d 5, a 4.
+    cands = pd.DataFrame(
+        {
+            C.USER_ID: ["u2", "u1", "u1", "u2", "u1", None],
+            "item_idx": np.array([3, 0, 2, 0, 1, 4], np.int32),
+            C.SOURCE: ["content", "als", "cooccurrence", "als", "content", "als"],
+        }
+    )
+    scores = np.array([5.0, 3.0, 2.0, 4.0, 1.0, 9.0])
+    got = fusion.final_lists(cands, scores, space(), 3, 0.5)
+    # users sorted; a user without an id is dropped; u1 at 0.5 needs a tail item by rank 2
+    assert got[C.USER_ID].tolist() == ["u1", "u1", "u1", "u2", "u2"]
+    assert got[C.RANK].tolist() == [1, 2, 3, 1, 2]
+    assert got[C.ITEM_ID].tolist() == ["a", "c", "b", "d", "a"]
+    assert got[C.SCORE].tolist() == [3.0, 2.0, 1.0, 5.0, 4.0]
+    assert got[C.SOURCE].tolist() == ["als", "cooccurrence", "content", "content", "als"]
+    assert got[fusion.IS_LONG_TAIL].tolist() == [False, True, False, True, False]
+    assert got[C.RANK].dtype == np.int32
+    empty = fusion.final_lists(cands.iloc[:0], np.zeros(0), space(), 3, 0.5)
+    assert empty.empty and list(empty.columns) == list(got.columns)
