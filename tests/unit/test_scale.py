@@ -98,3 +98,20 @@ def test_scale_entries_round_trip_with_their_commit() -> None:
     # reports written before commits were recorded still load
     del entry["commit"]
     assert scale.ScaleRun.from_dict(entry).commit == ""
+
+
+def test_code_commit_names_the_head_and_a_changed_tree(tmp_path: Path) -> None:
+    import subprocess
+
+    assert scale.code_commit(tmp_path) == ""  # not a git checkout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "f.txt").write_text("a")
+    subprocess.run([*git, "add", "f.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert scale.code_commit(tmp_path) == head[:12]
+    (tmp_path / "f.txt").write_text("b")
+    assert scale.code_commit(tmp_path) == head[:12] + "+changes"
