@@ -124,9 +124,9 @@ class VectorIndex:
         faiss = _faiss()
         index = self._index()
         params = faiss.SearchParametersHNSW()
-        # The selector reads this bitmap through a raw pointer and does not own it: it must stay
-        # referenced (never rebound) until the last search below, or the search reads freed
-        # memory and answers outside the subset, differently from run to run.
+        # The selector reads this bitmap through a raw pointer and does not own it: the name must
+        # never be rebound in this function, or the bitmap is freed before the later searches,
+        # which then answer outside the subset, differently from run to run.
         bitmap = None
         if subset is not None:
             bitmap = np.packbits(subset[self.rows].astype(np.uint8), bitorder="little")
@@ -151,7 +151,6 @@ class VectorIndex:
             take = rank < k
             pos[r[take], rank[take]] = p[take]
             val[r[take], rank[take]] = v[take]
-        del bitmap  # alive until here (see above)
         return pos, val
 
 
