@@ -8,6 +8,7 @@ after it), which are counted as deferred.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
@@ -100,13 +101,24 @@ def _quarantine_rows(df: DataFrame, table: str, record_cols: list[str]) -> DataF
     )
 
 
-def clean(bronze_events: DataFrame, bronze_items: DataFrame, cfg: CleanConfig) -> CleanResult:
+def clean(
+    bronze_events: DataFrame,
+    bronze_items: DataFrame,
+    cfg: CleanConfig,
+    reuse: Callable[[DataFrame], DataFrame] = lambda df: df,
+) -> CleanResult:
+    """The four clean outputs, as lazy frames.
+
+    reuse: applied to the classified events (every event read, with its reason), which the
+    quarantine, the accepted events and the interactions all derive from. The stage writes them
+    once to staging, so the classification (joins, dedup, bot windows) runs once, not per output.
+    """
     items = clean_items(bronze_items, cfg)
     catalogue = items.where(F.col(C.REASON).isNull()).select(
         C.ITEM_ID, C.TITLE, C.DESCRIPTION, C.CATEGORY, C.BRAND, C.PRICE, C.FIRST_SEEN
     )
     non_products = items.where(F.col(C.REASON) == "non_product").select(C.ITEM_ID)
-    events = clean_events(bronze_events, catalogue, non_products, cfg)
+    events = reuse(clean_events(bronze_events, catalogue, non_products, cfg))
     accepted = events.where(F.col(C.REASON).isNull()).select(
         C.USER_ID,
         C.ITEM_ID,

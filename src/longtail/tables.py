@@ -22,6 +22,9 @@ CATALOGUE = "catalogue"
 SILVER_EVENTS = "silver_events"
 INTERACTIONS = "interactions"
 SILVER = (QUARANTINE, CATALOGUE, SILVER_EVENTS, INTERACTIONS)
+# Clean's classified events (every event read, with its reason): written to the attempt's
+# staging once and read by the quarantine, silver_events and interactions; never published.
+CLEAN_CLASSIFIED = "clean_classified"
 ITEM_EMBEDDINGS = "item_embeddings"
 # The night's item-sized reductions of the interactions (stages/item_space.py).
 ITEM_STATS = "item_stats"

@@ -113,7 +113,7 @@ def test_ingest_dies_mid_write(
 
 def _patch_clean(monkeypatch, change: Callable[[Any], Any]) -> None:
     real = clean_stage.clean
-    monkeypatch.setattr(clean_stage, "clean", lambda e, i, cfg: change(real(e, i, cfg)))
+    monkeypatch.setattr(clean_stage, "clean", lambda *args: change(real(*args)))
 
 
 def test_clean_dies_mid_write(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from longtail import columns as C
 from longtail import gates, tables
-from longtail.cleaning import clean, future_end, window_end
+from longtail.cleaning import CleanResult, clean, future_end, window_end
 from longtail.config import CleanConfig
 from longtail.errors import PermanentError
 from longtail.stages.common import stage_main
@@ -35,14 +35,33 @@ def run(spark: SparkSession, cfg: CleanConfig) -> dict[str, Any]:
     try:
         return _run(spark, cfg, attempt)
     finally:
-        for table in TABLES:
+        for table in (*TABLES, tables.CLEAN_CLASSIFIED):
             discard_staged(spark, cfg.warehouse, table, cfg.ds, attempt)
 
 
 def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
     bronze_events = read_table(spark, cfg.warehouse, "bronze_events", cfg.ds)
     bronze_items = read_table(spark, cfg.warehouse, "bronze_items", cfg.ds)
-    result = clean(bronze_events, bronze_items, cfg)
+
+    def once(classified: DataFrame) -> DataFrame:
+        # Three outputs derive from the classification (two joins, two windows over all events):
+        # written once to this attempt's staging instead of recomputed for each (91 -> 54 s on
+        # 4.6M events). Spark's in-memory cache was slower here: it spilled.
+        uri = write_staging(classified, cfg.warehouse, tables.CLEAN_CLASSIFIED, cfg.ds, attempt)
+        return spark.read.parquet(uri)
+
+    result = clean(bronze_events, bronze_items, cfg, once)
+    return _publish(spark, cfg, attempt, bronze_events, bronze_items, result)
+
+
+def _publish(
+    spark: SparkSession,
+    cfg: CleanConfig,
+    attempt: str,
+    bronze_events: DataFrame,
+    bronze_items: DataFrame,
+    result: CleanResult,
+) -> dict[str, Any]:
     wh, ds = cfg.warehouse, cfg.ds
     outputs = {
         "quarantine": (result.quarantine, None),
