@@ -170,7 +170,7 @@ def parse_timestamp(raw: Column) -> Column:
     """Epoch seconds (or milliseconds, when too large for seconds) or ISO-8601 text -> timestamp."""
     is_number = raw.rlike(r"^-?[0-9]+(\.[0-9]+)?$")
     # Cast only what looks like a number: a failed cast costs an exception per row, and this
-    # column is read several times below (measured: 28 s -> 3 s on 4.6M ISO timestamps).
+    # column is read several times below (4.6M ISO timestamps: the cast alone took 5.4 s).
     num = F.when(is_number, raw.try_cast("double"))
     epoch = F.when(F.abs(num) >= 1e11, num / 1000.0).otherwise(num)
     in_range = epoch.between(_MIN_EPOCH_S, _MAX_EPOCH_S)

@@ -21,7 +21,7 @@ DRIVER_CALLS = frozenset({"toPandas", "collect", "toLocalIterator", "toArrow"})
 BOUNDED: dict[str, str] = {
     "longtail.gates.run_suite": "a pandas copy only of tables with at most "
     "LONGTAIL_GATE_PANDAS_MAX_ROWS rows (200k); larger ones are validated in Spark",
-    "longtail.stages.clean._publish": "quarantine counts per (table, reason): a handful of rows",
+    "longtail.stages.clean._run": "quarantine counts per (table, reason): a handful of rows",
     "longtail.stages.content._run": "the catalogue, and the distinct text hashes already in the "
     "embedding cache (one per item text): items",
     "longtail.stages.fusion_inputs.catalogue": "the catalogue: items",

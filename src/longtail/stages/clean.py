@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from longtail import columns as C
 from longtail import gates, tables
-from longtail.cleaning import CleanResult, clean, future_end, window_end
+from longtail.cleaning import clean, future_end, window_end
 from longtail.config import CleanConfig
 from longtail.errors import PermanentError
 from longtail.stages.common import stage_main
@@ -51,17 +51,6 @@ def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
         return spark.read.parquet(uri)
 
     result = clean(bronze_events, bronze_items, cfg, once)
-    return _publish(spark, cfg, attempt, bronze_events, bronze_items, result)
-
-
-def _publish(
-    spark: SparkSession,
-    cfg: CleanConfig,
-    attempt: str,
-    bronze_events: DataFrame,
-    bronze_items: DataFrame,
-    result: CleanResult,
-) -> dict[str, Any]:
     wh, ds = cfg.warehouse, cfg.ds
     outputs = {
         "quarantine": (result.quarantine, None),
