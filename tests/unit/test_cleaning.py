@@ -7,13 +7,14 @@ row per quarantine reason; all expected values below were worked out by hand.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from longtail import landing
-from longtail.cleaning import clean, window_end
+from longtail.cleaning import build_interactions, clean, window_end
 from longtail.config import CleanConfig
 
 RAW_EVENT_COLS = ["user_id", "item_id", "ts", "event_type", "quantity", "value"]
@@ -217,6 +218,22 @@ def test_interactions(result):
             ("u3", "i2", 4.0, 1, "2024-04-28 08:00:00", "2024-04-28 08:00:00", True),
         ],
     )
+
+
+def test_interaction_weight_does_not_depend_on_row_order(spark):
+    # In floating point (0.1 + 0.2) + 0.3 != 0.1 + (0.2 + 0.3); Spark fixes no order within a
+    # group, so a plain sum could change bytes between two runs of the same night.
+    def weight_of(order):
+        rows = [("u", "i", datetime(2024, 5, 1, h), "view", w) for h, w in order]
+        events = spark.createDataFrame(
+            rows, "user_id string, item_id string, ts timestamp, event_type string, weight double"
+        ).coalesce(1)
+        return build_interactions(events).collect()[0]["weight"]
+
+    forward = weight_of([(1, 0.1), (2, 0.2), (3, 0.3)])
+    backward = weight_of([(3, 0.3), (2, 0.2), (1, 0.1)])
+    assert (0.1 + 0.2) + 0.3 != (0.3 + 0.2) + 0.1
+    assert forward == backward == 0.6
 
 
 def test_custom_event_weights_and_clamps(spark):
