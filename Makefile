@@ -36,13 +36,14 @@ export PYSPARK_PYTHON := $(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all bench-scale clean-data env bench-table \
+.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all bench-scale bench-seeds clean-data env bench-table \
   retention data-docs up down status
 
 help:
 	@echo "make run    [DS=YYYY-MM-DD] [LANDING=dir] [WAREHOUSE=dir] [TOP_N=20]  nightly DAG on the sample"
 	@echo "make test   [PYTEST_ARGS=...]                                          the test suite"
 	@echo "make bench  DATASET=<name> | LANDING=<dir> [BENCH_NAME=name] [BENCH_ARGS=...]  benchmark"
+	@echo "make bench-seeds DATASET=<name> [SEEDS='42 43 44 45 46']  spread of published over learned-stage seeds"
 	@echo "make bench-scale [SCALE_FACTORS='1 4 16'] [SCALE_KEEP=1]  nightly DAG on generated shops of growing size"
 	@echo "            BENCH_ARGS e.g. --listing-dates auto|landing|first_event --protocol auto|temporal|user_holdout"
 	@echo "make retention [DS=YYYY-MM-DD] [KEEP_NIGHTS=30] [KEEP_PUBLISHED=n]        expire old nights now"
@@ -94,6 +95,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m longtail.bench.replay $(if $(DATASET),--dataset "$(DATASET)" --data-dir "$(DATA_DIR)",--landing "$(abspath $(LANDING))") $(if $(BENCH_NAME),--name "$(BENCH_NAME)") $(BENCH_ARGS)
+
+bench-seeds: $(STAMP)
+	$(BIN)/python -m longtail.bench.seeds --dataset "$(DATASET)" --data-dir "$(DATA_DIR)" $(if $(SEEDS),--seeds $(SEEDS))
 
 bench-table: $(STAMP)
 	$(BIN)/python -m longtail.bench.table reports/bench

@@ -121,22 +121,43 @@ class BenchConfig:
             raise ValueError("cold_fraction must be in (0, 1)")
 
 
-def _run_pipeline(spark: Any, landing: str, wh: str, ds: Any, *, full: bool) -> dict[str, dict]:
-    """The nightly DAG's stages, in order, with default configs (full=False stops after clean)."""
+LEARNED_STAGES = ("train_als", "item_space", "train_ranker", "score", "publish")
+
+
+def run_pipeline(
+    spark: Any, landing: str, wh: str, ds: Any, *, full: bool, seed: int | None = None
+) -> dict[str, dict]:
+    """The nightly DAG's stages, in order, with default configs (full=False stops after clean).
+
+    seed: the seed of the learned stages (ALS, the ranker), None = the default configuration's.
+    """
     stages: list[tuple[str, Any, Any]] = [
         ("ingest", ingest, IngestConfig(ds=ds, warehouse=wh, landing=landing)),
         ("clean", clean, CleanConfig(ds=ds, warehouse=wh)),
     ]
     if full:
-        stages += [
-            ("content", content, ContentConfig(ds=ds, warehouse=wh)),
-            ("train_als", train_als, AlsConfig(ds=ds, warehouse=wh)),
-            ("item_space", item_space, ItemSpaceConfig(ds=ds, warehouse=wh)),
-            ("train_ranker", train_ranker, RankerConfig(ds=ds, warehouse=wh)),
-            ("score", score, ScoreConfig(ds=ds, warehouse=wh, top_n=K)),
-            ("publish", publish, PublishConfig(ds=ds, warehouse=wh, top_n=K)),
-        ]
+        stages += [("content", content, ContentConfig(ds=ds, warehouse=wh))]
+        stages += _learned_stages(wh, ds, seed)
     return {name: run_and_record(spark, name, cfg, mod.run) for name, mod, cfg in stages}
+
+
+def _learned_stages(wh: str, ds: Any, seed: int | None) -> list[tuple[str, Any, Any]]:
+    seeded = {} if seed is None else {"seed": seed}
+    return [
+        ("train_als", train_als, AlsConfig(ds=ds, warehouse=wh, **seeded)),
+        ("item_space", item_space, ItemSpaceConfig(ds=ds, warehouse=wh)),
+        ("train_ranker", train_ranker, RankerConfig(ds=ds, warehouse=wh, **seeded)),
+        ("score", score, ScoreConfig(ds=ds, warehouse=wh, top_n=K)),
+        ("publish", publish, PublishConfig(ds=ds, warehouse=wh, top_n=K)),
+    ]
+
+
+def run_learned_stages(spark: Any, wh: str, ds: Any, seed: int | None) -> dict[str, dict]:
+    """Re-run the night's stages from ALS on (same data, content and date) with another seed."""
+    return {
+        name: run_and_record(spark, name, cfg, mod.run)
+        for name, mod, cfg in _learned_stages(wh, ds, seed)
+    }
 
 
 def _clean_nan(value: Any) -> Any:
@@ -391,7 +412,7 @@ def _cold_start(
         drop_items=cold_items,
         user_cutoffs=split.user_cutoffs,
     )
-    _run_pipeline(spark, str(landing), wh_cold, ds, full=True)
+    run_pipeline(spark, str(landing), wh_cold, ds, full=True)
     cold_inter = read_table(spark, wh_cold, "interactions", ds).toPandas()
     lists: dict[str, dict[str, list[str]]] = {}
     lists["popularity"] = peers.popularity(cold_inter, users, cfg.top_k).recs
@@ -412,16 +433,25 @@ def _cold_start(
     return {"protocol": protocol, "systems": systems}
 
 
-def run_bench(cfg: BenchConfig) -> dict[str, Any]:
-    spark = get_spark("longtail-bench")
-    work = Path(cfg.work_dir)
-    wh = str(work / "warehouse")
-    log = lambda msg: print(f"[bench {cfg.name}] {msg}", flush=True)  # noqa: E731
+@dataclass(frozen=True)
+class Prepared:
+    """Steps 1-2 of the protocol: clean events, the split, and the landing the pipeline runs on."""
 
+    events: pd.DataFrame
+    split: Split
+    protocol: str
+    ds_train: Any
+    listed: pd.Series | None
+    landing: str
+
+
+def prepare(spark: Any, cfg: BenchConfig, wh: str, log: Any) -> Prepared:
+    """Clean every event with the pipeline's own stages, split them, derive the bench landing."""
+    work = Path(cfg.work_dir)
     # 1. All clean events, through the pipeline's own ingest + clean.
     ds_final = pd.Timestamp(last_day(cfg.landing)).date()
     log(f"ingest + clean up to {ds_final}")
-    _run_pipeline(spark, cfg.landing, wh, ds_final, full=False)
+    run_pipeline(spark, cfg.landing, wh, ds_final, full=False)
     events = (
         read_table(spark, wh, "silver_events", ds_final)
         .select(C.USER_ID, C.ITEM_ID, C.TS, C.EVENT_TYPE, C.WEIGHT)
@@ -451,10 +481,28 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             spark, cfg.landing, work / "landing", first_seen=listed, user_cutoffs=split.user_cutoffs
         )
     )
+    return Prepared(events, split, protocol, ds_train, listed, bench_landing)
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    spark = get_spark("longtail-bench")
+    work = Path(cfg.work_dir)
+    wh = str(work / "warehouse")
+    log = lambda msg: print(f"[bench {cfg.name}] {msg}", flush=True)  # noqa: E731
+
+    prep = prepare(spark, cfg, wh, log)
+    events, split, protocol, ds_train, listed = (
+        prep.events,
+        prep.split,
+        prep.protocol,
+        prep.ds_train,
+        prep.listed,
+    )
+    bench_landing = prep.landing
 
     # 3. The pipeline itself, run for the last training day.
     with PeakMemory() as mem:
-        records = _run_pipeline(spark, bench_landing, wh, ds_train, full=True)
+        records = run_pipeline(spark, bench_landing, wh, ds_train, full=True)
     interactions = read_table(spark, wh, "interactions", ds_train).toPandas()
     catalogue = (
         read_table(spark, wh, "catalogue", ds_train)
