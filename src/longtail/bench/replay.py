@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -119,9 +119,6 @@ class BenchConfig:
             raise ValueError(f"protocol must be auto or one of {PROTOCOLS}")
         if not 0 < self.cold_fraction < 1:
             raise ValueError("cold_fraction must be in (0, 1)")
-
-
-LEARNED_STAGES = ("train_als", "item_space", "train_ranker", "score", "publish")
 
 
 def run_pipeline(
@@ -433,8 +430,7 @@ def _cold_start(
     return {"protocol": protocol, "systems": systems}
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """Steps 1-2 of the protocol: clean events, the split, and the landing the pipeline runs on."""
 
     events: pd.DataFrame
@@ -490,15 +486,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     wh = str(work / "warehouse")
     log = lambda msg: print(f"[bench {cfg.name}] {msg}", flush=True)  # noqa: E731
 
-    prep = prepare(spark, cfg, wh, log)
-    events, split, protocol, ds_train, listed = (
-        prep.events,
-        prep.split,
-        prep.protocol,
-        prep.ds_train,
-        prep.listed,
-    )
-    bench_landing = prep.landing
+    events, split, protocol, ds_train, listed, bench_landing = prepare(spark, cfg, wh, log)
 
     # 3. The pipeline itself, run for the last training day.
     with PeakMemory() as mem:
