@@ -2,11 +2,12 @@
 -- Events from the end of the run date up to $future_end belong to later runs and are not read;
 -- events at or after $future_end are a broken clock and are quarantined.
 -- Every row read is kept: accepted (reason IS NULL) or quarantined with the first reason that applies.
+-- Inputs: {bronze_events}, {catalogue}, {non_products} (DataFrames, bound per call).
 -- Parameters: $window_end, $future_end, $min_valid_ts (timestamps), $event_types (quoted list),
 --             $bot_max_events_per_day.
 WITH windowed AS (
   SELECT *
-  FROM bronze_events
+  FROM {bronze_events}
   WHERE ts IS NULL OR ts < TIMESTAMP '$window_end' OR ts >= TIMESTAMP '$future_end'
 ),
 flagged AS (
@@ -27,8 +28,8 @@ flagged AS (
       WHEN c.item_id IS NULL THEN 'unknown_item'
     END AS base_reason
   FROM windowed AS w
-  LEFT JOIN catalogue AS c ON w.item_id = c.item_id
-  LEFT JOIN (SELECT DISTINCT item_id FROM non_products) AS np ON w.item_id = np.item_id
+  LEFT JOIN {catalogue} AS c ON w.item_id = c.item_id
+  LEFT JOIN (SELECT DISTINCT item_id FROM {non_products}) AS np ON w.item_id = np.item_id
 ),
 deduped AS (
   SELECT

@@ -1,10 +1,11 @@
 -- Catalogue for the run date from bronze_items.
 -- One row per item_id: the first by (source_file, title, ...) wins, later duplicates are quarantined.
 -- Items first seen after the run date are not yet listed: they are left for later runs (deferred).
+-- Inputs: {bronze_items} (a DataFrame, bound per call).
 -- Parameters: $run_date (YYYY-MM-DD), $max_title_chars.
 WITH listed AS (
   SELECT *
-  FROM bronze_items
+  FROM {bronze_items}
   WHERE first_seen IS NULL OR first_seen <= DATE '$run_date'
 ),
 flagged AS (

@@ -2,6 +2,7 @@
 -- weight sums event weights; exclude marks items the user owns or judged (never recommended again).
 -- The sum runs in DECIMAL: a floating-point sum depends on the order rows arrive in, which Spark does
 -- not fix, and a run must give the same bytes every time (re-runs, backfills, parallel dates).
+-- Inputs: {silver_events} (a DataFrame, bound per call).
 -- Parameters: $excluding_types (quoted list).
 SELECT
   user_id,
@@ -11,5 +12,5 @@ SELECT
   MIN(ts) AS first_ts,
   MAX(ts) AS last_ts,
   MAX(event_type IN ($excluding_types)) AS exclude
-FROM silver_events
+FROM {silver_events}
 GROUP BY user_id, item_id

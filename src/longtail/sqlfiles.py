@@ -6,7 +6,7 @@ import os
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from string import Template
+from string import Formatter, Template
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -21,9 +21,14 @@ def sql_dir() -> Path | Traversable:
 
 
 def render(name: str, **params: object) -> str:
-    """Substitute $params; a missing parameter is an error, not an empty string."""
+    """Substitute $params; a missing parameter is an error, not an empty string.
+
+    Braces in a value are doubled: after this, `{name}` in the text only ever means an input
+    DataFrame that `run_sql` binds.
+    """
     text = (sql_dir() / name).read_text(encoding="utf-8")
-    return Template(text).substitute({k: str(v) for k, v in params.items()})
+    values = {k: str(v).replace("{", "{{").replace("}", "}}") for k, v in params.items()}
+    return Template(text).substitute(values)
 
 
 def quoted_list(values: list[str] | tuple[str, ...]) -> str:
@@ -31,9 +36,19 @@ def quoted_list(values: list[str] | tuple[str, ...]) -> str:
 
 
 def run_sql(
-    spark: SparkSession, name: str, views: dict[str, DataFrame], **params: object
+    spark: SparkSession, name: str, inputs: dict[str, DataFrame], **params: object
 ) -> DataFrame:
-    """Run sql/<name> with the given DataFrames registered under their view names."""
-    for view, df in views.items():
-        df.createOrReplaceTempView(view)
-    return spark.sql(render(name, **params))
+    """Run sql/<name> with its `{input}` placeholders bound to the given DataFrames.
+
+    The frames are passed as DataFrame parameters of `spark.sql`, which binds each under a name
+    unique to this call and drops it afterwards. Registering fixed view names instead
+    (`createOrReplaceTempView("silver_events")`) let two nights sharing a session replace each
+    other's view between registration and analysis, so one night was computed from the other's
+    events.
+    """
+    text = render(name, **params)
+    wanted = {field for _, field, _, _ in Formatter().parse(text) if field is not None}
+    if wanted != set(inputs):
+        missing, unused = sorted(wanted - set(inputs)), sorted(set(inputs) - wanted)
+        raise KeyError(f"sql/{name}: inputs missing {missing}, not used {unused}")
+    return spark.sql(text, **inputs)

@@ -7,7 +7,7 @@ import importlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -155,14 +155,18 @@ def full_pipeline(
     ds: date = DS,
     *,
     skip: tuple[str, ...] = (),
+    before: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Every stage of the nightly DAG in-process, in DAG order (ingest .. publish .. quality).
 
     Follows the DAG's stage list (dagargs.STAGE_CONFIGS), so stages added there are run here too.
+    before(name), if given, is called before each stage: a schedule test holds a stage there.
     """
     done = []
     for name, cfg in resolved_configs(landing, warehouse, ds).items():
         if name not in skip:
+            if before is not None:
+                before(name)
             run_stage(spark, name, cfg)
             done.append(name)
     return done

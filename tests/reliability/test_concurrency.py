@@ -14,37 +14,15 @@ from typing import Any
 import pytest
 from reliability_kit import (
     DS,
-    EARLIER_DS,
-    INGEST_CLEAN_TABLES,
     assert_no_partial_output,
-    ingest_clean,
     leftovers,
     table_hash,
-    warehouse_hashes,
 )
 
 from longtail import storage
 from longtail.storage import PublishError, publish_staged, write_audit_publish, write_staging
 
 SCHEMA = "user_id string, rank int, item_id string"
-
-
-def test_two_dates_in_parallel_equal_single_runs(
-    spark: Any, standard_landing: Path, reference: Path, tmp_path: Path
-) -> None:
-    wh = tmp_path / "warehouse"
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [
-            pool.submit(ingest_clean, spark, standard_landing, wh, d) for d in (EARLIER_DS, DS)
-        ]
-        records = [f.result() for f in futures]
-    assert [r["config"]["ds"] for r in records] == [EARLIER_DS.isoformat(), DS.isoformat()]
-    for ds in (EARLIER_DS, DS):
-        assert warehouse_hashes(wh, ds, INGEST_CLEAN_TABLES) == warehouse_hashes(
-            reference, ds, INGEST_CLEAN_TABLES
-        ), ds
-    assert_no_partial_output(wh)
-    assert leftovers(wh) == []
 
 
 def _frames(spark: Any) -> tuple[Any, Any]:

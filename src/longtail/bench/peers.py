@@ -25,10 +25,12 @@ spec with ``result["best"]`` on the test split.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -598,6 +600,25 @@ def als(
 SPARK_ALS_MAX_RANK = 64
 
 
+_CHECKPOINT_LOCK = threading.Lock()
+
+
+def _checkpoint_dir(spark: Any) -> str:
+    """The context's checkpoint folder, set once: it is global to the SparkContext, so replacing
+    (and deleting) it per fit would pull it from under a fit running in another thread. Spark
+    checkpoints each RDD into a subfolder of its own; the folder goes when the process ends."""
+    sc = spark.sparkContext
+    current = sc.getCheckpointDir()
+    if current is not None:
+        return current
+    with _CHECKPOINT_LOCK:
+        if sc.getCheckpointDir() is None:
+            folder = tempfile.mkdtemp(prefix="longtail-als-checkpoint-")
+            atexit.register(shutil.rmtree, folder, True)
+            sc.setCheckpointDir(folder)
+        return sc.getCheckpointDir()
+
+
 def spark_als(
     spark, interactions: pd.DataFrame, users: Sequence[str], k: int, params: dict, seed: int = 42
 ) -> PeerResult:
@@ -621,8 +642,7 @@ def spark_als(
     )
     # MLlib's ALS lineage grows with every iteration; past ~15 it overflows the JVM stack when
     # serialised unless it is checkpointed (checkpointInterval needs a checkpoint folder).
-    checkpoints = tempfile.mkdtemp(prefix="longtail-als-checkpoint-")
-    spark.sparkContext.setCheckpointDir(checkpoints)
+    _checkpoint_dir(spark)
     t0 = time.perf_counter()
     model = ALS(
         rank=params["factors"],
@@ -646,7 +666,6 @@ def spark_als(
     uf[uf_pdf["id"].to_numpy()] = np.stack(uf_pdf["features"].to_numpy())
     itf[if_pdf["id"].to_numpy()] = np.stack(if_pdf["features"].to_numpy())
     recs = recommend_from_factors(uf, itf, user_ids, item_ids, matrix, users, k)
-    shutil.rmtree(checkpoints, ignore_errors=True)
     return PeerResult(recs, fit_s, time.perf_counter() - t0, params)
 
 
