@@ -51,4 +51,6 @@ def run_sql(
     if wanted != set(inputs):
         missing, unused = sorted(wanted - set(inputs)), sorted(set(inputs) - wanted)
         raise KeyError(f"sql/{name}: inputs missing {missing}, not used {unused}")
+    if not inputs:  # spark.sql formats (and so un-doubles braces) only when given parameters
+        return spark.sql(Formatter().vformat(text, (), {}))
     return spark.sql(text, **inputs)

@@ -35,6 +35,14 @@ def test_a_brace_in_a_parameter_is_text_not_an_input(
     assert sorted((r.label, r.x) for r in out.collect()) == [("{rows} }{", 1), ("{rows} }{", 2)]
 
 
+def test_a_file_without_inputs_keeps_a_parameter_s_braces(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "probe.sql").write_text("SELECT '$label' AS label\n")
+    monkeypatch.setenv("LONGTAIL_SQL_DIR", str(tmp_path))
+    assert sqlfiles.run_sql(spark, "probe.sql", {}, label="{x}").first().label == "{x}"
+
+
 def test_a_missing_input_is_an_error(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
