@@ -280,9 +280,22 @@ class RankerConfig(StageConfig):
     learning_rate: float = 0.05
     num_leaves: int = 31
     min_child_samples: int = 50
+    # Share of items whose events before the window start are hidden while building training
+    # candidates and features (DropoutNet, Volkovs et al. 2017): they look brand-new there, so
+    # the ranker sees cold items that later sell and learns what a cold success looks like.
+    item_dropout: float = 0.1
+    # Fewer labelled users than this in the widest temporal window (rating data, where users
+    # rarely come back) and labels become each user's own last `last_items_share` of distinct
+    # items instead (users with at least 3), features from everything else before the end.
+    min_label_users: int = 100
+    last_items_share: float = 0.2
     seed: int = 42
 
     def validate(self) -> None:
+        if not 0 <= self.item_dropout < 1:
+            raise ConfigError("item_dropout must be in [0, 1)")
+        if self.min_label_users < 0 or not 0 < self.last_items_share < 1:
+            raise ConfigError("min_label_users >= 0 and 0 < last_items_share < 1 are required")
         if not 1 <= self.label_window_days <= self.max_label_window_days:
             raise ConfigError("need 1 <= label_window_days <= max_label_window_days")
         if self.min_label_pairs < 1 or self.max_train_users < 10:

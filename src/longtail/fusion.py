@@ -274,6 +274,7 @@ def assemble_item_space(
     emb = _vectors(embeddings, "embedding", index, n)
     fac = _vectors(item_factors, C.FACTORS, index, n)
     has_factors = np.abs(fac).sum(axis=1) > 0 if fac.size else np.zeros(n, bool)
+    fac = text_factors(emb, fac, has_factors)
 
     categories = (
         cat[C.CATEGORY].fillna("").astype(str) if C.CATEGORY in cat else pd.Series([""] * n)
@@ -299,6 +300,47 @@ def assemble_item_space(
             else np.full(n, np.nan, np.float32)
         ),
     )
+
+
+FACTOR_MAP_RIDGES = (0.01, 0.1, 1.0, 10.0)
+
+
+def text_factors(
+    emb: np.ndarray,
+    fac: np.ndarray,
+    has_factors: np.ndarray,
+    ridges: Sequence[float] = FACTOR_MAP_RIDGES,
+) -> np.ndarray:
+    """ALS factors for items without them, predicted from their text (Gantner et al. 2010).
+
+    A ridge map text -> factors is fitted on the warm items that have both, so a never-sold item
+    gets a real ALS score instead of the 0 that makes it look like old stock nobody bought. The
+    ridge (relative to the mean eigenvalue of the text Gram matrix) is chosen on every fifth warm
+    item held out, then the map is refitted on all of them. Warm items keep their own factors;
+    `has_factors` still says which factors are learned, so the ALS index holds only those.
+    Unchanged when fewer than max(50, 2 x text dimensions) warm items have text.
+    """
+    has_text = np.abs(emb).sum(axis=1) > 0 if emb.size else np.zeros(len(fac), bool)
+    train = np.flatnonzero(has_factors & has_text)
+    target = np.flatnonzero(~has_factors & has_text)
+    if len(target) == 0 or len(train) < max(50, 2 * emb.shape[1]) or fac.shape[1] < 2:
+        return fac
+    x = emb[train].astype(np.float64)
+    y = fac[train].astype(np.float64)
+
+    def solve(xs: np.ndarray, ys: np.ndarray, ridge: float) -> np.ndarray:
+        gram = xs.T @ xs
+        scale = max(float(np.trace(gram)) / gram.shape[0], 1e-12)
+        return np.linalg.solve(gram + ridge * scale * np.eye(gram.shape[0]), xs.T @ ys)
+
+    held = np.arange(len(train)) % 5 == 4
+    errors = [
+        float(np.square(x[held] @ solve(x[~held], y[~held], r) - y[held]).sum()) for r in ridges
+    ]
+    best = ridges[int(np.argmin(errors))]
+    out = fac.copy()
+    out[target] = (emb[target].astype(np.float64) @ solve(x, y, best)).astype(fac.dtype)
+    return out
 
 
 def _pairs_matrix(pairs: pd.DataFrame, index: dict[str, int], n: int) -> csr_matrix:

@@ -102,3 +102,36 @@ def labels_of(pairs: DataFrame, users: DataFrame) -> dict[str, set[str]]:
     for user, item in rows:
         truth.setdefault(user, set()).add(item)
     return truth
+
+
+def hidden_items(share: float, seed: int) -> F.Column:
+    """True for a seeded share of items: the first 8 hex digits of sha1("seed:hide:item_id"),
+    read as an unsigned 32-bit number, below share x 2^32. The same items for the same seed."""
+    bound = int(share * 2**32)
+    key = F.sha1(F.concat(F.lit(f"{seed}:hide:"), F.col(C.ITEM_ID)))
+    digest = F.conv(F.substring(key, 1, 8), 16, 10)
+    return digest.cast("long") < F.lit(bound)
+
+
+LAST_ITEMS_MIN = 3
+
+
+def last_pairs(firsts: DataFrame, share: float, min_items: int = LAST_ITEMS_MIN) -> DataFrame:
+    """(user_id, item_id): each user's last max(1, floor(share x n)) of n distinct items, for
+    users with at least min_items; ties in time broken by item id, latest id first.
+
+    The labels where a temporal window finds too few returning users: every user is asked to
+    predict their own latest items from the rest of their history.
+    """
+    user = Window.partitionBy(C.USER_ID)
+    latest = user.orderBy(F.col(PAIR_FIRST).desc(), F.col(C.ITEM_ID).desc())
+    n = F.count(F.lit(1)).over(user)
+    ranked = firsts.select(
+        C.USER_ID,
+        C.ITEM_ID,
+        n.alias("_n"),
+        F.greatest(F.lit(1), F.floor(n * F.lit(share))).alias("_keep"),
+        F.row_number().over(latest).alias("_r"),
+    )
+    kept = (F.col("_n") >= min_items) & (F.col("_r") <= F.col("_keep"))
+    return ranked.where(kept).select(C.USER_ID, C.ITEM_ID)

@@ -169,6 +169,9 @@ def fit(
         "valid_users": len(g_va),
         "rows": len(ts.frame),
         "positives": int(ts.frame["label"].sum()),
+        "cold_positives": int(ts.frame.loc[ts.frame["is_cold"] > 0, "label"].sum())
+        if "is_cold" in ts.frame
+        else 0,
         "best_iteration": int(model.best_iteration_ or booster.current_iteration()),
         "importance_gain": dict(
             zip(FEATURES, map(float, booster.feature_importance("gain")), strict=True)
@@ -183,7 +186,53 @@ def fit(
     return booster, report
 
 
+# Below these the trained model is not trusted: the best single feature ranks instead.
+MIN_TRAIN_USERS = 50
+MIN_TREES = 5
+
+
+def fallback(report: dict[str, Any]) -> tuple[str, str] | None:
+    """(feature, reason) when the fitted model should give way to its best single feature.
+
+    Too few training users or trees say the window held too little to learn from; a validation
+    ndcg below one of the model's own inputs says what it learned does not transfer. None when
+    the model stays, or when there is no validation result to pick a feature by.
+    """
+    best = report.get("best_single_feature")
+    if best is None:
+        return None
+    if report["train_users"] < MIN_TRAIN_USERS:
+        return best, f"{report['train_users']} training users < {MIN_TRAIN_USERS}"
+    if report["best_iteration"] < MIN_TREES:
+        return best, f"best iteration {report['best_iteration']} < {MIN_TREES} trees"
+    single = report["valid_ndcg@10_single_features"][best]
+    if report["valid_ndcg@10"] < single:
+        return best, (
+            f"validation ndcg@10 {report['valid_ndcg@10']:.4f} below {best}'s {single:.4f}"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class SingleFeature:
+    """A scorer with the booster's `predict` that ranks by one feature column."""
+
+    column: int
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64)[:, self.column]
+
+
 def load_booster(model_text: str) -> Any:
     import lightgbm as lgb
 
     return lgb.Booster(model_str=model_text)
+
+
+def load_scorer(model_text: str, meta: dict[str, Any]) -> Any:
+    """What scores candidates for a published ranker: its single feature when it fell back,
+    the booster otherwise (None when no model was trained: the blend ranks)."""
+    feature = meta.get("single_feature")
+    if feature is not None:
+        return SingleFeature(list(meta.get("features", FEATURES)).index(feature))
+    return load_booster(model_text) if model_text else None

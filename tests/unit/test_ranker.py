@@ -75,3 +75,46 @@ def test_sample_users_is_deterministic_and_bounded() -> None:
     a = ranker.sample_users(users, 10, 7)
     assert a == ranker.sample_users(list(reversed(users)), 10, 7)
     assert len(a) == 10 and a != ranker.sample_users(users, 10, 8)
+
+
+def _report(**kw: object) -> dict:
+    base = {
+        "train_users": 400,
+        "best_iteration": 40,
+        "valid_ndcg@10": 0.30,
+        "valid_ndcg@10_single_features": {"als_score": 0.20, "cooccurrence": 0.25},
+        "best_single_feature": "cooccurrence",
+    }
+    base.update(kw)
+    return base
+
+
+def test_a_strong_model_stays() -> None:
+    assert ranker.fallback(_report()) is None
+    assert ranker.fallback(_report(best_single_feature=None)) is None
+
+
+def test_fallback_reasons() -> None:
+    few = ranker.fallback(_report(train_users=8))
+    assert few is not None and few[0] == "cooccurrence" and "8 training users" in few[1]
+    trees = ranker.fallback(_report(best_iteration=1))
+    assert trees is not None and "best iteration 1" in trees[1]
+    weak = ranker.fallback(_report(**{"valid_ndcg@10": 0.2}))
+    assert weak is not None and weak[0] == "cooccurrence" and "0.2000" in weak[1]
+
+
+def test_single_feature_scorer_ranks_by_its_column() -> None:
+    meta = {"features": list(FEATURES), "single_feature": FEATURES[2]}
+    scorer = ranker.load_scorer("", meta)
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    x = np.pad(x, ((0, 0), (0, len(FEATURES) - 4)))
+    np.testing.assert_array_equal(scorer.predict(x), [2.0, 6.0, 10.0])
+    assert ranker.load_scorer("", {"features": list(FEATURES)}) is None
+
+
+def test_fit_reports_cold_positives() -> None:
+    ts = planted(n_users=100)
+    ts.frame["is_cold"] = (ts.frame["item_idx"] % 2).astype(np.float32)
+    _, report = ranker.fit(ts, {"n_estimators": 20, "min_child_samples": 20}, seed=3)
+    cold = ts.frame[(ts.frame["is_cold"] > 0)]["label"].sum()
+    assert report["cold_positives"] == int(cold) > 0

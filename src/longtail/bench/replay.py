@@ -69,7 +69,7 @@ from longtail.config import (
     ScoreConfig,
 )
 from longtail.lastday import last_day
-from longtail.ranker import load_booster
+from longtail.ranker import load_scorer
 from longtail.sparkutil import get_spark
 from longtail.stages import (
     clean,
@@ -189,7 +189,7 @@ def _pipeline_parts(
     meta_path = Path(wh) / "ranker" / f"ds={ds.isoformat()}"
     meta = json.loads((meta_path / "meta.json").read_text())
     text = (meta_path / "model.txt").read_text()
-    booster = load_booster(text) if text.strip() else None
+    booster = load_scorer(text if text.strip() else "", meta)
     space = inputs.space_at(spark, wh, ds)
     # every user's factors: the offline benchmark's driver holds them, the pipeline never does
     user_factors = read_table(spark, wh, USER_FACTORS, ds).orderBy(C.USER_ID).toPandas()

@@ -1,8 +1,9 @@
 """Score every user with history inside Spark and stage the top-N list for publishing.
 
 Default strategy "fusion": multi-source candidates, the LightGBM ranker trained by train_ranker
-(or a fixed blend when none could be trained), then a tail-aware re-ranking; users with too
-little history, and any list short of N, get popularity. Strategy "als" keeps the plain ALS
+(its best single feature when the model fell back, or a fixed blend when none could be
+trained), then a tail-aware re-ranking, for every user with history; any list short of N is
+filled with popularity. Strategy "als" keeps the plain ALS
 top-N. Either way the item arrays are built once on the driver and broadcast; each Arrow batch
 of users is scored as one block.
 """
@@ -24,7 +25,7 @@ from pyspark.sql.types import BooleanType, StructField, StructType
 from longtail import columns as C
 from longtail import fusion, tables
 from longtail.config import ScoreConfig
-from longtail.ranker import load_booster
+from longtail.ranker import load_scorer
 from longtail.scoring import (
     RECOMMENDATION_SCHEMA,
     SOURCE_POPULARITY,
@@ -142,11 +143,12 @@ def _run_fusion(
     users = fusion_users(
         read_table(spark, wh, "interactions", ds), read_table(spark, wh, USER_FACTORS, ds)
     )
-    bc = spark.sparkContext.broadcast((space, retrieval, model_text, meta["model_version"]))
+    bc = spark.sparkContext.broadcast((space, retrieval, model_text, meta))
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        sp, re, text, version = bc.value
-        booster = load_booster(text) if text.strip() else None
+        sp, re, text, model_meta = bc.value
+        version = model_meta["model_version"]
+        booster = load_scorer(text if text.strip() else "", model_meta)
         index, order = sp.index, popular_order(sp)
         for batch in batches:
             if len(batch):
@@ -196,9 +198,10 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     n_catalogue = read_table(spark, wh, "catalogue", ds).count()
     if n_catalogue < cfg.top_n:
         raise ValueError(f"the catalogue has {n_catalogue} items, fewer than top_n={cfg.top_n}")
-    min_user_items = int(als_record["config"]["min_user_items"])
     if cfg.strategy == "fusion":
-        recs, version = _run_fusion(spark, cfg, min_user_items)
+        # Every shopper through the ranker, however short the history: one item already has
+        # neighbours, text and a category to retrieve from.
+        recs, version = _run_fusion(spark, cfg, 1)
     else:
         recs, version = _run_als(spark, cfg, als_record)
     # Staged in a folder private to this attempt; publish takes the one named in this stage's run

@@ -1,10 +1,15 @@
 """Train the LightGBM fusion ranker on a temporal window and publish it with its metadata.
 
 Features come from events before the window start S (including an ALS model fitted on them),
-labels from the new (user, item) pairs in [S, end of ds). The window, the labels and every
-user-sized reduction are computed in Spark; the driver holds item-sized arrays, the ALS matrix
-and a bounded sample of labelled users. The model, its feature list, candidate settings, window
-and feature importance are written to `ranker/ds=<ds>/`.
+labels from the new (user, item) pairs in [S, end of ds), items first sold inside the window
+included, so the ranker sees cold successes. When the model is too small to trust (too few
+training users or trees) or loses to one of its own features on the validation users, that
+feature ranks instead, and meta.json says why. Where the widest window finds fewer than
+`min_label_users` returning users (rating data), each user's own last items are the labels.
+The window, the labels and every user-sized reduction are computed in Spark; the driver holds
+item-sized arrays, the ALS matrix and a bounded sample of labelled users. The model, its
+feature list, candidate settings, window and feature importance are written to
+`ranker/ds=<ds>/`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from longtail.cleaning import build_interactions
 from longtail.config import RankerConfig
 from longtail.fusion import FEATURES, CandidateCounts, assemble_item_space
 from longtail.item_stats import cooccurrence_pairs, item_statistics
-from longtail.ranker import TrainingSet, fit, training_set
+from longtail.ranker import TrainingSet, fallback, fit, training_set
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
 from longtail.stages.train_als import collect_indexed
@@ -76,9 +81,16 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
             counts_by_days,
         )
         labels = label_window.new_pairs(firsts, start).cache()
-        n_pairs, n_users = labels.agg(
-            F.count(F.lit(1)), F.count_distinct(C.USER_ID)
-        ).first()  # one row
+        n_pairs, n_users = _sizes(labels)
+        rule = "temporal"
+        if n_users < cfg.min_label_users:
+            last = label_window.last_pairs(firsts, cfg.last_items_share).cache()
+            m_pairs, m_users = _sizes(last)
+            if m_users > n_users:  # each user's own latest items, features up to the end
+                labels.unpersist()
+                labels, n_pairs, n_users, rule, start = last, m_pairs, m_users, "last_items", end
+            else:
+                last.unpersist()
         sampled = label_window.sample_users(labels, cfg.max_train_users, cfg.seed)
         sample = spark.createDataFrame(
             [(u,) for u in sampled], StructType([StructField(C.USER_ID, StringType())])
@@ -95,13 +107,18 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         "retrieval": {"exact_max_items": cfg.retrieval_exact_max_items},
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),
+        "label_rule": rule,
         "label_pairs": int(n_pairs),
         "label_users": int(n_users),
     }
     booster_text = ""
     if truth:
+        held = None
+        if rule == "last_items":  # the sample's own labels leave its feature history
+            pairs = [(u, i) for u, items in sorted(truth.items()) for i in sorted(items)]
+            held = spark.createDataFrame(pairs, [C.USER_ID, C.ITEM_ID])
         ts = _training_set(
-            spark, cfg, als_cfg, space_record["config"], events, start, sample, truth
+            spark, cfg, als_cfg, space_record["config"], events, start, sample, truth, held
         )
         meta["candidate_recall"] = ts.candidate_recall
         if ts.n_users >= 10:
@@ -114,7 +131,13 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
             booster, report = fit(ts, params, cfg.seed)
             booster_text = booster.model_to_string()
             meta["training"] = report
-    meta["ranker"] = "lightgbm-lambdarank" if booster_text else "blend"
+            weak = fallback(report)
+            if weak is not None:
+                meta["single_feature"], meta["fallback_reason"] = weak
+    if "single_feature" in meta:
+        meta["ranker"] = "single-feature"
+    else:
+        meta["ranker"] = "lightgbm-lambdarank" if booster_text else "blend"
     attempt = uuid.uuid4().hex[:12]
     staged = staging_path(wh, TABLE, ds, attempt)
     fs = Fs(spark, staged)
@@ -141,16 +164,21 @@ def _training_set(
     start: pd.Timestamp,
     sample: DataFrame,
     truth: dict[str, set[str]],
+    held: DataFrame | None = None,
 ) -> TrainingSet:
     """Candidates and labels for the sampled users, with features as of the window start.
 
     Everything the features see is rebuilt from the events before start (interactions, item
-    statistics and co-occurrence with the night's item_space settings, and an ALS fit), so no
+    statistics and co-occurrence with the night's item_space settings, and an ALS fit), less
+    the events of a seeded `item_dropout` share of items, which so look brand-new; no
     feature knows the labels: the night's own ALS and item_space tables, built through ds, have
     seen every label pair. Only item-sized frames, the ALS matrix (which implicit fits on the
     driver) and the sample's history rows reach the driver.
     """
     before = events.where(F.unix_micros(F.col(C.TS)) < F.lit(label_window.epoch_us(start)))
+    if held is not None:
+        before = before.join(held, [C.USER_ID, C.ITEM_ID], "left_anti")
+    before = before.where(~label_window.hidden_items(cfg.item_dropout, cfg.seed))
     interactions = build_interactions(before).cache()
     try:
         model = fit_als(
@@ -161,9 +189,9 @@ def _training_set(
             iterations=als_cfg["iterations"],
             seed=als_cfg["seed"],
         )
+        # The whole catalogue, items first listed or sold inside the window included: those
+        # are the cold successes the ranker has to learn from.
         cat = inputs.catalogue(spark, cfg.warehouse, cfg.ds)
-        first_seen = pd.to_datetime(cat[C.FIRST_SEEN], utc=True, errors="coerce")
-        cat = cat[first_seen.isna() | (first_seen < start)]
         ids = spark.createDataFrame(
             [(str(i),) for i in cat[C.ITEM_ID]], StructType([StructField(C.ITEM_ID, StringType())])
         )
@@ -193,6 +221,12 @@ def _training_set(
         CandidateCounts(**cfg.candidate_counts()),
         exact_max_items=cfg.retrieval_exact_max_items,
     )
+
+
+def _sizes(pairs: DataFrame) -> tuple[int, int]:
+    """(pairs, distinct users) of a label frame, as one row."""
+    row = pairs.agg(F.count(F.lit(1)), F.count_distinct(C.USER_ID)).first()
+    return int(row[0]), int(row[1])
 
 
 def _no_factors(spark: SparkSession) -> DataFrame:
