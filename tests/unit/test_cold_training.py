@@ -149,3 +149,29 @@ def test_last_pairs_are_each_users_latest_items(spark) -> None:
     ).withColumn(label_window.USER_FIRST, label_window.F.lit(0))
     got = sorted(tuple(r) for r in label_window.last_pairs(firsts, 0.2).collect())
     assert got == [("u1", "i8"), ("u1", "i9"), ("u2", "i2")]
+
+
+def test_items_listed_in_the_window_get_their_age_at_its_end() -> None:
+    from longtail.stages.train_ranker import _listed_in_window_ages
+
+    space, _ = _cold_space()
+    start = pd.Timestamp("2024-01-02", tz="UTC")
+    end = pd.Timestamp("2024-01-09", tz="UTC")
+    listed = {
+        "a": "2023-12-01",
+        "b": None,
+        "c": "2024-01-05",
+        "d": "2024-01-08T12:00:00",
+        "new": None,
+    }
+    cat = pd.DataFrame(
+        {
+            C.ITEM_ID: list(listed),
+            C.FIRST_SEEN: pd.to_datetime(list(listed.values()), utc=True, format="ISO8601"),
+        }
+    )
+    out = _listed_in_window_ages(space, cat, start, end)
+    ix = out.index
+    assert out.age_days[ix["c"]] == 4.0 and out.age_days[ix["d"]] == 0.5
+    for item in ("a", "b", "new"):  # listed before the start, or no listing date: unchanged
+        assert out.age_days[ix[item]] == space.age_days[ix[item]]

@@ -403,3 +403,13 @@ def test_per_user_sums_equal_evaluate_exactly() -> None:
         assert per_user_metric(frame, metric) == full[metric], metric
     assert per_user_metric(frame, "ndcg@10") == ndcg_at_k(recs, truth, k=10)
     assert per_user_metric(frame, "recall@20") == recall_at_k(recs, truth, k=20)
+
+
+def test_candidate_recall_pools_pairs() -> None:
+    from longtail.bench.metrics import candidate_recall
+
+    truth = {"u1": {"a", "b"}, "u2": {"c"}, "u3": {"d"}}
+    cands = {"u1": ["b", "x", "a"], "u2": ["a"], "u4": ["d"]}
+    # u1 finds both, u2 none (a is not its item), u3 has no candidates: 2 of 4 pairs
+    assert candidate_recall(cands, truth) == 0.5
+    assert math.isnan(candidate_recall(cands, {}))

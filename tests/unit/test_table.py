@@ -146,11 +146,12 @@ def test_cold_start_table(reports: Path) -> None:
     lines = table(reports).splitlines()
     header = lines.index("**cold start**")
     assert lines[header + 2 : header + 7] == [
-        "| dataset | cold items | held-out pairs | eval users | system | recall@20 | ndcg@10 |",
-        "|---|---:|---:|---:|---|---:|---:|",
-        "| shop-new | 40 | 130 | 77 | content | 0.3100 | 0.1200 |",
-        "|  |  |  |  | popularity | skipped: no training counts for new items |  |",
-        "|  |  |  |  | published | 0.2200 | 0.0000 |",
+        "| dataset | cold items | held-out pairs | eval users | system | recall@20 | ndcg@10 "
+        "| aplt@10 | coverage@10 | cold_items@20 |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| shop-new | 40 | 130 | 77 | content | 0.3100 | 0.1200 | – | – | – |",
+        "|  |  |  |  | popularity | skipped: no training counts for new items |  |  |  |  |",
+        "|  |  |  |  | published | 0.2200 | 0.0000 | – | – | – |",
     ]
 
 

@@ -330,6 +330,16 @@ def cold_item_recall_at_k(
     return _subset_recall(_hits(_long(recs, k)[0], pairs), pairs, cold_items, k)
 
 
+def candidate_recall(candidates: Recs, truth: Truth) -> float:
+    """Share of held-out (user, item) pairs among the user's candidates, whatever their rank:
+    the ceiling that retrieval sets for any ranker. Pooled over pairs; NaN without pairs."""
+    total = sum(len(items) for items in truth.values())
+    if not total:
+        return float("nan")
+    found = sum(len(set(items) & set(candidates.get(u, ()))) for u, items in truth.items())
+    return found / total
+
+
 def coverage_at_k(recs: Recs, catalogue: Iterable[str], k: int = 10) -> float:
     """Share of catalogue items in at least one user's top-k; NaN for an empty catalogue."""
     return _coverage(_long(recs, k)[0], _catalogue_index(catalogue), k)

@@ -223,6 +223,8 @@ def _pipeline_parts(
         all_c = pd.concat(cands, ignore_index=True)
         all_s = np.concatenate(scores).astype(np.float64)
         score_s = time.perf_counter() - t0
+        pool = all_c.assign(**{C.ITEM_ID: space.item_ids[all_c["item_idx"].to_numpy()]})
+        out["candidates"] = (0.0, pool.groupby(C.USER_ID)[C.ITEM_ID].agg(list).to_dict())
         by_target = {
             t: metrics.recs_from_frame(fusion.final_lists(all_c, all_s, space, K, t))
             for t in TAIL_TARGETS
@@ -419,12 +421,21 @@ def _cold_start(
     lists["content"] = parts["content"][1]
     published = read_table(spark, wh_cold, "recommendations", ds).toPandas()
     lists["published"] = metrics.recs_from_frame(published[published[C.USER_ID].isin(set(users))])
+    cold_catalogue = (
+        read_table(spark, wh_cold, "catalogue", ds).select(C.ITEM_ID).toPandas()[C.ITEM_ID].tolist()
+    )
+    _, cold_tail = metrics.head_tail_split(
+        cold_inter.groupby(C.ITEM_ID).size(), cold_catalogue, 0.8
+    )
     systems = {}
     for name, recs in lists.items():
         recs = {u: recs.get(u, []) for u in users}
         systems[name] = {
             "recall@20": metrics.recall_at_k(recs, truth, 20),
             "ndcg@10": metrics.ndcg_at_k(recs, truth, 10),
+            "aplt@10": metrics.aplt_at_k(recs, cold_tail, 10, users),
+            "coverage@10": metrics.coverage_at_k(recs, cold_catalogue, 10),
+            "cold_items@20": len({i for r in recs.values() for i in r[:20]} & set(cold_items)),
         }
         log(f"cold start {name}: {systems[name]}")
     return {"protocol": protocol, "systems": systems}
@@ -591,6 +602,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         "best_peer": best_peer,
         "ci": ci,
         "ci_protocol": uncertainty.ci_protocol(cfg.bootstrap_draws, cfg.seed, 0.95),
+        "candidate_recall@all": metrics.candidate_recall(parts["candidates"][1], truth),
         "cold_start": cold_start,
         "tradeoff": tradeoff,
         "ranker": records["train_ranker"].get("training"),

@@ -19,7 +19,7 @@ from typing import Any
 from longtail.bench.uncertainty import CI_METRICS, PEER_EXCLUDE, best_peer, finite
 
 COLUMNS = ("ndcg@10", "recall@20", "aplt@10", "tail_recall@20", "coverage@10")
-COLD_COLUMNS = ("recall@20", "ndcg@10")
+COLD_COLUMNS = ("recall@20", "ndcg@10", "aplt@10", "coverage@10", "cold_items@20")
 PUBLISHED = "published"
 MISSING = "–"
 INFINITY = "∞"

@@ -1,10 +1,11 @@
 """Train the LightGBM fusion ranker on a temporal window and publish it with its metadata.
 
 Features come from events before the window start S (including an ALS model fitted on them),
-labels from the new (user, item) pairs in [S, end of ds), items first sold inside the window
-included, so the ranker sees cold successes. When the model is too small to trust (too few
-training users or trees) or loses to one of its own features on the validation users, that
-feature ranks instead, and meta.json says why. Where the widest window finds fewer than
+labels from the new (user, item) pairs in [S, end of ds). Items first listed or first sold
+inside the window, and a seeded share of items whose earlier events are hidden from the
+features, are the cold successes the ranker learns from. When the model is too small to trust
+(too few training users or trees) or loses to one of its own features on the validation users,
+that feature ranks instead, and meta.json says why. Where the widest window finds fewer than
 `min_label_users` returning users (rating data), each user's own last items are the labels.
 The window, the labels and every user-sized reduction are computed in Spark; the driver holds
 item-sized arrays, the ALS matrix and a bounded sample of labelled users. The model, its
@@ -14,6 +15,7 @@ feature list, candidate settings, window and feature importance are written to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from typing import Any
@@ -29,7 +31,7 @@ from longtail import label_window, tables
 from longtail.als import factors_frame, fit_als
 from longtail.cleaning import build_interactions
 from longtail.config import RankerConfig
-from longtail.fusion import FEATURES, CandidateCounts, assemble_item_space
+from longtail.fusion import FEATURES, CandidateCounts, ItemSpace, assemble_item_space
 from longtail.item_stats import cooccurrence_pairs, item_statistics
 from longtail.ranker import TrainingSet, fallback, fit, training_set
 from longtail.stages import fusion_inputs as inputs
@@ -189,8 +191,8 @@ def _training_set(
             iterations=als_cfg["iterations"],
             seed=als_cfg["seed"],
         )
-        # The whole catalogue, items first listed or sold inside the window included: those
-        # are the cold successes the ranker has to learn from.
+        # The whole catalogue: an item first listed or first sold inside the window is a cold
+        # success, exactly what the ranker has to learn to find.
         cat = inputs.catalogue(spark, cfg.warehouse, cfg.ds)
         ids = spark.createDataFrame(
             [(str(i),) for i in cat[C.ITEM_ID]], StructType([StructField(C.ITEM_ID, StringType())])
@@ -206,6 +208,7 @@ def _training_set(
             factors_frame(model.item_ids, model.item_factors, C.ITEM_ID),
             start,
         )
+        space = _listed_in_window_ages(space, cat, start, inputs.window_end(cfg.ds))
         sampled = np.isin(model.user_ids, list(truth))
         factors = factors_frame(model.user_ids[sampled], model.user_factors[sampled], C.USER_ID)
         rows = fusion_users(
@@ -221,6 +224,25 @@ def _training_set(
         CandidateCounts(**cfg.candidate_counts()),
         exact_max_items=cfg.retrieval_exact_max_items,
     )
+
+
+def _listed_in_window_ages(
+    space: ItemSpace, catalogue: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> ItemSpace:
+    """Items listed inside [start, end) get their age at end, in (0, window], not 0.
+
+    At the window start they did not exist yet, so every one would have age 0, a value that
+    scoring never sees on a new item (and, where listing dates are first sales, one that would
+    mean "will sell"). At end they look like what a night scores: items listed days ago.
+    """
+    first = pd.to_datetime(catalogue.set_index(C.ITEM_ID)[C.FIRST_SEEN], utc=True, errors="coerce")
+    first = first.reindex(space.item_ids)
+    late = (first >= start).to_numpy()
+    if not late.any():
+        return space
+    age = space.age_days.copy()
+    age[late] = ((end - first[late]).dt.total_seconds() / 86400.0).to_numpy(np.float32)
+    return dataclasses.replace(space, age_days=age)
 
 
 def _sizes(pairs: DataFrame) -> tuple[int, int]:
