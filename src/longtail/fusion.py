@@ -86,6 +86,9 @@ class ItemSpace:
     category: np.ndarray  # (I,) int32, -1 = unknown
     n_categories: int
     price: np.ndarray  # (I,) float32, NaN = unknown
+    # (I,) bool: items with a title; only those are recommended (a list cannot show a nameless
+    # item), while every item still counts as history and training data. None = all.
+    titled: np.ndarray | None = None
 
     @property
     def index(self) -> dict[str, int]:
@@ -281,6 +284,9 @@ def assemble_item_space(
     )
     codes, uniques = pd.factorize(categories.where(categories != "", None), sort=True)
     price = pd.to_numeric(cat.get(C.PRICE), errors="coerce") if C.PRICE in cat else None
+    titled = None
+    if C.TITLE in cat:
+        titled = (cat[C.TITLE].fillna("").astype(str).str.strip() != "").to_numpy()
     return ItemSpace(
         item_ids=ids,
         embeddings=emb,
@@ -299,6 +305,7 @@ def assemble_item_space(
             if price is not None
             else np.full(n, np.nan, np.float32)
         ),
+        titled=titled,
     )
 
 
@@ -642,6 +649,9 @@ def candidates(
     keys, src = keys[order], src[order]
     uniq, first, n_sources = np.unique(keys, return_index=True, return_counts=True)
     source = src[first]
+    if space.titled is not None:  # nameless items are never recommended
+        keep = space.titled[uniq % n_items]
+        uniq, source, n_sources = uniq[keep], source[keep], n_sources[keep]
     rows, cols = uniq // n_items, uniq % n_items
 
     recent_sim = np.zeros(len(rows), np.float32)

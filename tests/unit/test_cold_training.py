@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -175,3 +176,19 @@ def test_items_listed_in_the_window_get_their_age_at_its_end() -> None:
     assert out.age_days[ix["c"]] == 4.0 and out.age_days[ix["d"]] == 0.5
     for item in ("a", "b", "new"):  # listed before the start, or no listing date: unchanged
         assert out.age_days[ix[item]] == space.age_days[ix[item]]
+
+
+def test_items_without_a_title_are_never_candidates_nor_fill() -> None:
+    from longtail.stages.score import popular_order
+
+    space, inter = _cold_space()
+    titled = np.array([t != "new" for t in space.item_ids])
+    space = dataclasses.replace(space, titled=titled)
+    counts = CandidateCounts(
+        als=0, content=5, cooccurrence=5, category=5, tail_explorer=5, cold_text=5, popularity=5
+    )
+    cands = fusion.candidates(fusion.user_frame(inter, None), space, counts, space.index)
+    items = set(space.item_ids[cands["item_idx"]])
+    assert items and "new" not in items  # "new" is u1's nearest text neighbour, but nameless
+    assert "new" not in set(space.item_ids[popular_order(space)])
+    assert len(popular_order(space)) == len(space.item_ids) - 1

@@ -58,8 +58,11 @@ OUTPUT_SCHEMA = StructType(
 
 
 def popular_order(space: fusion.ItemSpace) -> np.ndarray:
-    """Item positions by recent popularity, then all-time, then id (the fallback list)."""
-    return np.lexsort((np.arange(len(space.item_ids)), -space.popularity, -space.recent_popularity))
+    """Item positions by recent popularity, then all-time, then id (the fallback list);
+    items without a title are left out."""
+    ids = np.arange(len(space.item_ids))
+    order = np.lexsort((ids, -space.popularity, -space.recent_popularity))
+    return order if space.titled is None else order[space.titled[order]]
 
 
 def fill_lists(
