@@ -94,10 +94,12 @@ def token_lengths(encoder: Any, texts: list[str], chunk: int = 1024) -> np.ndarr
 def embed(texts: list[str], model: str, device: str = "auto", batch_size: int = 32) -> np.ndarray:
     """L2-normalised float32 vectors, one row per text, each independent of its companions.
 
-    Texts are encoded in batches of equal token length (up to `batch_size` texts), so no batch
-    is padded: a text's vector then depends only on the text, not on which other texts a night,
-    a re-run or a backfill happens to embed with it. A text alone is encoded next to a copy of
-    itself, so every forward pass takes the same batched kernels.
+    Texts are encoded in batches of equal token length, so no text is padded with pad tokens,
+    and every batch holds exactly `batch_size` rows (a short one is filled with copies of its
+    last text), so every forward pass of a given length has one shape. CPU matrix kernels pick
+    their blocking from the shape, and on some CPUs a row's last bits follow it; with one shape
+    per length a text's vector depends only on the text, not on which other texts a night, a
+    re-run or a backfill happens to embed with it (nor on its position in the batch).
     """
     if not texts:
         return np.zeros((0, 0), np.float32)
@@ -113,7 +115,8 @@ def embed(texts: list[str], model: str, device: str = "auto", batch_size: int = 
         for start in range(0, len(group), batch_size):
             rows = group[start : start + batch_size]
             chunk = [texts[i] for i in rows]
-            out[rows] = _encode(encoder, chunk if len(chunk) > 1 else chunk * 2)[: len(rows)]
+            chunk += [chunk[-1]] * (batch_size - len(chunk))
+            out[rows] = _encode(encoder, chunk)[: len(rows)]
     return out
 
 
