@@ -169,9 +169,7 @@ def fit(
         "valid_users": len(g_va),
         "rows": len(ts.frame),
         "positives": int(ts.frame["label"].sum()),
-        "cold_positives": int(ts.frame.loc[ts.frame["is_cold"] > 0, "label"].sum())
-        if "is_cold" in ts.frame
-        else 0,
+        "cold_positives": int(ts.frame.loc[ts.frame["is_cold"] > 0, "label"].sum()),
         "best_iteration": int(model.best_iteration_ or booster.current_iteration()),
         "importance_gain": dict(
             zip(FEATURES, map(float, booster.feature_importance("gain")), strict=True)
@@ -235,4 +233,4 @@ def load_scorer(model_text: str, meta: dict[str, Any]) -> Any:
     feature = meta.get("single_feature")
     if feature is not None:
         return SingleFeature(list(meta.get("features", FEATURES)).index(feature))
-    return load_booster(model_text) if model_text else None
+    return load_booster(model_text) if model_text.strip() else None

@@ -189,7 +189,7 @@ def _pipeline_parts(
     meta_path = Path(wh) / "ranker" / f"ds={ds.isoformat()}"
     meta = json.loads((meta_path / "meta.json").read_text())
     text = (meta_path / "model.txt").read_text()
-    booster = load_scorer(text if text.strip() else "", meta)
+    booster = load_scorer(text, meta)
     space = inputs.space_at(spark, wh, ds)
     # every user's factors: the offline benchmark's driver holds them, the pipeline never does
     user_factors = read_table(spark, wh, USER_FACTORS, ds).orderBy(C.USER_ID).toPandas()
@@ -424,9 +424,7 @@ def _cold_start(
     cold_catalogue = (
         read_table(spark, wh_cold, "catalogue", ds).select(C.ITEM_ID).toPandas()[C.ITEM_ID].tolist()
     )
-    _, cold_tail = metrics.head_tail_split(
-        cold_inter.groupby(C.ITEM_ID).size(), cold_catalogue, 0.8
-    )
+    _, cold_tail = metrics.head_tail_split(cold_inter.groupby(C.ITEM_ID).size(), cold_catalogue)
     systems = {}
     for name, recs in lists.items():
         recs = {u: recs.get(u, []) for u in users}

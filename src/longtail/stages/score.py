@@ -47,7 +47,7 @@ from longtail.storage import (
     table_path,
     write_staging,
 )
-from longtail.user_histories import N_ITEMS, fusion_users
+from longtail.user_histories import fusion_users
 
 TABLE = tables.RECOMMENDATIONS
 # Key of the score run record naming the staged attempt that publish audits and swaps in.
@@ -117,12 +117,10 @@ def score_fusion_batch(
     booster: Any,
     counts: fusion.CandidateCounts,
     cfg: ScoreConfig,
-    min_user_items: int,
     version: str,
 ) -> pd.DataFrame:
-    rich = batch[batch[N_ITEMS] >= min_user_items].reset_index(drop=True)
     lists = fusion.recommend(
-        rich, space, counts, booster, cfg.top_n, cfg.tail_target, index=index, retrieval=retrieval
+        batch, space, counts, booster, cfg.top_n, cfg.tail_target, index=index, retrieval=retrieval
     )
     out = fill_lists(lists, batch, space, order, cfg.top_n)
     out = out.sort_values([C.USER_ID, C.RANK], kind="stable")
@@ -131,9 +129,7 @@ def score_fusion_batch(
     return out[[f.name for f in OUTPUT_SCHEMA.fields]]
 
 
-def _run_fusion(
-    spark: SparkSession, cfg: ScoreConfig, min_user_items: int
-) -> tuple[DataFrame, str]:
+def _run_fusion(spark: SparkSession, cfg: ScoreConfig) -> tuple[DataFrame, str]:
     wh, ds = cfg.warehouse, cfg.ds
     meta_uri = f"{table_path(wh, RANKER, ds)}/meta.json"
     fs = Fs(spark, meta_uri)
@@ -151,13 +147,11 @@ def _run_fusion(
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         sp, re, text, model_meta = bc.value
         version = model_meta["model_version"]
-        booster = load_scorer(text if text.strip() else "", model_meta)
+        booster = load_scorer(text, model_meta)
         index, order = sp.index, popular_order(sp)
         for batch in batches:
             if len(batch):
-                yield score_fusion_batch(
-                    batch, sp, re, index, order, booster, counts, cfg, min_user_items, version
-                )
+                yield score_fusion_batch(batch, sp, re, index, order, booster, counts, cfg, version)
 
     parts = max(2, spark.sparkContext.defaultParallelism * 2)
     recs = users.repartition(parts, C.USER_ID).mapInPandas(run, OUTPUT_SCHEMA)
@@ -204,7 +198,7 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     if cfg.strategy == "fusion":
         # Every shopper through the ranker, however short the history: one item already has
         # neighbours, text and a category to retrieve from.
-        recs, version = _run_fusion(spark, cfg, 1)
+        recs, version = _run_fusion(spark, cfg)
     else:
         recs, version = _run_als(spark, cfg, als_record)
     # Staged in a folder private to this attempt; publish takes the one named in this stage's run
