@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date
 from typing import Any, Self, get_type_hints
@@ -164,8 +165,33 @@ class AlsConfig(StageConfig):
     # Users with fewer distinct items than this get the popularity fallback instead of ALS.
     min_user_items: int = 2
     num_threads: int = 0
+    # Choose regularization and alpha each night on the newest `validation_share` of the pairs
+    # (als_selection): the configured pair is where the search starts and what is kept when
+    # fewer than `min_validation_users` users can judge.
+    select: bool = True
+    regularization_grid: tuple[float, ...] = (0.05, 0.5, 5.0, 50.0)
+    alpha_factors: tuple[float, ...] = (0.25, 4.0)
+    validation_share: float = 0.1
+    validation_users: int = 2000
+    min_validation_users: int = 50
 
     def validate(self) -> None:
+        for name in ("regularization_grid", "alpha_factors"):
+            values = getattr(self, name)
+            if (
+                isinstance(values, str | bytes)
+                or not isinstance(values, Sequence)
+                or not values
+                or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values
+                )
+            ):
+                raise ConfigError(f"{name} must be a non-empty list of positive numbers")
+            object.__setattr__(self, name, tuple(float(v) for v in values))
+        if not 0 < self.validation_share < 1:
+            raise ConfigError("validation_share must be in (0, 1)")
+        if self.validation_users < 1 or self.min_validation_users < 1:
+            raise ConfigError("validation_users and min_validation_users must be >= 1")
         if not 1 <= self.factors <= 1024:
             raise ConfigError("factors must be in 1..1024")
         if self.regularization < 0 or self.alpha <= 0 or self.iterations < 1:
@@ -200,6 +226,9 @@ class ScoreConfig(StageConfig):
     popularity_days: int = 28
     # Minimum share of long-tail items at every prefix of a list (0 = pure ranker order).
     tail_target: float = 0.3
+    # Minimum share of new items (listed, never sold) at every prefix of a list, taken from the
+    # shopper's own candidates (text matches): the only way a new product earns its first sale.
+    new_item_share: float = 0.1
     # Head = the fewest most-interacted items holding this share of interactions; the rest is tail.
     head_share: float = 0.8
     # "fusion" (candidates + ranker + tail-aware re-ranking) or "als" (ALS top-N only).
@@ -212,6 +241,8 @@ class ScoreConfig(StageConfig):
             raise ConfigError("popularity_days must be >= 1")
         if not 0 <= self.tail_target <= 1 or not 0 < self.head_share < 1:
             raise ConfigError("tail_target must be in [0, 1] and head_share in (0, 1)")
+        if not 0 <= self.new_item_share <= 0.5:
+            raise ConfigError("new_item_share must be in [0, 0.5]")
         if self.strategy not in ("fusion", "als"):
             raise ConfigError("strategy must be 'fusion' or 'als'")
 

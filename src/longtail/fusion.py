@@ -718,31 +718,57 @@ def blend_score(frame: pd.DataFrame) -> np.ndarray:
 
 
 def tail_rerank(
-    scores: np.ndarray, is_tail: np.ndarray, n: int, tail_target: float
+    scores: np.ndarray,
+    is_tail: np.ndarray,
+    n: int,
+    tail_target: float,
+    is_new: np.ndarray | None = None,
+    new_target: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy list of n positions holding at least floor(tail_target * k) tail items in every
-    top-k prefix (when the candidates allow), otherwise in score order. Returns (positions,
-    output scores); output scores are the fused scores capped by the previous rank's, so they
-    never increase.
+    """Greedy list of n positions holding at least floor(tail_target * k) tail items and
+    floor(new_target * k) new items (never sold: `is_new`) in every top-k prefix, when the
+    candidates allow, otherwise in score order. A new item is a tail item too. Returns
+    (positions, output scores); output scores are the fused scores capped by the previous rank's,
+    so they never increase.
+
+    The new-item slots exist because the ranker, trained for accuracy, rightly rates a product
+    nobody has bought below one many have: left to it, a new product is never shown, so it never
+    sells, so it never earns a better score. The best-scored new candidates of each shopper (found
+    by text similarity to what they bought) get those few slots.
     """
     order = np.lexsort((np.arange(len(scores)), -scores))
-    tail_q = [i for i in order if is_tail[i]]
-    head_q = [i for i in order if not is_tail[i]]
+    new = np.zeros(len(scores), bool) if is_new is None else np.asarray(is_new, bool)
+    tail = np.asarray(is_tail, bool) | new
+    taken = np.zeros(len(scores), bool)
+    queues = {
+        q: [i for i in order if m[i]] for q, m in (("new", new), ("tail", tail), ("head", ~tail))
+    }
+    heads = dict.fromkeys(queues, 0)
+
+    def best(q: str) -> int | None:
+        qi, at = queues[q], heads[q]
+        while at < len(qi) and taken[qi[at]]:
+            at += 1
+        heads[q] = at
+        return qi[at] if at < len(qi) else None
+
     picked: list[int] = []
-    n_tail = 0
-    ti = hi = 0
+    n_tail = n_new = 0
     while len(picked) < min(n, len(scores)):
         k = len(picked) + 1
-        need_tail = n_tail < np.floor(tail_target * k + 1e-9)
-        if ti < len(tail_q) and (
-            need_tail or hi >= len(head_q) or scores[tail_q[ti]] >= scores[head_q[hi]]
-        ):
-            picked.append(tail_q[ti])
-            ti += 1
-            n_tail += 1
-        else:
-            picked.append(head_q[hi])
-            hi += 1
+        pick = None
+        if n_new < np.floor(new_target * k + 1e-9):
+            pick = best("new")
+        if pick is None and n_tail < np.floor(tail_target * k + 1e-9):
+            pick = best("tail")
+        if pick is None:  # best of both, a tie going to the tail item
+            t, h = best("tail"), best("head")
+            pick = t if h is None or (t is not None and scores[t] >= scores[h]) else h
+        assert pick is not None
+        taken[pick] = True
+        picked.append(pick)
+        n_tail += int(tail[pick])
+        n_new += int(new[pick])
     pos = np.array(picked, dtype=np.int64)
     out = np.minimum.accumulate(scores[pos]) if len(pos) else np.zeros(0)
     return pos, out
@@ -754,9 +780,10 @@ def final_lists(
     space: ItemSpace,
     n: int,
     tail_target: float,
+    new_target: float = 0.0,
 ) -> pd.DataFrame:
-    """Per user: tail-aware top-n of the scored candidates -> user_id, rank, item_id, score,
-    source, is_long_tail."""
+    """Per user: tail- and new-item-aware top-n of the scored candidates -> user_id, rank,
+    item_id, score, source, is_long_tail."""
     columns = [C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE, IS_LONG_TAIL]
     # Users in sorted order, each user's rows in their given order (as groupby(sort=True)), read
     # as numpy slices: one frame for the whole block, not one per user.
@@ -773,7 +800,10 @@ def final_lists(
     ends = np.r_[starts[1:], len(rows)]
     picked, out_scores, ranks, lengths = [], [], [], []
     for a, b in zip(starts, ends, strict=True):
-        pos, sc = tail_rerank(score[a:b], space.is_tail[item_idx[a:b]], n, tail_target)
+        ids = item_idx[a:b]
+        pos, sc = tail_rerank(
+            score[a:b], space.is_tail[ids], n, tail_target, space.is_cold[ids], new_target
+        )
         picked.append(pos + a)
         out_scores.append(sc.astype(np.float64))
         ranks.append(np.arange(1, len(pos) + 1, dtype=np.int32))
@@ -826,8 +856,9 @@ def recommend(
     block: int = 256,
     index: dict[str, int] | None = None,
     retrieval: Retrieval | None = None,
+    new_target: float = 0.0,
 ) -> pd.DataFrame:
-    """Candidates -> ranker (or blend) -> tail-aware top-n, block by block."""
+    """Candidates -> ranker (or blend) -> tail- and new-item-aware top-n, block by block."""
     index = index if index is not None else space.index
     retrieval = retrieval if retrieval is not None else build_retrieval(space, counts)
     parts = []
@@ -841,7 +872,8 @@ def recommend(
             if booster is not None
             else blend_score(cands)
         )
-        parts.append(final_lists(cands, np.asarray(scores, np.float64), space, n, tail_target))
+        scores = np.asarray(scores, np.float64)
+        parts.append(final_lists(cands, scores, space, n, tail_target, new_target))
     if not parts:
         return final_lists(
             pd.DataFrame(columns=[C.USER_ID, "item_idx", C.SOURCE]), np.zeros(0), space, n, 0

@@ -48,8 +48,9 @@ BOUNDED: dict[str, str] = {
 # must reach the driver. It travels in compact form (int32 coordinates, float64 weights, each id
 # string once), and the id lists are the rows of the factor matrices the stage publishes.
 DRIVER_TRAINING: dict[str, str] = {
-    "longtail.stages.train_als.collect_indexed": "(user_idx int32, item_idx int32, weight) per "
-    "interaction, built in Spark: the matrix implicit fits",
+    "longtail.stages.train_als._collect": "(user_idx int32, item_idx int32, weight[, first "
+    "event]) per interaction, built in Spark: the matrix implicit fits (and the night's "
+    "validation window for choosing its settings)",
     "longtail.stages.train_als._ids": "the sorted distinct user and item ids: one per row of the "
     "fitted user / item factors",
 }

@@ -135,6 +135,21 @@ def test_tail_rerank_holds_the_target_share_in_every_prefix() -> None:
     assert pos0.tolist() == [0, 1, 2, 3] and out0.tolist() == [9, 8, 7, 6]
 
 
+def test_tail_rerank_gives_new_items_their_slots_in_every_prefix() -> None:
+    scores = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0.5])
+    is_tail = np.array([0, 0, 0, 0, 0, 1, 1, 0, 0, 1], bool)
+    is_new = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1], bool)  # never sold: counts as tail too
+    pos, out = fusion.tail_rerank(scores, is_tail, 10, 0.3, is_new, 0.2)
+    # k=4: floor(1.2) tail -> item 5; k=5: floor(1.0) new -> item 8 (the best new one), which is
+    # also the second tail item; k=10: floor(2.0) new -> item 9.
+    assert pos.tolist() == [0, 1, 2, 5, 8, 3, 4, 6, 7, 9]
+    assert out.tolist() == [9, 8, 7, 4, 1, 1, 1, 1, 1, 0.5]
+    # Without new candidates the quota cannot be held: plain tail-aware order.
+    pos2, _ = fusion.tail_rerank(scores[:8], is_tail[:8], 8, 0.3, is_new[:8], 0.2)
+    assert pos2.tolist() == fusion.tail_rerank(scores[:8], is_tail[:8], 8, 0.3)[0].tolist()
+    assert pos2.tolist() == [0, 1, 2, 5, 3, 4, 6, 7]
+
+
 def test_head_tail_split_by_share() -> None:
     counts = np.array([50, 30, 10, 5, 5, 0], float)
     assert fusion.head_tail(counts, 0.8).tolist() == [False, False, True, True, True, True]

@@ -16,21 +16,28 @@ from longtail.storage import read_table, write_audit_publish
 def test_published_factors_equal_fit_als_on_pandas(spark, tmp_path):
     ds, wh = date(2024, 5, 1), str(tmp_path / "wh")
     rng = np.random.default_rng(2)
+    t0 = pd.Timestamp("2024-04-01", tz="UTC")
     rows = [
-        (f"u{u}", f"i{i}", float(rng.integers(1, 9)))
+        (f"u{u}", f"i{i}", float(rng.integers(1, 9)), t0 + pd.Timedelta(hours=u * 9 + i))
         for u in range(12)
         for i in range(9)
         if rng.random() < 0.4
     ]
-    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "weight"])
+    frame = pd.DataFrame([r[:3] for r in rows], columns=["user_id", "item_id", "weight"])
     write_audit_publish(
-        spark.createDataFrame(rows, "user_id string, item_id string, weight double"),
+        spark.createDataFrame(
+            [(*r[:3], r[3].to_pydatetime()) for r in rows],
+            "user_id string, item_id string, weight double, first_ts timestamp",
+        ),
         wh,
         "interactions",
         ds,
     )
     cfg = AlsConfig(ds=ds, warehouse=wh, factors=4, iterations=3, seed=5, num_threads=1)
     out = run(spark, cfg)
+    # 12 users cannot judge a choice: the configured settings are fitted, and the record says why
+    assert out["chosen"] == {"regularization": cfg.regularization, "alpha": cfg.alpha}
+    assert "fewer than 50" in out["selection"]["kept_configured"]
     want = fit_als(frame, factors=4, iterations=3, seed=5, num_threads=1)
     assert out["counts"] == {
         "users": len(want.user_ids),

@@ -225,8 +225,13 @@ def _pipeline_parts(
         score_s = time.perf_counter() - t0
         pool = all_c.assign(**{C.ITEM_ID: space.item_ids[all_c["item_idx"].to_numpy()]})
         out["candidates"] = (0.0, pool.groupby(C.USER_ID)[C.ITEM_ID].agg(list).to_dict())
+        # Each point is the published re-ranking at that tail target, its new-item slots
+        # included (a share of the tail target at most); 0.0 is the ranker's own order.
+        new_share = ScoreConfig.new_item_share
         by_target = {
-            t: metrics.recs_from_frame(fusion.final_lists(all_c, all_s, space, K, t))
+            t: metrics.recs_from_frame(
+                fusion.final_lists(all_c, all_s, space, K, t, min(new_share, t))
+            )
             for t in TAIL_TARGETS
         }
         out["fusion"] = (score_s, by_target)

@@ -120,7 +120,15 @@ def score_fusion_batch(
     version: str,
 ) -> pd.DataFrame:
     lists = fusion.recommend(
-        batch, space, counts, booster, cfg.top_n, cfg.tail_target, index=index, retrieval=retrieval
+        batch,
+        space,
+        counts,
+        booster,
+        cfg.top_n,
+        cfg.tail_target,
+        index=index,
+        retrieval=retrieval,
+        new_target=cfg.new_item_share,
     )
     out = fill_lists(lists, batch, space, order, cfg.top_n)
     out = out.sort_values([C.USER_ID, C.RANK], kind="stable")

@@ -8,8 +8,8 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from longtail import als_selection, gates, tables
 from longtail import columns as C
-from longtail import gates, tables
 from longtail.als import IndexedInteractions, factors_frame, fit_als
 from longtail.config import AlsConfig
 from longtail.stages.common import stage_main
@@ -50,12 +50,30 @@ def collect_indexed(interactions: DataFrame) -> IndexedInteractions:
     implicit fits on one machine, so the matrix has to reach the driver; only int32 coordinates
     and float64 weights per interaction travel (via Arrow), the id strings once per user/item.
     """
+    return _collect(interactions, False)[0]
+
+
+def collect_indexed_with_firsts(interactions: DataFrame) -> tuple[IndexedInteractions, np.ndarray]:
+    """collect_indexed plus each pair's first event (epoch microseconds, int64)."""
+    ii, first_us = _collect(interactions, True)
+    assert first_us is not None
+    return ii, first_us
+
+
+def _collect(
+    interactions: DataFrame, with_firsts: bool
+) -> tuple[IndexedInteractions, np.ndarray | None]:
     users, items = _id_index(interactions, C.USER_ID), _id_index(interactions, C.ITEM_ID)
     try:
         coo = (
             interactions.join(users.withColumnRenamed(_IDX, "u"), C.USER_ID)
             .join(items.withColumnRenamed(_IDX, "i"), C.ITEM_ID)
-            .select(F.col("u").cast("int"), F.col("i").cast("int"), F.col(C.WEIGHT).cast("double"))
+            .select(
+                F.col("u").cast("int"),
+                F.col("i").cast("int"),
+                F.col(C.WEIGHT).cast("double"),
+                *([F.unix_micros(F.col("first_ts")).alias("f")] if with_firsts else []),
+            )
             .toArrow()
         )
         user_ids, item_ids = _ids(users, C.USER_ID), _ids(items, C.ITEM_ID)
@@ -63,18 +81,42 @@ def collect_indexed(interactions: DataFrame) -> IndexedInteractions:
         users.unpersist()
         items.unpersist()
     u, i, w = (coo.column(k).to_numpy() for k in range(3))
-    return IndexedInteractions(
+    first_us = coo.column(3).to_numpy().astype(np.int64) if with_firsts else None
+    ii = IndexedInteractions(
         u.astype(np.int32), i.astype(np.int32), w.astype(np.float64), user_ids, item_ids
     )
+    return ii, first_us
 
 
 def run(spark: SparkSession, cfg: AlsConfig) -> dict[str, Any]:
-    interactions = collect_indexed(read_table(spark, cfg.warehouse, "interactions", cfg.ds))
+    table = read_table(spark, cfg.warehouse, "interactions", cfg.ds)
+    chosen = {"regularization": cfg.regularization, "alpha": cfg.alpha}
+    selection: dict[str, Any] | None = None
+    if cfg.select:
+        interactions, first_us = collect_indexed_with_firsts(table)
+        picked, split = als_selection.choose(
+            interactions,
+            first_us,
+            factors=cfg.factors,
+            regularization=cfg.regularization,
+            alpha=cfg.alpha,
+            iterations=cfg.iterations,
+            seed=cfg.seed,
+            num_threads=cfg.num_threads,
+            regularizations=cfg.regularization_grid,
+            alpha_factors=cfg.alpha_factors,
+            share=cfg.validation_share,
+            max_users=cfg.validation_users,
+            min_users=cfg.min_validation_users,
+        )
+        chosen, selection = picked.chosen, picked.record(split)
+    else:
+        interactions = collect_indexed(table)
     model = fit_als(
         interactions,
         factors=cfg.factors,
-        regularization=cfg.regularization,
-        alpha=cfg.alpha,
+        regularization=chosen["regularization"],
+        alpha=chosen["alpha"],
         iterations=cfg.iterations,
         seed=cfg.seed,
         num_threads=cfg.num_threads,
@@ -92,6 +134,9 @@ def run(spark: SparkSession, cfg: AlsConfig) -> dict[str, Any]:
     )
     return {
         "model_version": model_version(cfg),
+        # What every later ALS fit of this night uses (train_ranker's window model included).
+        "chosen": chosen,
+        "selection": selection,
         "counts": {
             "users": len(model.user_ids),
             "items": len(model.item_ids),

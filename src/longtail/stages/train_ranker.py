@@ -60,7 +60,8 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     als_record = read_record(spark, wh, ds, "train_als")
     if als_record is None:
         raise FileNotFoundError(f"no train_als record for ds={ds}: run train_als first")
-    als_cfg = als_record["config"]
+    # The night's ALS settings as fitted: chosen on its validation window where it chose them.
+    als_cfg = {**als_record["config"], **(als_record.get("chosen") or {})}
     space_record = read_record(spark, wh, ds, "item_space")
     if space_record is None:
         raise FileNotFoundError(f"no item_space record for ds={ds}: run item_space first")
