@@ -229,6 +229,9 @@ class ScoreConfig(StageConfig):
     # Minimum share of new items (listed, never sold) at every prefix of a list, taken from the
     # shopper's own candidates (text matches): the only way a new product earns its first sale.
     new_item_share: float = 0.1
+    # Each shopper's own tail target: their history's tail share (shrunk to the night's mean),
+    # shifted so that the mean over shoppers is tail_target (calibration, Steck 2018).
+    calibrate_tail: bool = True
     # Head = the fewest most-interacted items holding this share of interactions; the rest is tail.
     head_share: float = 0.8
     # "fusion" (candidates + ranker + tail-aware re-ranking) or "als" (ALS top-N only).

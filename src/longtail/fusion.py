@@ -14,7 +14,7 @@ with no interactions yet, matched by text), popularity.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +55,8 @@ HIST_WEIGHTS = "hist_weights"
 HIST_TS = "hist_ts"
 EXCLUDED = "excluded"
 IS_LONG_TAIL = C.IS_LONG_TAIL
+# Items of evidence a user's own tail share is worth against the night's average (shrinkage).
+CALIBRATION_PSEUDO = 5.0
 
 
 @dataclass(frozen=True)
@@ -774,16 +776,51 @@ def tail_rerank(
     return pos, out
 
 
+def tail_shares(batch: pd.DataFrame, space: ItemSpace, index: dict[str, int]) -> np.ndarray:
+    """(tail items, distinct items) of each user's history in the batch, as an (n, 2) array."""
+    out = np.zeros((len(batch), 2), np.float64)
+    for r, items in enumerate(batch[HIST_ITEMS]):
+        js = np.unique([index.get(str(x), -1) for x in (items if items is not None else [])])
+        js = js[js >= 0]
+        out[r] = space.is_tail[js].sum(), len(js)
+    return out
+
+
+def tail_calibration(
+    shares: np.ndarray, tail_target: float, pseudo: float = CALIBRATION_PSEUDO
+) -> tuple[float, float]:
+    """(prior, shift) for calibrated_targets from every user's (tail items, distinct items):
+    prior = the mean user's tail share; shift = what puts the mean target at tail_target. The
+    same sums, computed in Spark, are `stages.score.night_tail_calibration`."""
+    has = shares[:, 1] > 0
+    t, n = shares[has, 0], shares[has, 1]
+    if not len(n):
+        return 0.0, tail_target
+    prior = float(np.mean(t / n))
+    mean_own = float(np.mean(t / (n + pseudo)) + pseudo * prior * np.mean(1.0 / (n + pseudo)))
+    return prior, tail_target - mean_own
+
+
+def calibrated_targets(
+    shares: np.ndarray, prior: float, shift: float, pseudo: float = CALIBRATION_PSEUDO
+) -> np.ndarray:
+    """Each user's own tail target (calibration, Steck 2018): their history's tail share,
+    shrunk towards `prior` by `pseudo` items (one item says little), plus the night's `shift`,
+    which puts the mean over every user at the configured tail_target; clipped to [0, 1]."""
+    own = (shares[:, 0] + pseudo * prior) / (shares[:, 1] + pseudo)
+    return np.clip(own + shift, 0.0, 1.0)
+
+
 def final_lists(
     cands: pd.DataFrame,
     scores: np.ndarray,
     space: ItemSpace,
     n: int,
-    tail_target: float,
+    tail_target: float | Mapping[str, float],
     new_target: float = 0.0,
 ) -> pd.DataFrame:
     """Per user: tail- and new-item-aware top-n of the scored candidates -> user_id, rank,
-    item_id, score, source, is_long_tail."""
+    item_id, score, source, is_long_tail. `tail_target` is one share for all or one per user."""
     columns = [C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE, IS_LONG_TAIL]
     # Users in sorted order, each user's rows in their given order (as groupby(sort=True)), read
     # as numpy slices: one frame for the whole block, not one per user.
@@ -799,10 +836,12 @@ def final_lists(
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     ends = np.r_[starts[1:], len(rows)]
     picked, out_scores, ranks, lengths = [], [], [], []
+    per_user = isinstance(tail_target, Mapping)
     for a, b in zip(starts, ends, strict=True):
         ids = item_idx[a:b]
+        target = tail_target[str(users[codes[a]])] if per_user else tail_target  # type: ignore[index]
         pos, sc = tail_rerank(
-            score[a:b], space.is_tail[ids], n, tail_target, space.is_cold[ids], new_target
+            score[a:b], space.is_tail[ids], n, float(target), space.is_cold[ids], new_target
         )
         picked.append(pos + a)
         out_scores.append(sc.astype(np.float64))
@@ -857,8 +896,11 @@ def recommend(
     index: dict[str, int] | None = None,
     retrieval: Retrieval | None = None,
     new_target: float = 0.0,
+    calibration: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
-    """Candidates -> ranker (or blend) -> tail- and new-item-aware top-n, block by block."""
+    """Candidates -> ranker (or blend) -> tail- and new-item-aware top-n, block by block.
+    With `calibration` (prior, shift) each user gets their own tail target (calibrated_targets)
+    instead of `tail_target`."""
     index = index if index is not None else space.index
     retrieval = retrieval if retrieval is not None else build_retrieval(space, counts)
     parts = []
@@ -873,7 +915,11 @@ def recommend(
             else blend_score(cands)
         )
         scores = np.asarray(scores, np.float64)
-        parts.append(final_lists(cands, scores, space, n, tail_target, new_target))
+        target: float | dict[str, float] = tail_target
+        if calibration is not None:
+            own = calibrated_targets(tail_shares(batch, space, index), *calibration)
+            target = dict(zip(batch[C.USER_ID].astype(str), own.tolist(), strict=True))
+        parts.append(final_lists(cands, scores, space, n, target, new_target))
     if not parts:
         return final_lists(
             pd.DataFrame(columns=[C.USER_ID, "item_idx", C.SOURCE]), np.zeros(0), space, n, 0

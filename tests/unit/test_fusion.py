@@ -213,3 +213,41 @@ def test_final_lists_by_hand_with_interleaved_users() -> None:
     assert got[C.RANK].dtype == np.int32
     empty = fusion.final_lists(cands.iloc[:0], np.zeros(0), space(), 3, 0.5)
     assert empty.empty and list(empty.columns) == list(got.columns)
+
+
+def test_calibrated_targets_follow_each_history_and_keep_the_mean() -> None:
+    shares = np.array([[1, 2], [0, 3], [3, 3]], float)  # (tail items, items) of three users
+    prior, shift = fusion.tail_calibration(shares, 0.3, pseudo=1.0)
+    # prior = mean(1/2, 0, 1) = 0.5; own = (t + 0.5) / (n + 1) = 0.5, 0.125, 0.875 (mean 0.5)
+    assert prior == pytest.approx(0.5) and shift == pytest.approx(-0.2)
+    got = fusion.calibrated_targets(shares, prior, shift, pseudo=1.0)
+    assert got == pytest.approx([0.3, 0.0, 0.675])  # 0.125 - 0.2 clipped at 0
+
+
+def test_final_lists_take_one_tail_target_per_user() -> None:
+    # both users score a 3, b 2, c 1 (c is tail); only u2's own target asks for tail by rank 2
+    cands = pd.DataFrame(
+        {
+            C.USER_ID: ["u1"] * 3 + ["u2"] * 3,
+            "item_idx": np.array([0, 1, 2, 0, 1, 2], np.int32),
+            C.SOURCE: ["als"] * 6,
+        }
+    )
+    scores = np.array([3.0, 2.0, 1.0, 3.0, 2.0, 1.0])
+    got = fusion.final_lists(cands, scores, space(), 3, {"u1": 0.0, "u2": 0.5})
+    assert got[C.ITEM_ID].tolist() == ["a", "b", "c", "a", "c", "b"]
+
+
+def test_recommend_calibrates_from_each_batch_users_history() -> None:
+    sp = space()
+    u = users([{"user": "h", "items": ["a", "b"]}, {"user": "t", "items": ["c", "d"]}])
+    got = fusion.tail_shares(u, sp, sp.index)
+    assert got.tolist() == [[0, 2], [2, 2]]  # c and d are tail
+    counts = fusion.CandidateCounts(**{**ONLY, "popularity": 6})
+    # popularity order a b c d e f minus own items; prior 0.5, shift -0.1, pseudo 5:
+    # h: 2.5/7 - 0.1 = 0.257 -> one tail item by rank 4 (c, d are h's tail candidates);
+    # t: 4.5/7 - 0.1 = 0.543 -> floor(0.543 k): a tail item at rank 2 and 4 (e, f)
+    out = fusion.recommend(u, sp, counts, None, 4, 0.4, calibration=(0.5, -0.1))
+    lists = out.groupby(C.USER_ID)[fusion.IS_LONG_TAIL].apply(list).to_dict()
+    assert lists["t"] == [False, True, False, True]
+    assert sum(lists["h"]) >= 1

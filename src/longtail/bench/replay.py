@@ -228,14 +228,35 @@ def _pipeline_parts(
         # Each point is the published re-ranking at that tail target, its new-item slots
         # included (a share of the tail target at most); 0.0 is the ranker's own order.
         new_share = ScoreConfig.new_item_share
+        shares = _tail_shares(interactions, space)
         by_target = {
             t: metrics.recs_from_frame(
-                fusion.final_lists(all_c, all_s, space, K, t, min(new_share, t))
+                fusion.final_lists(
+                    all_c, all_s, space, K, _user_targets(shares, t), min(new_share, t)
+                )
             )
             for t in TAIL_TARGETS
         }
         out["fusion"] = (score_s, by_target)
     return out
+
+
+def _tail_shares(interactions: pd.DataFrame, space: fusion.ItemSpace) -> pd.DataFrame:
+    """Every user's (tail items, distinct items), as score's calibration counts them."""
+    pairs = interactions[[C.USER_ID, C.ITEM_ID]].drop_duplicates()
+    tail = set(space.item_ids[space.is_tail].astype(str))
+    pairs = pairs.assign(t=pairs[C.ITEM_ID].astype(str).isin(tail).astype(float), n=1.0)
+    return pairs.groupby(C.USER_ID)[["t", "n"]].sum()
+
+
+def _user_targets(shares: pd.DataFrame, tail_target: float) -> float | dict[str, float]:
+    """The published run's tail targets at `tail_target`: calibrated per user, as in score."""
+    if not ScoreConfig.calibrate_tail or tail_target == 0:
+        return tail_target
+    counts = shares[["t", "n"]].to_numpy()
+    prior, shift = fusion.tail_calibration(counts, tail_target)
+    own = fusion.calibrated_targets(counts, prior, shift)
+    return dict(zip(shares.index.astype(str), own.tolist(), strict=True))
 
 
 def _choose_protocol(events: pd.DataFrame, requested: str) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, StructField, StructType
+from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from longtail import columns as C
 from longtail import fusion, tables
@@ -108,6 +108,42 @@ def fill_lists(
     return pd.concat([lists, *extra], ignore_index=True) if extra else lists
 
 
+def night_tail_calibration(
+    interactions: DataFrame, space: fusion.ItemSpace, cfg: ScoreConfig
+) -> tuple[float, float] | None:
+    """`fusion.tail_calibration` over every user of the night, summed in Spark: per user only
+    (tail items, items) is formed, and the three means are DECIMAL sums, so the result does not
+    depend on the order rows arrive in. None when the lists are not calibrated."""
+    if not cfg.calibrate_tail or cfg.tail_target == 0:
+        return None
+    spark = interactions.sparkSession
+    tail = spark.createDataFrame(
+        pd.DataFrame({C.ITEM_ID: space.item_ids[space.is_tail].astype(str)}),
+        StructType([StructField(C.ITEM_ID, StringType(), False)]),
+    ).withColumn("_tail", F.lit(1))
+    m = fusion.CALIBRATION_PSEUDO
+    per_user = (
+        interactions.select(C.USER_ID, C.ITEM_ID)
+        .distinct()
+        .join(F.broadcast(tail), C.ITEM_ID, "left")
+        .groupBy(C.USER_ID)
+        .agg(F.sum(F.coalesce("_tail", F.lit(0))).alias("t"), F.count("*").alias("n"))
+    )
+
+    def mean(expr: Any) -> Any:
+        return F.avg(expr.cast("double").cast("decimal(38,18)"))
+
+    row = per_user.agg(
+        mean(F.col("t") / F.col("n")).alias("a"),
+        mean(F.col("t") / (F.col("n") + m)).alias("b"),
+        mean(F.lit(1.0) / (F.col("n") + m)).alias("d"),
+    ).first()
+    if row is None or row["a"] is None:
+        return 0.0, cfg.tail_target
+    prior = float(row["a"])
+    return prior, cfg.tail_target - (float(row["b"]) + m * prior * float(row["d"]))
+
+
 def score_fusion_batch(
     batch: pd.DataFrame,
     space: fusion.ItemSpace,
@@ -118,6 +154,7 @@ def score_fusion_batch(
     counts: fusion.CandidateCounts,
     cfg: ScoreConfig,
     version: str,
+    calibration: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     lists = fusion.recommend(
         batch,
@@ -129,6 +166,7 @@ def score_fusion_batch(
         index=index,
         retrieval=retrieval,
         new_target=cfg.new_item_share,
+        calibration=calibration,
     )
     out = fill_lists(lists, batch, space, order, cfg.top_n)
     out = out.sort_values([C.USER_ID, C.RANK], kind="stable")
@@ -137,7 +175,9 @@ def score_fusion_batch(
     return out[[f.name for f in OUTPUT_SCHEMA.fields]]
 
 
-def _run_fusion(spark: SparkSession, cfg: ScoreConfig) -> tuple[DataFrame, str]:
+def _run_fusion(
+    spark: SparkSession, cfg: ScoreConfig
+) -> tuple[DataFrame, str, tuple[float, float] | None]:
     wh, ds = cfg.warehouse, cfg.ds
     meta_uri = f"{table_path(wh, RANKER, ds)}/meta.json"
     fs = Fs(spark, meta_uri)
@@ -147,9 +187,9 @@ def _run_fusion(spark: SparkSession, cfg: ScoreConfig) -> tuple[DataFrame, str]:
     model_text = fs.read_text(f"{table_path(wh, RANKER, ds)}/model.txt")
     space = inputs.space_at(spark, wh, ds, cfg.head_share)
     counts, retrieval = fusion.retrieval_from_meta(space, meta)
-    users = fusion_users(
-        read_table(spark, wh, "interactions", ds), read_table(spark, wh, USER_FACTORS, ds)
-    )
+    interactions = read_table(spark, wh, "interactions", ds)
+    users = fusion_users(interactions, read_table(spark, wh, USER_FACTORS, ds))
+    calibration = night_tail_calibration(interactions, space, cfg)
     bc = spark.sparkContext.broadcast((space, retrieval, model_text, meta))
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -159,11 +199,13 @@ def _run_fusion(spark: SparkSession, cfg: ScoreConfig) -> tuple[DataFrame, str]:
         index, order = sp.index, popular_order(sp)
         for batch in batches:
             if len(batch):
-                yield score_fusion_batch(batch, sp, re, index, order, booster, counts, cfg, version)
+                yield score_fusion_batch(
+                    batch, sp, re, index, order, booster, counts, cfg, version, calibration
+                )
 
     parts = max(2, spark.sparkContext.defaultParallelism * 2)
     recs = users.repartition(parts, C.USER_ID).mapInPandas(run, OUTPUT_SCHEMA)
-    return recs, meta["model_version"]
+    return recs, meta["model_version"], calibration
 
 
 def _run_als(spark: SparkSession, cfg: ScoreConfig, als_record: dict) -> tuple[DataFrame, str]:
@@ -206,9 +248,9 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     if cfg.strategy == "fusion":
         # Every shopper through the ranker, however short the history: one item already has
         # neighbours, text and a category to retrieve from.
-        recs, version = _run_fusion(spark, cfg)
+        recs, version, calibration = _run_fusion(spark, cfg)
     else:
-        recs, version = _run_als(spark, cfg, als_record)
+        (recs, version), calibration = _run_als(spark, cfg, als_record), None
     # Staged in a folder private to this attempt; publish takes the one named in this stage's run
     # record, so two runs of one date never publish a mixture of each other's output.
     attempt = uuid.uuid4().hex[:12]
@@ -226,6 +268,10 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
         "model_version": version,
         "strategy": cfg.strategy,
         STAGED_ATTEMPT: attempt,
+        # Per-user tail targets: own history's share shrunk to `prior`, plus `shift`.
+        "tail_calibration": None
+        if calibration is None
+        else {"prior": calibration[0], "shift": calibration[1]},
         "counts": {
             "users": n_users,
             "rows": sum(by_source.values()),
