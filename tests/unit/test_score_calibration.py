@@ -7,11 +7,11 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from tests.unit.test_fusion import space
 
 from longtail import fusion
 from longtail.config import ScoreConfig
 from longtail.stages.score import night_tail_calibration
-from tests.unit.test_fusion import space
 
 
 def test_spark_sums_equal_the_pandas_definition(spark) -> None:
