@@ -173,6 +173,7 @@ def test_best_peer_ignores_published_ablations_skipped_and_missing() -> None:
         "popularity": {"ndcg@10": 0.05, "recall@20": 0.2, "tail_recall@20": 0.0},
         "als": {"ndcg@10": 0.08, "recall@20": 0.2, "tail_recall@20": float("nan")},
         "ease": {"skipped": "needs 40 GiB for 90k items"},
+        "spark_als": {"ndcg@10": 0.5, "recall@20": 0.5, "reference_only": "not tuned"},
         "itemknn": {"ndcg@10": 0.07, "recall@20": 0.1, "tail_recall@20": None},
         "published": {"ndcg@10": 0.3, "recall@20": 0.9, "tail_recall@20": 0.5},
         "fusion": {"ndcg@10": 0.2, "recall@20": 0.8, "tail_recall@20": 0.4},

@@ -218,7 +218,10 @@ def _systems_table(
                 f'colspan="{len(columns)}">skipped: {_esc(row.get("skipped"))}</td></tr>'
             )
             continue
-        cells = [f"<td>{_esc(name)}</td>"]
+        label = name
+        if isinstance(row, Mapping) and "reference_only" in row:
+            label = f"{name} ({row['reference_only']})"
+        cells = [f"<td>{_esc(label)}</td>"]
         for metric in columns:
             value = row.get(metric)
             text = _esc(_fmt(metric, value))

@@ -108,7 +108,8 @@ def systems_table(data: Mapping[str, Any], columns: Sequence[str] = COLUMNS) -> 
             cells = [f"skipped: {_cell(row['skipped'])}"] + [""] * (len(columns) - 1)
         else:
             cells = [_fmt(row.get(c)) for c in columns]
-        lines.append(f"| {_cell(name)} | " + " | ".join(cells) + " |")
+        label = f"{name} (reference, not a peer)" if "reference_only" in row else name
+        lines.append(f"| {_cell(label)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -157,14 +157,20 @@ def best_peer(
     """metric -> the peer system with the highest value (all these metrics: higher is better).
 
     Peers are the systems not in ``exclude`` (the published system and its ablations). Skipped
-    systems (a ``"skipped"`` key) and missing, NaN or non-numeric values are ignored; a tie goes
+    systems (a ``"skipped"`` key), references that are not tuned peers (a ``"reference_only"``
+    key giving why) and missing, NaN or non-numeric values are ignored; a tie goes
     to the system listed first. A metric no peer has a number for is left out.
     """
     out: dict[str, str] = {}
     for metric in metrics:
         best_name, best_value = None, -math.inf
         for name, row in systems.items():
-            if name in exclude or not isinstance(row, Mapping) or "skipped" in row:
+            if (
+                name in exclude
+                or not isinstance(row, Mapping)
+                or "skipped" in row
+                or "reference_only" in row
+            ):
                 continue
             value = finite(row.get(metric))
             if value is not None and value > best_value:
