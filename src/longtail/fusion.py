@@ -22,8 +22,10 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from longtail import columns as C
+from longtail import rules as business_rules
 from longtail.config import ItemSpaceConfig
 from longtail.retrieval import EXACT_MAX_ITEMS, VectorIndex, content_neighbours, is_excluded
+from longtail.rules import ItemRules
 
 SOURCES = (
     "als",
@@ -89,6 +91,18 @@ class ItemSpace:
     # (I,) bool: items with a title; only those are recommended (a list cannot show a nameless
     # item), while every item still counts as history and training data. None = all.
     titled: np.ndarray | None = None
+    # (I,) bool: available on the night and not excluded by the shop's rules (None = all); set
+    # by the nightly stages only, so training keeps every item.
+    allowed: np.ndarray | None = None
+    # The shop's caps and boosts as per-item arrays (longtail.rules); None = no rules.
+    rules: ItemRules | None = None
+
+    @property
+    def recommendable(self) -> np.ndarray | None:
+        """The one mask every list is cut by (candidates, popularity fill): titled & allowed."""
+        if self.allowed is None:
+            return self.titled
+        return self.allowed if self.titled is None else self.titled & self.allowed
 
     @property
     def index(self) -> dict[str, int]:
@@ -649,8 +663,9 @@ def candidates(
     keys, src = keys[order], src[order]
     uniq, first, n_sources = np.unique(keys, return_index=True, return_counts=True)
     source = src[first]
-    if space.titled is not None:  # nameless items are never recommended
-        keep = space.titled[uniq % n_items]
+    recommendable = space.recommendable
+    if recommendable is not None:  # nameless, unavailable and excluded items never are
+        keep = recommendable[uniq % n_items]
         uniq, source, n_sources = uniq[keep], source[keep], n_sources[keep]
     rows, cols = uniq // n_items, uniq % n_items
 
@@ -773,7 +788,12 @@ def final_lists(
     ends = np.r_[starts[1:], len(rows)]
     picked, out_scores, ranks, lengths = [], [], [], []
     for a, b in zip(starts, ends, strict=True):
-        pos, sc = tail_rerank(score[a:b], space.is_tail[item_idx[a:b]], n, tail_target)
+        if space.rules is None:
+            pos, sc = tail_rerank(score[a:b], space.is_tail[item_idx[a:b]], n, tail_target)
+        else:  # boosts, then the capped candidates only (longtail.rules)
+            boosted, ok = business_rules.apply(space.rules, score[a:b], item_idx[a:b])
+            pos, sc = tail_rerank(boosted[ok], space.is_tail[item_idx[a:b][ok]], n, tail_target)
+            pos = ok[pos]
         picked.append(pos + a)
         out_scores.append(sc.astype(np.float64))
         ranks.append(np.arange(1, len(pos) + 1, dtype=np.int32))
