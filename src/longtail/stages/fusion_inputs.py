@@ -43,8 +43,9 @@ def night_rules(spark: SparkSession, wh: str, ds: date) -> Rules | None:
 def restrict(space: ItemSpace, cat: pd.DataFrame, rules: Rules | None) -> ItemSpace:
     """The space with the night's availability and the shop's rules: `allowed` (None when every
     item is) and the caps and boosts as per-item arrays. Unchanged without either."""
-    items = cat.drop_duplicates(C.ITEM_ID).set_index(cat[C.ITEM_ID].astype(str).to_numpy())
-    items = items.reindex(space.item_ids).reset_index(drop=True)
+    items = cat.drop_duplicates(C.ITEM_ID)
+    items = items.set_index(items[C.ITEM_ID].astype(str).to_numpy()).reindex(space.item_ids)
+    items = items.reset_index(drop=True)
     items[C.ITEM_ID] = space.item_ids
     ok = business_rules.allowed(items, rules)
     return dataclasses.replace(
