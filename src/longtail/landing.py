@@ -240,6 +240,9 @@ def type_events(raw: DataFrame) -> DataFrame:
 
 def type_items(raw: DataFrame) -> DataFrame:
     """String landing rows -> typed bronze items."""
+    for name in (C.AVAILABLE, C.STOCK):  # newer optional columns: frames read without them type
+        if name not in raw.columns:
+            raw = raw.withColumn(name, F.lit(None).cast("string"))
     price_raw = _blank_to_null(F.col(C.PRICE))
     price = price_raw.try_cast("double")
     first_seen = F.to_date(parse_timestamp(_blank_to_null(F.col(C.FIRST_SEEN))))
