@@ -78,7 +78,7 @@ def item_availability(items: DataFrame, cfg: CleanConfig) -> DataFrame:
     file; a later snapshot (dt after the run date) is not seen. A row says unavailable when
     `available` is false or `stock` is 0 or less; neither given means available. Every usable
     row counts, including re-sends the catalogue quarantines as duplicate_item: a daily
-    snapshot repeats the item with its new stock.
+    snapshot repeats the item with its new stock. Two rows of one file: unavailable wins.
     """
     day = F.regexp_extract(F.col(C.SOURCE_FILE), _SNAPSHOT_DAY, 1)
     unavailable = ~F.coalesce(F.col(C.AVAILABLE), F.lit(True)) | F.coalesce(

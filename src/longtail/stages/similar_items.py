@@ -7,7 +7,7 @@ gated and published like the main table at `similar_items/ds=<ds>/`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -94,8 +94,11 @@ def _flat_csr(m: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices.astype(np.int64)
 
 
-def gate_similar(df: Any, n_items: int, k: int) -> dict:
+def gate_similar(df: Any, n_items: int, k: int, hidden: Sequence[str] = ()) -> dict:
+    """Similar-items contract; hidden: items unavailable or excluded by the shop's rules on the
+    night, never anyone's similar item (checked only when there are some)."""
     e = gates._e()
+    rules = [e.ExpectColumnValuesToNotBeInSet(column=SIMILAR_ITEM_ID, value_set=list(hidden))]
     from pyspark.sql import Window
 
     w = Window.partitionBy(C.ITEM_ID).orderBy(C.RANK)
@@ -116,6 +119,7 @@ def gate_similar(df: Any, n_items: int, k: int) -> dict:
                 column=C.SOURCE, value_set=["content", "cooccurrence", "content+cooccurrence"]
             ),
             e.ExpectTableRowCountToEqual(value=n_items * k),
+            *(rules if len(hidden) else []),
         ],
     )
 
@@ -132,6 +136,7 @@ def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
     space = inputs.space_at(spark, wh, ds, rules=rules)
     n_items = len(space.item_ids)
     n_shown = n_items if space.allowed is None else int(space.allowed.sum())
+    hidden = [] if space.allowed is None else space.item_ids[~space.allowed].tolist()
     k = min(cfg.top_k, n_shown - 1)
     has_text = np.abs(space.embeddings).sum(axis=1) > 0
     # The text index holds only items that may be shown: an item's k nearest are all usable.
@@ -154,7 +159,7 @@ def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
         wh,
         TABLE,
         ds,
-        lambda df: gate_similar(df, n_items, k),
+        lambda df: gate_similar(df, n_items, k, hidden),
         manifest={
             "top_n": k,
             "model_version": model_version(cfg, read_record(spark, wh, ds, "content"))
