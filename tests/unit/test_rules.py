@@ -182,8 +182,12 @@ def test_similar_items_never_offer_an_item_that_may_not_be_shown() -> None:
 
 
 def test_availability_snapshots_ingest_and_the_rules_gate(spark: Any, tmp_path: Path) -> None:
-    """The one Spark test: newest snapshot on or before DS, the rules check before ingest writes,
-    and the recommendations gate on a table that breaks the rules."""
+    """The one Spark test: the availability columns typed, the newest snapshot on or before DS,
+    the rules check before ingest writes, and the recommendations gate on a table that breaks
+    the rules."""
+    from pyspark.sql import functions as F
+
+    from longtail import landing
     from longtail.cleaning import item_availability
     from longtail.config import CleanConfig, IngestConfig
     from longtail.gates import GateFailed, gate_recommendations
@@ -206,6 +210,26 @@ def test_availability_snapshots_ingest_and_the_rules_gate(spark: Any, tmp_path: 
     items = spark.createDataFrame(
         rows, "item_id string, reason string, source_file string, available boolean, stock double"
     )
+    raw = spark.createDataFrame(
+        [
+            (i, "T", a, st)
+            for i, a, st in [
+                ("p", " No ", None),
+                ("q", "maybe", "2"),
+                ("r", None, "abc"),
+                ("s", "1", "0"),
+            ]
+        ],
+        "item_id string, title string, available string, stock string",
+    )
+    for name in (*C.ITEMS_OPTIONAL, "_corrupt_record", C.SOURCE_FILE):
+        if name not in raw.columns:
+            raw = raw.withColumn(name, F.lit(None).cast("string"))
+    typed = {r[C.ITEM_ID]: r for r in landing.type_items(raw).collect()}
+    assert (typed["p"][C.AVAILABLE], typed["p"]["parse_error"]) == (False, None)
+    assert typed["q"]["parse_error"] == typed["r"]["parse_error"] == "invalid_availability"
+    assert (typed["s"][C.AVAILABLE], typed["s"][C.STOCK]) == (True, 0.0)
+
     cfg = CleanConfig(ds=date(2026, 1, 3), warehouse=str(tmp_path / "wh"))
     got = {r[C.ITEM_ID]: r[C.AVAILABLE] for r in item_availability(items, cfg).collect()}
     assert got == {"a": True, "b": False, "c": False, "d": True, "e": True}
