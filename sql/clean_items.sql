@@ -23,7 +23,7 @@ ranked AS (
     *,
     ROW_NUMBER() OVER (
       PARTITION BY base_reason IS NULL, item_id
-      ORDER BY source_file, title, description, category, brand, price, first_seen
+      ORDER BY source_file, title, description, category, brand, price, first_seen, available, stock
     ) AS dup_rank
   FROM flagged
 )
@@ -36,6 +36,8 @@ SELECT
   price,
   first_seen,
   non_product,
+  available,
+  stock,
   parse_error,
   _corrupt_record,
   source_file,

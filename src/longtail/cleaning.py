@@ -67,6 +67,34 @@ def clean_items(bronze_items: DataFrame, cfg: CleanConfig) -> DataFrame:
     )
 
 
+# The day of a `dt=YYYY-MM-DD/` snapshot folder in a landing file's path ('' when undated).
+_SNAPSHOT_DAY = r"/dt=(\d{4}-\d{2}-\d{2})/"
+
+
+def item_availability(items: DataFrame, cfg: CleanConfig) -> DataFrame:
+    """item_id, available: each item's newest usable row on or before the run date decides.
+
+    Rows are ordered by their `dt=` snapshot folder (undated files before any dated one), then by
+    file; a later snapshot (dt after the run date) is not seen. A row says unavailable when
+    `available` is false or `stock` is 0 or less; neither given means available. Every usable
+    row counts, including re-sends the catalogue quarantines as duplicate_item: a daily
+    snapshot repeats the item with its new stock. Two rows of one file: unavailable wins.
+    """
+    day = F.regexp_extract(F.col(C.SOURCE_FILE), _SNAPSHOT_DAY, 1)
+    unavailable = ~F.coalesce(F.col(C.AVAILABLE), F.lit(True)) | F.coalesce(
+        F.col(C.STOCK) <= 0, F.lit(False)
+    )
+    usable = F.col(C.REASON).isNull() | (F.col(C.REASON) == "duplicate_item")
+    newest = (
+        items.where(usable & ((day == "") | (day <= F.lit(cfg.ds.isoformat()))))
+        .groupBy(C.ITEM_ID)
+        .agg(
+            F.max(F.struct(day.alias("d"), F.col(C.SOURCE_FILE), unavailable.alias("u"))).alias("n")
+        )
+    )
+    return newest.select(C.ITEM_ID, (~F.col("n.u")).alias(C.AVAILABLE))
+
+
 def clean_events(
     bronze_events: DataFrame, catalogue: DataFrame, non_products: DataFrame, cfg: CleanConfig
 ) -> DataFrame:
@@ -114,8 +142,11 @@ def clean(
     once to staging, so the classification (joins, dedup, bot windows) runs once, not per output.
     """
     items = clean_items(bronze_items, cfg)
-    catalogue = items.where(F.col(C.REASON).isNull()).select(
-        C.ITEM_ID, C.TITLE, C.DESCRIPTION, C.CATEGORY, C.BRAND, C.PRICE, C.FIRST_SEEN
+    catalogue = (
+        items.where(F.col(C.REASON).isNull())
+        .select(C.ITEM_ID, C.TITLE, C.DESCRIPTION, C.CATEGORY, C.BRAND, C.PRICE, C.FIRST_SEEN)
+        .join(item_availability(items, cfg), C.ITEM_ID, "left")
+        .withColumn(C.AVAILABLE, F.coalesce(F.col(C.AVAILABLE), F.lit(True)))
     )
     non_products = items.where(F.col(C.REASON) == "non_product").select(C.ITEM_ID)
     events = reuse(clean_events(bronze_events, catalogue, non_products, cfg))

@@ -17,6 +17,11 @@ PRICE = "price"
 FIRST_SEEN = "first_seen"
 # Optional flag for fees, postage and adjustments: never recommended, their events quarantined.
 NON_PRODUCT = "non_product"
+# Optional availability: false, or a stock of 0 (or less), and the item is never recommended on
+# that night, while its events still count. Items may arrive as dt= snapshots: the newest on or
+# before the run date wins.
+AVAILABLE = "available"
+STOCK = "stock"
 
 # Event types accepted at ingest; the first is the default when the column is absent or empty.
 EVENT_TYPES = ("purchase", "view", "add_to_cart", "rating", "review")
@@ -27,7 +32,7 @@ EXCLUDING_EVENT_TYPES = ("purchase", "rating", "review")
 EVENTS_REQUIRED = (USER_ID, ITEM_ID, TS)
 EVENTS_OPTIONAL = (EVENT_TYPE, QUANTITY, VALUE)
 ITEMS_REQUIRED = (ITEM_ID, TITLE)
-ITEMS_OPTIONAL = (DESCRIPTION, CATEGORY, BRAND, PRICE, FIRST_SEEN, NON_PRODUCT)
+ITEMS_OPTIONAL = (DESCRIPTION, CATEGORY, BRAND, PRICE, FIRST_SEEN, NON_PRODUCT, AVAILABLE, STOCK)
 USERS_REQUIRED = (USER_ID,)
 
 # Added by the pipeline

@@ -22,8 +22,10 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from longtail import columns as C
+from longtail import rules as business_rules
 from longtail.config import ItemSpaceConfig
 from longtail.retrieval import EXACT_MAX_ITEMS, VectorIndex, content_neighbours, is_excluded
+from longtail.rules import ItemRules
 
 SOURCES = (
     "als",
@@ -91,6 +93,18 @@ class ItemSpace:
     # (I,) bool: items with a title; only those are recommended (a list cannot show a nameless
     # item), while every item still counts as history and training data. None = all.
     titled: np.ndarray | None = None
+    # (I,) bool: available on the night and not excluded by the shop's rules (None = all); set
+    # by the nightly stages only, so training keeps every item.
+    allowed: np.ndarray | None = None
+    # The shop's caps and boosts as per-item arrays (longtail.rules); None = no rules.
+    rules: ItemRules | None = None
+
+    @property
+    def recommendable(self) -> np.ndarray | None:
+        """The one mask every list is cut by (candidates, popularity fill): titled & allowed."""
+        if self.allowed is None:
+            return self.titled
+        return self.allowed if self.titled is None else self.titled & self.allowed
 
     @property
     def index(self) -> dict[str, int]:
@@ -651,8 +665,9 @@ def candidates(
     keys, src = keys[order], src[order]
     uniq, first, n_sources = np.unique(keys, return_index=True, return_counts=True)
     source = src[first]
-    if space.titled is not None:  # nameless items are never recommended
-        keep = space.titled[uniq % n_items]
+    recommendable = space.recommendable
+    if recommendable is not None:  # nameless, unavailable and excluded items never are
+        keep = recommendable[uniq % n_items]
         uniq, source, n_sources = uniq[keep], source[keep], n_sources[keep]
     rows, cols = uniq // n_items, uniq % n_items
 
@@ -840,9 +855,14 @@ def final_lists(
     for a, b in zip(starts, ends, strict=True):
         ids = item_idx[a:b]
         target = tail_target[str(users[codes[a]])] if per_user else tail_target  # type: ignore[index]
+        block, keep = score[a:b], np.arange(b - a)
+        if space.rules is not None:  # boosts, then the capped candidates only (longtail.rules)
+            boosted, keep = business_rules.apply(space.rules, block, ids)
+            block, ids = boosted[keep], ids[keep]
         pos, sc = tail_rerank(
-            score[a:b], space.is_tail[ids], n, float(target), space.is_cold[ids], new_target
+            block, space.is_tail[ids], n, float(target), space.is_cold[ids], new_target
         )
+        pos = keep[pos]
         picked.append(pos + a)
         out_scores.append(sc.astype(np.float64))
         ranks.append(np.arange(1, len(pos) + 1, dtype=np.int32))

@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from longtail import columns as C
 from longtail.errors import PermanentError
+from longtail.rules import Rules
 
 SCORE_DROP = "_score_drop"
+# Checked columns of the shop's rules in the recommendations gate.
+RULE_ALLOWED = "_allowed"
 
 
 class GateFailed(PermanentError, RuntimeError):
@@ -220,19 +223,80 @@ def _all_finite(col: str) -> Any:
     return F.forall(F.col(col), lambda x: ~F.isnan(x) & (F.abs(x) < float("inf")))
 
 
+def allowed_item(items: DataFrame, rules: Rules | None) -> Column:
+    """Over catalogue rows: available (absent = true) and not excluded by the shop's rules."""
+    ok = (
+        F.coalesce(F.col(C.AVAILABLE), F.lit(True)) if C.AVAILABLE in items.columns else F.lit(True)
+    )
+    if rules is None:
+        return ok
+    for column, values in (
+        (C.ITEM_ID, rules.exclude.item_ids),
+        (C.CATEGORY, rules.exclude.categories),
+        (C.BRAND, rules.exclude.brands),
+    ):
+        if values:
+            ok = ok & ~F.coalesce(F.col(column).isin(list(values)), F.lit(False))
+    return ok
+
+
+def _rule_checks(
+    df: DataFrame, items: DataFrame, rules: Rules | None
+) -> tuple[DataFrame, list[str], list[Any]]:
+    """The recommendations with one column per rule to check: RULE_ALLOWED (the item may be
+    shown) and, per cap, the user's count of items in the row's group (0 without a group)."""
+    e = _e()
+    caps = []
+    if rules is not None:
+        caps = [
+            (c, n)
+            for c, n in ((C.CATEGORY, rules.max_per_category), (C.BRAND, rules.max_per_brand))
+            if n is not None
+        ]
+    flags = items.select(
+        F.col(C.ITEM_ID).alias("_item"),
+        allowed_item(items, rules).alias(RULE_ALLOWED),
+        *(F.col(c).alias(f"_group_{c}") for c, _ in caps),
+    )
+    out = df.join(F.broadcast(flags), F.col(C.ITEM_ID) == F.col("_item"), "left").drop("_item")
+    out = out.withColumn(RULE_ALLOWED, F.coalesce(F.col(RULE_ALLOWED), F.lit(False)))
+    names, expectations = (
+        [RULE_ALLOWED],
+        [e.ExpectColumnValuesToBeInSet(column=RULE_ALLOWED, value_set=[True])],
+    )
+    for column, cap in caps:
+        group, name = f"_group_{column}", f"_per_{column}"
+        count = F.count(F.lit(1)).over(Window.partitionBy(C.USER_ID, group))
+        out = out.withColumn(name, F.when(F.col(group).isNull(), 0).otherwise(count)).drop(group)
+        names.append(name)
+        expectations.append(e.ExpectColumnValuesToBeBetween(column=name, max_value=cap))
+    return out, names, expectations
+
+
 def gate_recommendations(
-    df: DataFrame, top_n: int, expected_users: int, sources: Sequence[str]
+    df: DataFrame,
+    top_n: int,
+    expected_users: int,
+    sources: Sequence[str],
+    items: DataFrame | None = None,
+    rules: Rules | None = None,
 ) -> dict:
-    """Output contract: exactly top_n distinct items per user, ranks 1..N, scores non-increasing."""
+    """Output contract: exactly top_n distinct items per user, ranks 1..N, scores non-increasing;
+    given the catalogue (items), also the shop's rules: every item available and not excluded,
+    every cap held."""
     e = _e()
     by_user = Window.partitionBy(C.USER_ID).orderBy(C.RANK)
     checked = df.withColumn(SCORE_DROP, F.lag(C.SCORE).over(by_user) - F.col(C.SCORE))
+    rule_columns: list[str] = []
+    rule_expectations: list[Any] = []
+    if items is not None:
+        checked, rule_columns, rule_expectations = _rule_checks(checked, items, rules)
     return run_suite(
         checked,
         "recommendations",
         [
             e.ExpectTableColumnsToMatchSet(
-                column_set=[*C.RECOMMENDATION_COLUMNS, SCORE_DROP], exact_match=True
+                column_set=[*C.RECOMMENDATION_COLUMNS, SCORE_DROP, *rule_columns], exact_match=True
             ),
             *(e.ExpectColumnValuesToNotBeNull(column=c) for c in C.RECOMMENDATION_COLUMNS),
             e.ExpectColumnValuesToBeBetween(column=C.RANK, min_value=1, max_value=top_n),
@@ -241,5 +305,6 @@ def gate_recommendations(
             e.ExpectColumnValuesToBeBetween(column=SCORE_DROP, min_value=0),
             e.ExpectColumnValuesToBeInSet(column=C.SOURCE, value_set=list(sources)),
             e.ExpectTableRowCountToEqual(value=expected_users * top_n),
+            *rule_expectations,
         ],
     )

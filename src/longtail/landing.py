@@ -29,6 +29,8 @@ REPLACEMENT_CHAR = "\ufffd"
 _MIN_EPOCH_S, _MAX_EPOCH_S = -62135596800, 253402300799
 # Working columns of type_events (never in its output).
 _TS_TEXT, _QTY_TEXT, _VAL_TEXT, _BAD_ENCODING = "_ts_text", "_qty_text", "_val_text", "_bad_enc"
+# Spellings of the items' `available` flag; anything else is quarantined (invalid_availability).
+_TRUE, _FALSE = ("true", "1", "yes", "y", "t"), ("false", "0", "no", "n", "f")
 _READ_FAILURE = re.compile(r"Encountered error while reading file (\S+?)\.?\s+SQLSTATE", re.S)
 
 _FORMATS = {
@@ -238,14 +240,25 @@ def type_events(raw: DataFrame) -> DataFrame:
 
 def type_items(raw: DataFrame) -> DataFrame:
     """String landing rows -> typed bronze items."""
+    for name in (C.AVAILABLE, C.STOCK):  # newer optional columns: frames read without them type
+        if name not in raw.columns:
+            raw = raw.withColumn(name, F.lit(None).cast("string"))
     price_raw = _blank_to_null(F.col(C.PRICE))
     price = price_raw.try_cast("double")
     first_seen = F.to_date(parse_timestamp(_blank_to_null(F.col(C.FIRST_SEEN))))
     flag = F.lower(_blank_to_null(F.col(C.NON_PRODUCT)))
+    available_raw = F.lower(_blank_to_null(F.col(C.AVAILABLE)))
+    available = F.when(available_raw.isin(*_TRUE), True).when(available_raw.isin(*_FALSE), False)
+    stock_raw = _blank_to_null(F.col(C.STOCK))
+    stock = stock_raw.try_cast("double")
     error = (
         F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed_row"))
         .when(_badly_encoded([*C.ITEMS_REQUIRED, *C.ITEMS_OPTIONAL]), F.lit("invalid_encoding"))
         .when(_not_a_number(price_raw, price), F.lit("invalid_price"))
+        .when(
+            (available_raw.isNotNull() & available.isNull()) | _not_a_number(stock_raw, stock),
+            F.lit("invalid_availability"),
+        )
     )
     return raw.select(
         _blank_to_null(F.col(C.ITEM_ID)).alias(C.ITEM_ID),
@@ -256,6 +269,8 @@ def type_items(raw: DataFrame) -> DataFrame:
         price.alias(C.PRICE),
         first_seen.alias(C.FIRST_SEEN),
         F.coalesce(flag.isin("true", "1", "yes"), F.lit(False)).alias(C.NON_PRODUCT),
+        available.alias(C.AVAILABLE),
+        stock.alias(C.STOCK),
         error.alias(PARSE_ERROR),
         F.col(CORRUPT),
         F.col(C.SOURCE_FILE),

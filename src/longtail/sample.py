@@ -10,6 +10,7 @@ Layout written (the landing contract):
     items/items.parquet                  the catalogue (plus 3 dirty rows)
     items/late_items.jsonl               items first seen in the last 7 days, never interacted with
     users/users.csv                      user_id, signup_date, country
+    rules/rules.yaml                     the shop's business rules (with `rules`, the default)
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from longtail.columns import (
+    AVAILABLE,
     BRAND,
     CATEGORY,
     DESCRIPTION,
@@ -42,6 +45,7 @@ from longtail.columns import (
     ITEM_ID,
     PRICE,
     QUANTITY,
+    STOCK,
     TITLE,
     TS,
     USER_ID,
@@ -315,6 +319,9 @@ class SampleConfig:
     n_categories: int = 12
     late_item_fraction: float = 0.05  # items first seen in the last ~7 days, with text, no events
     new_user_fraction: float = 0.05  # users whose first event is in the last ~7 days (1-3 events)
+    # A few popular items unavailable (available=false, stock=0) and a rules file (exclusions, a
+    # cap per category, a boost): the shop's business rules, end to end.
+    rules: bool = True
 
     def validate(self) -> None:
         """Raise ValueError on values that would give an empty or meaningless shop."""
@@ -771,7 +778,12 @@ def generate(out_dir: str | os.PathLike, cfg: SampleConfig = SampleConfig()) -> 
     untitled = regular.iloc[[pick[1]]].assign(**{ITEM_ID: f"I{cfg.n_items + 1:06d}", TITLE: None})
     item_rows = pd.concat([regular, exact, repriced, untitled], ignore_index=True)
     (out / "items").mkdir(parents=True, exist_ok=True)
-    pq.write_table(_item_table(item_rows), out / "items" / "items.parquet", compression="snappy")
+    table = _item_table(item_rows)
+    if cfg.rules:
+        off, sold_out, excluded, boosted = _rule_items(cfg, regular, clean, exact, repriced)
+        table = _with_availability(table, off, sold_out)
+        _write_rules(out, excluded, boosted)
+    pq.write_table(table, out / "items" / "items.parquet", compression="snappy")
     with open(out / "items" / "late_items.jsonl", "w", encoding="utf-8", newline="\n") as f:
         for rec in late[list(ITEM_COLUMNS)].to_dict(orient="records"):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -810,7 +822,53 @@ def generate(out_dir: str | os.PathLike, cfg: SampleConfig = SampleConfig()) -> 
         "clean_events": int(is_clean.sum()),
         "clean_events_by_type": {t: int(n) for t, n in sorted(by_type.items())},
         "dirty_events": {k: int(dirty_counts.get(k, 0)) for k in DIRTY_KINDS},
+        "unavailable_items": sorted([*off, *sold_out]) if cfg.rules else [],
+        "excluded_items": sorted(excluded) if cfg.rules else [],
     }
+
+
+# --- business rules (issue 25): availability columns and a rules file -------------------------
+
+SAMPLE_MAX_PER_CATEGORY = 5
+
+
+def _rule_items(
+    cfg: SampleConfig,
+    regular: pd.DataFrame,
+    clean: pd.DataFrame,
+    *dirty: pd.DataFrame,
+) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(unavailable, sold out, excluded, boosted) item ids, two each: popular regular items, so
+    each rule visibly changes lists. A stream of its own: the rest of the shop is unchanged."""
+    touched = {str(i) for d in dirty for i in d[ITEM_ID]}
+    counts = clean[ITEM_ID].value_counts()
+    popular = [i for i in counts.index if i in set(regular[ITEM_ID]) and i not in touched][:40]
+    rng = np.random.default_rng([cfg.seed, 25])
+    chosen = [str(i) for i in rng.choice(popular, 8, replace=False)]
+    return chosen[0:2], chosen[2:4], chosen[4:6], chosen[6:8]
+
+
+def _with_availability(table: pa.Table, off: list[str], sold_out: list[str]) -> pa.Table:
+    """`available` false for off, `stock` 0 for sold_out, 3 in stock for the rest: both spellings
+    of "not available" in the landing contract."""
+    ids = table.column(ITEM_ID).to_pylist()
+    available = [False if i in off else None for i in ids]
+    stock = [0 if i in sold_out else 3 for i in ids]
+    table = table.append_column(pa.field(AVAILABLE, pa.bool_()), pa.array(available, pa.bool_()))
+    return table.append_column(pa.field(STOCK, pa.int64()), pa.array(stock, pa.int64()))
+
+
+def _write_rules(out: Path, excluded: list[str], boosted: list[str]) -> None:
+    rules = {
+        "exclude": {"item_ids": excluded},
+        "max_per_category": SAMPLE_MAX_PER_CATEGORY,
+        "boost": [{"item_id": i, "weight": 0.3} for i in boosted],
+    }
+    (out / "rules").mkdir(parents=True, exist_ok=True)
+    text = "# The sample shop's business rules (README: Business rules).\n" + yaml.safe_dump(
+        rules, sort_keys=False
+    )
+    (out / "rules" / "rules.yaml").write_text(text, encoding="utf-8")
 
 
 def _replaceable(path: Path) -> bool:
@@ -819,6 +877,7 @@ def _replaceable(path: Path) -> bool:
         "events",
         "items",
         "users",
+        "rules",
         OK_MARKER,
     }
 

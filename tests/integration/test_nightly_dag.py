@@ -43,6 +43,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from longtail.sample import SampleConfig, generate
 
@@ -246,6 +247,9 @@ class Expected:
     listed_items: set[str]  # catalogue ids listed by the run date
     unknown_event_items: set[str]  # item ids seen in events but in no items file
     untitled_items: set[str]
+    hidden_items: set[str]  # unavailable (available false, stock <= 0) or excluded by the rules
+    item_category: dict[str, str]
+    max_per_category: int | None
 
 
 def _expected(landing: Path, ds: str) -> Expected:
@@ -324,6 +328,13 @@ def _expected(landing: Path, ds: str) -> Expected:
     ).astype(str)
     reasons = pd.Series(reason[~pd.isna(reason)]).value_counts()
     all_item_ids = set(item_ids.dropna())
+    rules_file = landing / "rules" / "rules.yaml"
+    shop_rules = yaml.safe_load(rules_file.read_text()) if rules_file.exists() else {}
+    none = pd.Series([None] * len(items), index=items.index, dtype=object)
+    off = items.get("available", none).eq(False)
+    sold_out = pd.to_numeric(items.get("stock", none), errors="coerce").le(0)
+    hidden = set(item_ids[(off | sold_out).to_numpy()].dropna())
+    hidden |= set(shop_rules.get("exclude", {}).get("item_ids", []))
     return Expected(
         events_in=len(ev),
         accepted=accepted.reset_index(drop=True),
@@ -335,6 +346,9 @@ def _expected(landing: Path, ds: str) -> Expected:
         listed_items=catalogue,
         unknown_event_items=set(item.dropna()) - all_item_ids,
         untitled_items=set(item_ids[_blank_to_na(items["title"]).isna()].dropna()),
+        hidden_items=hidden,
+        item_category=dict(zip(item_ids.astype(str), items["category"].astype(str), strict=True)),
+        max_per_category=shop_rules.get("max_per_category"),
     )
 
 
@@ -427,6 +441,13 @@ def test_top_n_lists_are_well_formed(nightly: Nightly, expected: Expected) -> No
     assert recommended <= expected.listed_items
     assert not recommended & expected.unknown_event_items
     assert not recommended & expected.untitled_items
+    # The sample's business rules: unavailable and excluded items never shown, caps held.
+    assert expected.hidden_items and not recommended & expected.hidden_items
+    similar = pq.read_table(nightly.warehouse / "similar_items" / f"ds={nightly.ds}").to_pandas()
+    assert not set(similar["similar_item_id"]) & expected.hidden_items
+    if expected.max_per_category is not None:
+        per_category = recs.assign(c=recs["item_id"].map(expected.item_category))
+        assert per_category.groupby(["user_id", "c"]).size().max() <= expected.max_per_category
 
     model_versions = set(recs["model_version"])
     assert len(model_versions) == 1

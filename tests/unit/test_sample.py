@@ -151,6 +151,7 @@ def test_layout_follows_the_landing_contract(shop: Shop) -> None:
     assert files == sorted(
         [f"events/dt={d}/part-0.csv.gz" for d in days]
         + ["items/items.parquet", "items/late_items.jsonl", "users/users.csv"]
+        + ["rules/rules.yaml"]
     )
     raw = (shop.out / "events" / f"dt={days[0]}" / "part-0.csv.gz").read_bytes()
     assert raw[4:8] == b"\0\0\0\0"  # gzip mtime 0: no wall-clock time in the output
@@ -387,3 +388,20 @@ def test_cli_rejects_a_bad_config(tmp_path: Path) -> None:
         main(["--out", str(tmp_path / "x"), "--users", "3"])
     assert exc.value.code == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_business_rules_unavailable_popular_items_and_a_valid_rules_file(shop: Shop) -> None:
+    from longtail.rules import parse
+
+    items = shop.items.drop_duplicates(ITEM_ID).set_index(ITEM_ID)
+    off = set(items.index[items["available"].eq(False)])  # nulls mean "not said"
+    sold_out = set(items.index[items["stock"] == 0])
+    assert len(off) == len(sold_out) == 2 and not off & sold_out
+    assert sorted(off | sold_out) == shop.summary["unavailable_items"]
+    bought = shop.clean[ITEM_ID].value_counts()
+    assert all(bought.get(i, 0) > 0 for i in off | sold_out)  # they have history to recommend
+    path = shop.out / "rules" / "rules.yaml"
+    rules = parse(path.read_text(), str(path))
+    assert rules.max_per_category == 5 and len(rules.boost) == 2
+    assert sorted(rules.exclude.item_ids) == shop.summary["excluded_items"]
+    assert not set(rules.exclude.item_ids) & (off | sold_out)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime, time, timedelta
 
 import pandas as pd
 from pyspark.sql import SparkSession
 
 from longtail import columns as C
+from longtail import rules as business_rules
 from longtail.fusion import ItemSpace, assemble_item_space
+from longtail.rules import Rules
 from longtail.stages.content import EMBEDDING
 from longtail.stages.content import TABLE as EMBEDDINGS
 from longtail.stages.train_als import ITEM_FACTORS
-from longtail.storage import read_table
+from longtail.storage import read_record, read_table
 from longtail.tables import ITEM_COOCCURRENCE, ITEM_STATS
 
 
@@ -32,14 +35,38 @@ def item_factors(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
     return read_table(spark, wh, ITEM_FACTORS, ds).orderBy(C.ITEM_ID).toPandas()
 
 
-def space_at(spark: SparkSession, wh: str, ds: date, head_share: float = 0.8) -> ItemSpace:
-    """The item space for scoring on ds: everything up to the end of ds.
+def night_rules(spark: SparkSession, wh: str, ds: date) -> Rules | None:
+    """The shop's rules as the night's ingest validated and recorded them (None: no file)."""
+    return business_rules.from_record(read_record(spark, wh, ds, "ingest"))
+
+
+def restrict(space: ItemSpace, cat: pd.DataFrame, rules: Rules | None) -> ItemSpace:
+    """The space with the night's availability and the shop's rules: `allowed` (None when every
+    item is) and the caps and boosts as per-item arrays. Unchanged without either."""
+    items = cat.drop_duplicates(C.ITEM_ID)
+    items = items.set_index(items[C.ITEM_ID].astype(str).to_numpy()).reindex(space.item_ids)
+    items = items.reset_index(drop=True)
+    items[C.ITEM_ID] = space.item_ids
+    ok = business_rules.allowed(items, rules)
+    return dataclasses.replace(
+        space,
+        allowed=None if ok.all() else ok,
+        rules=business_rules.item_rules(items, rules),
+    )
+
+
+def space_at(
+    spark: SparkSession, wh: str, ds: date, head_share: float = 0.8, rules: Rules | None = None
+) -> ItemSpace:
+    """The item space for scoring on ds: everything up to the end of ds, with the night's
+    availability and the given rules (`restrict`).
 
     Reads the night's item-sized reductions (stages/item_space.py) beside the catalogue and
     vectors: nothing here grows with users or events.
     """
-    return assemble_item_space(
-        catalogue(spark, wh, ds),
+    cat = catalogue(spark, wh, ds)
+    space = assemble_item_space(
+        cat,
         read_table(spark, wh, ITEM_STATS, ds).toPandas(),
         read_table(spark, wh, ITEM_COOCCURRENCE, ds).toPandas(),
         embeddings(spark, wh, ds),
@@ -47,3 +74,4 @@ def space_at(spark: SparkSession, wh: str, ds: date, head_share: float = 0.8) ->
         window_end(ds),
         head_share=head_share,
     )
+    return restrict(space, cat, rules)

@@ -8,10 +8,16 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from longtail import columns as C
-from longtail import gates, landing, tables
+from longtail import gates, landing, rules, tables
 from longtail.config import IngestConfig
 from longtail.stages.common import stage_main
-from longtail.storage import audit_staged, discard_staged, publish_staged_set, write_staging
+from longtail.storage import (
+    Fs,
+    audit_staged,
+    discard_staged,
+    publish_staged_set,
+    write_staging,
+)
 
 TABLES = tables.BRONZE
 
@@ -31,7 +37,24 @@ def _bronze_gate(required: tuple[str, ...]) -> Any:
     return audit
 
 
+def read_rules(spark: SparkSession, landing_uri: str) -> tuple[str, rules.Rules] | None:
+    """The landing's rules file, parsed and validated (RulesError otherwise); None if absent.
+
+    Two spellings at once would leave it unclear which one the shop meant: an error too.
+    """
+    folder = f"{landing_uri}/{rules.FOLDER}"
+    fs = Fs(spark, folder)
+    found = [f"{folder}/{name}" for name in rules.FILE_NAMES if fs.exists(f"{folder}/{name}")]
+    if not found:
+        return None
+    if len(found) > 1:
+        raise rules.RulesError(f"{folder}: more than one rules file ({', '.join(found)}); keep one")
+    return found[0], rules.parse(fs.read_text(found[0]), found[0])
+
+
 def run(spark: SparkSession, cfg: IngestConfig) -> dict[str, Any]:
+    # First, before anything is read or written: a bad rules file stops the night here.
+    shop_rules = read_rules(spark, cfg.landing)
     frames = {
         "bronze_events": (landing.read_events(spark, cfg.landing), C.EVENTS_REQUIRED),
         "bronze_items": (landing.read_items(spark, cfg.landing), C.ITEMS_REQUIRED),
@@ -59,7 +82,10 @@ def run(spark: SparkSession, cfg: IngestConfig) -> dict[str, Any]:
         for table in frames:
             discard_staged(spark, wh, table, ds, attempt)
     counts = {t: spark.read.parquet(f"{wh}/{t}/ds={ds}").count() for t in frames}
-    return {"counts": counts}
+    record: dict[str, Any] = {"counts": counts}
+    if shop_rules is not None:
+        record[rules.RECORD_KEY] = rules.record_entry(shop_rules[1], shop_rules[0])
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,12 +16,14 @@ from longtail.config import PublishConfig
 from longtail.errors import PermanentError
 from longtail.fusion import SOURCES
 from longtail.stages.common import stage_main
+from longtail.stages.fusion_inputs import night_rules
 from longtail.stages.score import STAGED_ATTEMPT, TABLE
 from longtail.storage import (
     MANIFEST_KEY,
     discard_staged,
     publish_staged,
     read_record,
+    read_table,
     table_path,
 )
 
@@ -32,13 +34,21 @@ def run(spark: SparkSession, cfg: PublishConfig) -> dict[str, Any]:
         raise FileNotFoundError(f"no score record for ds={cfg.ds}: run score first")
     expected_users = int(score["counts"]["users"])
     attempt = score.get(STAGED_ATTEMPT)
+    # The shop's rules and the night's availability are checked when there is something to
+    # check; otherwise the gate is the output contract alone, as before rules existed.
+    rules = night_rules(spark, cfg.warehouse, cfg.ds)
+    catalogue = read_table(spark, cfg.warehouse, "catalogue", cfg.ds)
+    if rules is None and catalogue.where(~gates.allowed_item(catalogue, None)).isEmpty():
+        catalogue = None
     try:
         result = publish_staged(
             spark,
             cfg.warehouse,
             TABLE,
             cfg.ds,
-            lambda df: gates.gate_recommendations(df, cfg.top_n, expected_users, SOURCES),
+            lambda df: gates.gate_recommendations(
+                df, cfg.top_n, expected_users, SOURCES, catalogue, rules
+            ),
             attempt,
             manifest={
                 "users": expected_users,

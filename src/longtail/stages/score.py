@@ -24,8 +24,9 @@ from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from longtail import columns as C
 from longtail import fusion, tables
-from longtail.config import ScoreConfig
+from longtail.config import ConfigError, ScoreConfig
 from longtail.ranker import load_scorer
+from longtail.rules import CapCounter, Rules
 from longtail.scoring import (
     RECOMMENDATION_SCHEMA,
     SOURCE_POPULARITY,
@@ -59,10 +60,11 @@ OUTPUT_SCHEMA = StructType(
 
 def popular_order(space: fusion.ItemSpace) -> np.ndarray:
     """Item positions by recent popularity, then all-time, then id (the fallback list);
-    items without a title are left out."""
+    items that cannot be recommended (no title, unavailable, excluded by rules) are left out."""
     ids = np.arange(len(space.item_ids))
     order = np.lexsort((ids, -space.popularity, -space.recent_popularity))
-    return order if space.titled is None else order[space.titled[order]]
+    ok = space.recommendable
+    return order if ok is None else order[ok[order]]
 
 
 def fill_lists(
@@ -71,6 +73,8 @@ def fill_lists(
     """Give every user exactly n rows: short lists continue with popular items they do not have,
     scored below their last score."""
     by_user = dict(tuple(lists.groupby(C.USER_ID, sort=False))) if len(lists) else {}
+    capped = space.rules is not None and bool(space.rules.caps)
+    index = space.index if capped else {}
     extra = []
     for row in users.itertuples(index=False):
         user = getattr(row, C.USER_ID)
@@ -84,10 +88,16 @@ def fill_lists(
         )
         last = float(have[C.SCORE].min()) if k else None
         picks: list[int] = []
+        # The shop's caps count the ranked part of the list too (longtail.rules).
+        caps = CapCounter(space.rules, [index[str(x)] for x in taken]) if capped else None
         for j in order:  # stops after n - k picks: never a walk over the whole catalogue
             if len(picks) == n - k:
                 break
-            if space.item_ids[j] not in taken and space.item_ids[j] not in excluded:
+            if (
+                space.item_ids[j] not in taken
+                and space.item_ids[j] not in excluded
+                and (caps is None or caps.take(int(j)))
+            ):
                 picks.append(int(j))
         if last is None:
             scores = space.recent_popularity[picks].astype(np.float64)
@@ -176,7 +186,7 @@ def score_fusion_batch(
 
 
 def _run_fusion(
-    spark: SparkSession, cfg: ScoreConfig
+    spark: SparkSession, cfg: ScoreConfig, rules: Rules | None
 ) -> tuple[DataFrame, str, tuple[float, float] | None]:
     wh, ds = cfg.warehouse, cfg.ds
     meta_uri = f"{table_path(wh, RANKER, ds)}/meta.json"
@@ -185,16 +195,16 @@ def _run_fusion(
         raise FileNotFoundError(f"no ranker for ds={ds}: run train_ranker first ({meta_uri})")
     meta = json.loads(fs.read_text(meta_uri))
     model_text = fs.read_text(f"{table_path(wh, RANKER, ds)}/model.txt")
-    space = inputs.space_at(spark, wh, ds, cfg.head_share)
+    space = inputs.space_at(spark, wh, ds, cfg.head_share, rules)
     counts, retrieval = fusion.retrieval_from_meta(space, meta)
     interactions = read_table(spark, wh, "interactions", ds)
     users = fusion_users(interactions, read_table(spark, wh, USER_FACTORS, ds))
     calibration = night_tail_calibration(interactions, space, cfg)
     bc = spark.sparkContext.broadcast((space, retrieval, model_text, meta))
+    version = versioned(meta["model_version"], rules)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         sp, re, text, model_meta = bc.value
-        version = model_meta["model_version"]
         booster = load_scorer(text, model_meta)
         index, order = sp.index, popular_order(sp)
         for batch in batches:
@@ -205,16 +215,25 @@ def _run_fusion(
 
     parts = max(2, spark.sparkContext.defaultParallelism * 2)
     recs = users.repartition(parts, C.USER_ID).mapInPandas(run, OUTPUT_SCHEMA)
-    return recs, meta["model_version"], calibration
+    return recs, version, calibration
 
 
-def _run_als(spark: SparkSession, cfg: ScoreConfig, als_record: dict) -> tuple[DataFrame, str]:
+def _run_als(
+    spark: SparkSession, cfg: ScoreConfig, als_record: dict, rules: Rules | None
+) -> tuple[DataFrame, str]:
     wh, ds = cfg.warehouse, cfg.ds
+    if rules is not None and (rules.boost or rules.max_per_category or rules.max_per_brand):
+        raise ConfigError("the rules file's caps and boosts need strategy=fusion")
+    space = inputs.space_at(spark, wh, ds, cfg.head_share, rules)
     events = read_table(spark, wh, "silver_events", ds)
     catalogue = read_table(spark, wh, "catalogue", ds)
     since = (ds - timedelta(days=cfg.popularity_days - 1)).isoformat()
     pop = popularity(events, catalogue, since).toPandas()
     items = read_table(spark, wh, ITEM_FACTORS, ds).orderBy(C.ITEM_ID).toPandas()
+    if space.allowed is not None:  # unavailable and excluded items are never recommended
+        shown = set(space.item_ids[space.allowed])
+        pop = pop[pop[C.ITEM_ID].isin(shown)].reset_index(drop=True)
+        items = items[items[C.ITEM_ID].isin(shown)].reset_index(drop=True)
     model = ScoringModel(
         item_ids=items[C.ITEM_ID].to_numpy(dtype=str),
         item_factors=np.stack(items[C.FACTORS].to_numpy()).astype(np.float32)
@@ -224,17 +243,22 @@ def _run_als(spark: SparkSession, cfg: ScoreConfig, als_record: dict) -> tuple[D
         popular_scores=pop["recent_users"].to_numpy(dtype=np.float64),
         top_n=cfg.top_n,
         min_user_items=int(als_record["config"]["min_user_items"]),
-        model_version=als_record["model_version"],
+        model_version=versioned(als_record["model_version"], rules),
     )
     users = users_to_score(
         read_table(spark, wh, "interactions", ds), read_table(spark, wh, USER_FACTORS, ds)
     )
-    space = inputs.space_at(spark, wh, ds, cfg.head_share)
     tail = spark.createDataFrame(
         pd.DataFrame({C.ITEM_ID: space.item_ids, C.IS_LONG_TAIL: space.is_tail.astype(bool)})
     )
     recs = score_all(spark, users, model).join(F.broadcast(tail), C.ITEM_ID, "left")
     return recs.select(*[f.name for f in OUTPUT_SCHEMA.fields]), model.model_version
+
+
+def versioned(version: str, rules: Rules | None) -> str:
+    """The model version, plus `-r<rules fingerprint>` when the shop has rules: other rules,
+    other lists, another version. Unchanged without a rules file."""
+    return version if rules is None else f"{version}-r{rules.fingerprint()}"
 
 
 def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
@@ -245,12 +269,13 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     n_catalogue = read_table(spark, wh, "catalogue", ds).count()
     if n_catalogue < cfg.top_n:
         raise ValueError(f"the catalogue has {n_catalogue} items, fewer than top_n={cfg.top_n}")
+    rules = inputs.night_rules(spark, wh, ds)
     if cfg.strategy == "fusion":
         # Every shopper through the ranker, however short the history: one item already has
         # neighbours, text and a category to retrieve from.
-        recs, version, calibration = _run_fusion(spark, cfg)
+        recs, version, calibration = _run_fusion(spark, cfg, rules)
     else:
-        (recs, version), calibration = _run_als(spark, cfg, als_record), None
+        (recs, version), calibration = _run_als(spark, cfg, als_record, rules), None
     # Staged in a folder private to this attempt; publish takes the one named in this stage's run
     # record, so two runs of one date never publish a mixture of each other's output.
     attempt = uuid.uuid4().hex[:12]
@@ -267,6 +292,7 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     return {
         "model_version": version,
         "strategy": cfg.strategy,
+        **({"rules": rules.to_record(), "rules_fingerprint": rules.fingerprint()} if rules else {}),
         STAGED_ATTEMPT: attempt,
         # Per-user tail targets: own history's share shrunk to `prior`, plus `shift`.
         "tail_calibration": None

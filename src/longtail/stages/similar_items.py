@@ -7,7 +7,7 @@ gated and published like the main table at `similar_items/ds=<ds>/`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,10 +50,12 @@ def similar_block(
     candidates only.
     """
     n_items = len(space.item_ids)
+    shown = space.allowed  # unavailable or excluded items are never anyone's similar item
     cooc = space.cooc[rows]
     wide = k + 1 + int(np.diff(cooc.indptr).max(initial=0))
     near, _ = text.search(space.embeddings[rows], wide, [np.zeros(0, np.int64)] * len(rows))
-    no_text = np.setdiff1d(np.arange(n_items), text.rows)[: k + 1]
+    pool = np.arange(n_items) if shown is None else np.flatnonzero(shown)
+    no_text = np.setdiff1d(pool, text.rows)[: k + 1]
     block = np.arange(len(rows))
     cooc_r, cooc_c = _flat_csr(cooc)
     r_all = np.concatenate(
@@ -63,6 +65,8 @@ def similar_block(
     keys = np.unique(r_all * n_items + c_all)
     r, c = keys // n_items, keys % n_items
     keep = c != rows[r]  # never an item itself
+    if shown is not None:
+        keep &= shown[c]
     r, c = r[keep], c[keep]
     content_v = np.einsum("ij,ij->i", space.embeddings[rows[r]], space.embeddings[c])
     cooc_v = np.asarray(cooc[r, c], dtype=np.float32).ravel()
@@ -90,8 +94,11 @@ def _flat_csr(m: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices.astype(np.int64)
 
 
-def gate_similar(df: Any, n_items: int, k: int) -> dict:
+def gate_similar(df: Any, n_items: int, k: int, hidden: Sequence[str] = ()) -> dict:
+    """Similar-items contract; hidden: items unavailable or excluded by the shop's rules on the
+    night, never anyone's similar item (checked only when there are some)."""
     e = gates._e()
+    rules = [e.ExpectColumnValuesToNotBeInSet(column=SIMILAR_ITEM_ID, value_set=list(hidden))]
     from pyspark.sql import Window
 
     w = Window.partitionBy(C.ITEM_ID).orderBy(C.RANK)
@@ -112,6 +119,7 @@ def gate_similar(df: Any, n_items: int, k: int) -> dict:
                 column=C.SOURCE, value_set=["content", "cooccurrence", "content+cooccurrence"]
             ),
             e.ExpectTableRowCountToEqual(value=n_items * k),
+            *(rules if len(hidden) else []),
         ],
     )
 
@@ -124,10 +132,15 @@ def model_version(cfg: SimilarItemsConfig, content_record: dict | None) -> str:
 
 def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
     wh, ds = cfg.warehouse, cfg.ds
-    space = inputs.space_at(spark, wh, ds)
+    rules = inputs.night_rules(spark, wh, ds)
+    space = inputs.space_at(spark, wh, ds, rules=rules)
     n_items = len(space.item_ids)
-    k = min(cfg.top_k, n_items - 1)
-    has_text = np.flatnonzero(np.abs(space.embeddings).sum(axis=1) > 0)
+    n_shown = n_items if space.allowed is None else int(space.allowed.sum())
+    hidden = [] if space.allowed is None else space.item_ids[~space.allowed].tolist()
+    k = min(cfg.top_k, n_shown - 1)
+    has_text = np.abs(space.embeddings).sum(axis=1) > 0
+    # The text index holds only items that may be shown: an item's k nearest are all usable.
+    has_text = np.flatnonzero(has_text if space.allowed is None else has_text & space.allowed)
     bc = spark.sparkContext.broadcast((space, VectorIndex.build(space.embeddings, has_text)))
 
     def run_blocks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -146,10 +159,11 @@ def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
         wh,
         TABLE,
         ds,
-        lambda df: gate_similar(df, n_items, k),
+        lambda df: gate_similar(df, n_items, k, hidden),
         manifest={
             "top_n": k,
-            "model_version": model_version(cfg, read_record(spark, wh, ds, "content")),
+            "model_version": model_version(cfg, read_record(spark, wh, ds, "content"))
+            + ("" if rules is None else f"-r{rules.fingerprint()}"),
         },
     )
     return {
