@@ -8,11 +8,12 @@ import pandas as pd
 from pyspark.sql import SparkSession
 
 from longtail import columns as C
+from longtail import text_ngrams
 from longtail.fusion import ItemSpace, assemble_item_space
 from longtail.stages.content import EMBEDDING
 from longtail.stages.content import TABLE as EMBEDDINGS
 from longtail.stages.train_als import ITEM_FACTORS
-from longtail.storage import read_table
+from longtail.storage import read_record, read_table
 from longtail.tables import ITEM_COOCCURRENCE, ITEM_STATS
 
 
@@ -36,10 +37,12 @@ def space_at(spark: SparkSession, wh: str, ds: date, head_share: float = 0.8) ->
     """The item space for scoring on ds: everything up to the end of ds.
 
     Reads the night's item-sized reductions (stages/item_space.py) beside the catalogue and
-    vectors: nothing here grows with users or events.
+    vectors: nothing here grows with users or events. Carries the n-gram channel on nights the
+    content stage switched it on.
     """
-    return assemble_item_space(
-        catalogue(spark, wh, ds),
+    cat = catalogue(spark, wh, ds)
+    space = assemble_item_space(
+        cat,
         read_table(spark, wh, ITEM_STATS, ds).toPandas(),
         read_table(spark, wh, ITEM_COOCCURRENCE, ds).toPandas(),
         embeddings(spark, wh, ds),
@@ -47,3 +50,14 @@ def space_at(spark: SparkSession, wh: str, ds: date, head_share: float = 0.8) ->
         window_end(ds),
         head_share=head_share,
     )
+    return with_text_ngrams(spark, wh, ds, space, cat)
+
+
+def with_text_ngrams(
+    spark: SparkSession, wh: str, ds: date, space: ItemSpace, cat: pd.DataFrame
+) -> ItemSpace:
+    """The space with the character n-gram channel when the night's content record has it on
+    (computed from the catalogue, the same in training and scoring), unchanged otherwise."""
+    if not text_ngrams.channel_on(read_record(spark, wh, ds, "content")):
+        return space
+    return text_ngrams.attach(space, cat)
