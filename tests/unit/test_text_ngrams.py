@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.sparse import csr_matrix
 
 from longtail import columns as C
 from longtail import content, fusion, text_ngrams
@@ -122,32 +123,35 @@ def test_same_kind_chinese_titles_are_each_others_nearest_neighbours() -> None:
     assert (again != x).nnz == 0
 
 
-def _chinese_space(cold_title: str) -> tuple[fusion.ItemSpace, pd.DataFrame]:
-    """Six items, the dense vectors all alike (what [UNK]-heavy titles give): two warm cups,
-    a cold item, three warm phone cases."""
-    titles = [TITLES["cup"][0], TITLES["cup"][1], cold_title, *TITLES["phone_case"][:3]]
-    ids = np.array([f"i{k}" for k in range(6)])
-    catalogue = pd.DataFrame({C.ITEM_ID: ids, C.TITLE: titles, C.CATEGORY: [None] * 6})
+def _space(ids: np.ndarray, cooc: csr_matrix, cold: np.ndarray) -> fusion.ItemSpace:
+    """Items whose dense vectors are all alike (what [UNK]-heavy titles give), no factors."""
     n = len(ids)
-    from scipy.sparse import csr_matrix
-
-    space = fusion.ItemSpace(
+    counts = np.where(cold, 0.0, 5.0).astype(np.float32)
+    return fusion.ItemSpace(
         item_ids=ids,
         embeddings=np.tile(np.array([[1.0, 0.0]], np.float32), (n, 1)),
         als_factors=np.zeros((n, 2), np.float32),
         has_factors=np.zeros(n, bool),
-        # (a block whose users co-occur with nothing trips fusion._top_sparse: give it one pair)
-        cooc=csr_matrix(([0.5, 0.5], ([0, 3], [3, 0])), shape=(n, n), dtype=np.float32),
-        popularity=np.log1p(np.array([5, 5, 0, 9, 9, 9], np.float32)),
-        recent_popularity=np.log1p(np.array([5, 5, 0, 9, 9, 9], np.float32)),
-        age_days=np.array([100, 100, 1, 100, 100, 100], np.float32),
-        is_tail=np.array([1, 1, 1, 0, 0, 0], bool),
-        is_cold=np.array([0, 0, 1, 0, 0, 0], bool),
+        cooc=cooc,
+        popularity=np.log1p(counts),
+        recent_popularity=np.log1p(counts),
+        age_days=np.where(cold, 1.0, 100.0).astype(np.float32),
+        is_tail=np.ones(n, bool),
+        is_cold=cold,
         category=np.full(n, -1, np.int32),
         n_categories=0,
         price=np.full(n, np.nan, np.float32),
     )
-    return space, catalogue
+
+
+def _chinese_space(cold_title: str) -> tuple[fusion.ItemSpace, pd.DataFrame]:
+    """Two warm cups, a cold item, three warm phone cases."""
+    titles = [TITLES["cup"][0], TITLES["cup"][1], cold_title, *TITLES["phone_case"][:3]]
+    ids = np.array([f"i{k}" for k in range(6)])
+    catalogue = pd.DataFrame({C.ITEM_ID: ids, C.TITLE: titles, C.CATEGORY: [None] * 6})
+    # (a block whose users co-occur with nothing trips fusion._top_sparse: give it one pair)
+    cooc = csr_matrix(([0.5, 0.5], ([0, 3], [3, 0])), shape=(6, 6), dtype=np.float32)
+    return _space(ids, cooc, np.array([0, 0, 1, 0, 0, 0], bool)), catalogue
 
 
 def _history(items: list[str]) -> pd.DataFrame:
@@ -185,3 +189,28 @@ def test_without_the_channel_nothing_changes() -> None:
     assert "text_ngram" not in set(cands[C.SOURCE])
     assert fusion.frame_features(cands) == fusion.FEATURES
     assert list(cands.columns) == [C.USER_ID, "item_idx", C.SOURCE, *fusion.FEATURES]
+
+
+def test_similar_items_use_the_ngram_channel_exactly() -> None:
+    from longtail.stages.similar_items import SIMILAR_ITEM_ID, similar_block
+
+    titles = [t for kind in TITLES.values() for t in kind]
+    kinds = np.array([kind for kind, ts in TITLES.items() for _ in ts])
+    n = len(titles)
+    ids = np.array([f"z{j:02d}" for j in range(n)])
+    cooc = csr_matrix(([0.3, 0.3], ([0, 7], [7, 0])), shape=(n, n), dtype=np.float32)
+    space = _space(ids, cooc, np.ones(n, bool))
+    on = text_ngrams.attach(space, pd.DataFrame({C.ITEM_ID: ids, C.TITLE: titles}))
+    k, w = 3, 1.0
+    got = similar_block(np.arange(n), on, k, w, None)  # type: ignore[arg-type]
+    x = on.ngram_vectors.toarray().astype(np.float64)  # type: ignore[union-attr]
+    score = x @ x.T + w * cooc.toarray()
+    for i in range(n):
+        mine = got[got["item_id"] == ids[i]]
+        want = sorted((j for j in range(n) if j != i), key=lambda j: (-score[i, j], j))[:k]
+        assert mine[SIMILAR_ITEM_ID].tolist() == ids[want].tolist()
+        np.testing.assert_allclose(mine["score"], score[i, want], atol=1e-5)
+        if i not in (0, 7):  # the dense vectors are all alike: the text found the same kind
+            assert kinds[want[0]] == kinds[i]
+    first = got[got["item_id"] == ids[0]]
+    assert first[SIMILAR_ITEM_ID].iloc[0] == ids[7] and first["source"].iloc[0] == "cooccurrence"
