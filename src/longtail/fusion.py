@@ -502,7 +502,7 @@ def _top_sparse(m: csr_matrix, k: int, excluded: csr_matrix) -> tuple[np.ndarray
     """Each row's k largest positive entries outside its exclusions; ties to the lower column."""
     coo = m.tocoo()
     keep = coo.data > 0
-    if excluded.nnz:
+    if excluded.nnz and coo.nnz:  # (scipy answers an empty lookup with a matrix, not an array)
         keep &= np.asarray(excluded[coo.row, coo.col]).ravel() == 0
     r, c, v = coo.row[keep], coo.col[keep], coo.data[keep]
     order = np.lexsort((c, -v, r))
@@ -740,9 +740,7 @@ def _ngram_candidates(
     nb = space.ngram_neighbours
     if nb is None or k <= 0 or not nb.nnz:
         return _concat([], [])
-    near_history = (hist @ nb).tocsr()
-    # (_top_sparse cannot look exclusions up for an empty product)
-    profile = _top_sparse(near_history, k, excluded) if near_history.nnz else _concat([], [])
+    profile = _top_sparse((hist @ nb).tocsr(), k, excluded)
     lengths = np.array([len(js) for js in recent], dtype=np.int64)
     js = np.concatenate(recent).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64)
     sub = nb[js].tocoo()

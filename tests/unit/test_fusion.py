@@ -198,3 +198,9 @@ def test_final_lists_by_hand_with_interleaved_users() -> None:
     assert got[C.RANK].dtype == np.int32
     empty = fusion.final_lists(cands.iloc[:0], np.zeros(0), space(), 3, 0.5)
     assert empty.empty and list(empty.columns) == list(got.columns)
+
+
+def test_users_without_any_cooccurrence_get_no_cooccurrence_candidates() -> None:
+    # b co-occurs with nothing: an empty product with exclusions (once a scipy error)
+    c = _cands(users([{"user": "u", "items": ["b"]}]), cooccurrence=3, popularity=1)
+    assert "cooccurrence" not in set(c[C.SOURCE]) and items_of(c) == {"a"}

@@ -149,8 +149,7 @@ def _chinese_space(cold_title: str) -> tuple[fusion.ItemSpace, pd.DataFrame]:
     titles = [TITLES["cup"][0], TITLES["cup"][1], cold_title, *TITLES["phone_case"][:3]]
     ids = np.array([f"i{k}" for k in range(6)])
     catalogue = pd.DataFrame({C.ITEM_ID: ids, C.TITLE: titles, C.CATEGORY: [None] * 6})
-    # (a block whose users co-occur with nothing trips fusion._top_sparse: give it one pair)
-    cooc = csr_matrix(([0.5, 0.5], ([0, 3], [3, 0])), shape=(6, 6), dtype=np.float32)
+    cooc = csr_matrix((6, 6), dtype=np.float32)  # nothing bought together
     return _space(ids, cooc, np.array([0, 0, 1, 0, 0, 0], bool)), catalogue
 
 
