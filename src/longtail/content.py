@@ -90,7 +90,8 @@ def count_unknown_tokens(texts: list[str], model: str, chunk: int = 4096) -> Tok
     Only the tokenizer runs (no weights): cheap enough for the whole catalogue every night. An
     unknown token carries no meaning into the vector, so a high share says the encoder cannot
     read the shop's text (most Chinese characters under the default English encoder). Special
-    tokens are not counted; texts are not truncated.
+    tokens are not counted; texts are not truncated. A tokenizer without an unknown token
+    (byte-level BPE spells any text) reports none, whether or not the model understands it.
     """
     folder = _transformer_folder(Path(resolve_model(model)))
     tokenize, unk = _tokenizer(folder)
