@@ -742,8 +742,9 @@ def _ngram_candidates(
         return _concat([], [])
     profile = _top_sparse((hist @ nb).tocsr(), k, excluded)
     lengths = np.array([len(js) for js in recent], dtype=np.int64)
-    js = np.concatenate(recent).astype(np.int64) if lengths.sum() else np.zeros(0, np.int64)
-    sub = nb[js].tocoo()
+    if k // 2 <= 0 or not lengths.sum():
+        return profile
+    sub = nb[np.concatenate(recent).astype(np.int64)].tocoo()
     owners = np.repeat(np.arange(len(recent)), lengths)[sub.row]
     near = _top_per_row(owners, sub.col.astype(np.int64), sub.data, k // 2, ex)
     return tuple(np.concatenate(p) for p in zip(profile, near, strict=True))  # type: ignore[return-value]
