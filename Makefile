@@ -76,7 +76,8 @@ run: $(STAMP) airflow-db
 	ds="$(DS)"; if [ -z "$$ds" ]; then ds=$$($(BIN)/python -m longtail.lastday "$(LANDING)"); fi; \
 	echo "longtail: run date $$ds, landing $(LANDING), warehouse $(WAREHOUSE), top_n $(TOP_N)"; \
 	$(BIN)/python -m longtail.airflow_run --ds "$$ds" --landing "$(abspath $(LANDING))" \
-	  --warehouse "$(abspath $(WAREHOUSE))" --top-n $(TOP_N)
+	  --warehouse "$(abspath $(WAREHOUSE))" --top-n $(TOP_N) \
+	  $(if $(OVERRIDES),--overrides '$(OVERRIDES)')
 
 # The tests start hundreds of short Spark JVMs on tiny data: without the optimising JIT and with
 # the serial collector each takes about half the CPU (a test setting; production keeps defaults).

@@ -283,8 +283,19 @@ class ContentConfig(StageConfig):
     # faster than one text at a time.
     batch_size: int = 32
     max_text_chars: int = 1000
+    # Above this share of unknown tokens (under the encoder's tokenizer, over every catalogue
+    # text) the encoder cannot read the shop's text: the night warns (log, run record, data
+    # docs), and `ngram_channel=auto` switches the character n-gram channel on.
+    unknown_token_warn_share: float = 0.05
+    # auto | on | off: the language-independent character n-gram text channel (text_ngrams.py),
+    # a candidate source and ranker features beside the dense vectors.
+    ngram_channel: str = "auto"
 
     def validate(self) -> None:
+        if not 0 <= self.unknown_token_warn_share <= 1:
+            raise ConfigError("unknown_token_warn_share must be in [0, 1]")
+        if self.ngram_channel not in ("auto", "on", "off"):
+            raise ConfigError("ngram_channel must be auto, on or off")
         if not self.model:
             raise ConfigError("model must name the packaged encoder or a local folder")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

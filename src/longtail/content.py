@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,80 @@ def resolve_model(model: str) -> str:
     raise EncoderNotFound(
         f"encoder {model!r} is neither {DEFAULT_MODEL} (packaged) nor a local model folder"
     )
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Tokens the encoder's tokenizer makes of a set of texts, and how many are unknown to it."""
+
+    tokens: int
+    unknown: int
+    texts: int
+    texts_with_unknown: int
+
+    @property
+    def unknown_share(self) -> float:
+        return self.unknown / self.tokens if self.tokens else 0.0
+
+
+def _transformer_folder(folder: Path) -> Path:
+    """Where a sentence-transformers folder keeps its tokenizer (the Transformer module)."""
+    modules = folder / "modules.json"
+    if modules.exists():
+        for module in json.loads(modules.read_text()):
+            if str(module.get("type", "")).endswith("models.Transformer"):
+                return folder / str(module.get("path", ""))
+    return folder
+
+
+def count_unknown_tokens(texts: list[str], model: str, chunk: int = 4096) -> TokenCounts:
+    """Unknown tokens among the tokens of texts under the encoder's own tokenizer.
+
+    Only the tokenizer runs (no weights): cheap enough for the whole catalogue every night. An
+    unknown token carries no meaning into the vector, so a high share says the encoder cannot
+    read the shop's text (most Chinese characters under the default English encoder). Special
+    tokens are not counted; texts are not truncated. A tokenizer without an unknown token
+    (byte-level BPE spells any text) reports none, whether or not the model understands it.
+    """
+    folder = _transformer_folder(Path(resolve_model(model)))
+    tokenize, unk = _tokenizer(folder)
+    tokens = unknown = with_unknown = 0
+    for start in range(0, len(texts), chunk):
+        for ids in tokenize(texts[start : start + chunk]):
+            n_unk = sum(1 for t in ids if t == unk) if unk is not None else 0
+            tokens += len(ids)
+            unknown += n_unk
+            with_unknown += n_unk > 0
+    return TokenCounts(tokens, unknown, len(texts), with_unknown)
+
+
+def _tokenizer(folder: Path) -> tuple[Any, int | None]:
+    """(texts -> token id lists, unknown token id): the fast tokenizer file when the folder has
+    one (no torch or transformers import), transformers' AutoTokenizer otherwise."""
+    path = folder / "tokenizer.json"
+    if path.exists():
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(path))
+        tok.no_truncation()
+        tok.no_padding()
+        spec = json.loads(path.read_text()).get("model") or {}
+        unk = spec.get("unk_id")
+        if unk is None and spec.get("unk_token") is not None:
+            unk = tok.token_to_id(str(spec["unk_token"]))
+
+        def fast(batch: list[str]) -> list[list[int]]:
+            return [e.ids for e in tok.encode_batch(batch, add_special_tokens=False)]
+
+        return fast, unk
+    from transformers import AutoTokenizer
+
+    auto = AutoTokenizer.from_pretrained(str(folder))
+
+    def slow(batch: list[str]) -> list[list[int]]:
+        return list(auto(batch, add_special_tokens=False, truncation=False)["input_ids"])
+
+    return slow, auto.unk_token_id
 
 
 def pick_device(device: str = "auto") -> str:

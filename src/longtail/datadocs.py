@@ -6,8 +6,9 @@ scripts from CDNs and links a "Home" that does not exist. This site is built fro
 stylesheet under `assets/`, the trend an inline SVG, no external link. Layout, under
 `<warehouse>/_data_docs/`:
 
-- `index.html`: the quality trend, then nights x tables (pass/fail, expectations passed), the
-  published row counts and model version of each night;
+- `index.html`: the warnings stages recorded (their run records' `warnings`, e.g. a catalogue
+  the text encoder cannot read), the quality trend, then nights x tables (pass/fail,
+  expectations passed), the published row counts and model version of each night;
 - `nights/<ds>/<table>.html`: one gate's expectations, their arguments and observed values;
 - `quality.html`: the `quality_metrics` rows as a table.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from longtail import tables
@@ -38,6 +39,7 @@ table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
 td.ok { background: #e6f4ea; } td.fail { background: #fce8e6; } td.none { color: #999; }
+td.warn, p.warn { background: #fff4ce; }
 a { color: #0b57d0; text-decoration: none; } a:hover { text-decoration: underline; }
 code { font-size: 0.85rem; } .muted { color: #666; font-size: 0.85rem; }
 nav { margin-bottom: 1rem; } svg text { font-size: 11px; font-family: system-ui, sans-serif; }
@@ -201,13 +203,35 @@ def quality_page(quality: Mapping[str, Mapping[str, Any]]) -> str:
     return _page("Nightly quality", body, depth=0)
 
 
+def warnings_section(warnings: Mapping[str, Sequence[tuple[str, str]]]) -> str:
+    """Every night's stage warnings, newest first; nothing when there are none."""
+    rows = [
+        f"<tr><td class='warn'>⚠ {_e(night)}</td><td>{_e(stage)}</td><td>{_e(message)}</td></tr>"
+        for night in sorted(warnings, reverse=True)
+        for stage, message in warnings[night]
+    ]
+    if not rows:
+        return ""
+    return (
+        "<h2>Warnings</h2><p class='warn'>Stages flagged these nights: the run went through, "
+        "but what it published may be weaker than usual.</p>"
+        "<table><tr><th>night</th><th>stage</th><th>warning</th></tr>"
+        + "".join(rows)
+        + "</table><p class='muted'>From <code>_runs/ds=&lt;night&gt;/&lt;stage&gt;.json</code>"
+        " (<code>warnings</code>).</p>"
+    )
+
+
 def index_page(
     gates: Mapping[str, Mapping[str, Mapping[str, Any]]],
     quality: Mapping[str, Mapping[str, Any]],
     published: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    warnings: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> str:
-    """Trend; one row per night (newest first) with each table's gate; what each night published."""
-    nights = sorted(set(gates) | set(published), reverse=True)
+    """Warnings; trend; one row per night (newest first) with each table's gate; what each night
+    published."""
+    warnings = warnings or {}
+    nights = sorted(set(gates) | set(published) | set(warnings), reverse=True)
     seen = {t for night in gates.values() for t in night}
     order = [t for t in (*tables.INTERMEDIATE, *tables.PUBLISHED) if t in seen]
     order += sorted(seen - set(order))
@@ -229,7 +253,13 @@ def index_page(
             )
             href = f"nights/{_e(night)}/{_e(table)}.html"
             cells.append(f"<td class='{'ok' if ok else 'fail'}'><a href='{href}'>{label}</a></td>")
-        rows.append(f"<tr><td>{_e(night)}</td>{''.join(cells)}</tr>")
+        night_cell = (
+            f"<td class='warn' title='{len(warnings[night])} warning(s), listed above'>"
+            f"⚠ {_e(night)}</td>"
+            if warnings.get(night)
+            else f"<td>{_e(night)}</td>"
+        )
+        rows.append(f"<tr>{night_cell}{''.join(cells)}</tr>")
     pub_rows = []
     for night in sorted(published, reverse=True):
         out = published[night]
@@ -244,7 +274,8 @@ def index_page(
         pub_rows.append(f"<tr><td>{_e(night)}</td>{''.join(cells)}</tr>")
     pub_head = "".join(f"<th>{_e(t)}</th>" for t in tables.PUBLISHED)
     body = (
-        "<h2>Nightly quality</h2>"
+        warnings_section(warnings)
+        + "<h2>Nightly quality</h2>"
         + trend_svg(quality)
         + "<p><a href='quality.html'>the numbers</a></p>"
         + "<h2>Gates by night</h2><p class='muted'>Each cell: the table's Great Expectations "
@@ -263,15 +294,16 @@ def render_site(
     gates: Mapping[str, Mapping[str, Mapping[str, Any]]],
     quality: Mapping[str, Mapping[str, Any]],
     published: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    warnings: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> dict[str, str]:
     """Every file of the site, by path relative to its root (pure: records in, text out).
 
     gates: night -> table -> gate record; quality: night -> metrics; published: night -> table ->
-    manifest summary.
+    manifest summary; warnings: night -> (stage, message) pairs.
     """
     site = {
         "assets/style.css": STYLE.lstrip(),
-        "index.html": index_page(gates, quality, published),
+        "index.html": index_page(gates, quality, published, warnings),
         "quality.html": quality_page(quality),
     }
     for night, by_table in gates.items():
@@ -304,9 +336,26 @@ def collect(warehouse: str) -> tuple[dict, dict, dict]:
     return gates, quality, published
 
 
+_RECORD = re.compile(r"/_runs/ds=(\d{4}-\d{2}-\d{2})/([^/]+)\.json$")
+
+
+def collect_warnings(warehouse: str) -> dict[str, list[tuple[str, str]]]:
+    """night -> (stage, message) for every warning a stage's run record holds."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for uri in glob(f"{warehouse.rstrip('/')}/_runs/ds=*/*.json"):
+        m = _RECORD.search(uri)
+        record = read_json(uri) if m else None
+        if not m or not isinstance(record, dict):
+            continue
+        for message in record.get("warnings") or []:
+            out.setdefault(m.group(1), []).append((str(record.get("stage", m.group(2))), message))
+    return out
+
+
 def build_site(warehouse: str) -> str:
     """Rebuild `<warehouse>/_data_docs/`; returns the index page's location."""
     root = f"{warehouse.rstrip('/')}/{SITE}"
-    for path, text in render_site(*collect(warehouse)).items():
+    site = render_site(*collect(warehouse), warnings=collect_warnings(warehouse))
+    for path, text in site.items():
         write_text(f"{root}/{path}", text)
     return f"{root}/index.html"

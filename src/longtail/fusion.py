@@ -6,7 +6,9 @@ the nightly scoring, on the driver for the ranker's training window, and in the 
 Scores are computed for a block of users at a time (block x items), never users x items.
 
 Candidate sources, in the order that names a row's `source` when several propose an item:
-als (factor dot product), cooccurrence (items bought together with the user's items), content
+als (factor dot product), cooccurrence (items bought together with the user's items), text_ngram
+(character n-gram neighbours of the user's items; only on nights whose space carries the n-gram
+channel, `longtail.text_ngrams`), content
 (text-embedding similarity to the user's profile and to their recent items), category (popular
 in the user's categories), tail_explorer (tail items closest to the profile), cold_text (items
 with no interactions yet, matched by text), popularity.
@@ -30,6 +32,7 @@ from longtail.rules import ItemRules
 SOURCES = (
     "als",
     "cooccurrence",
+    "text_ngram",
     "content",
     "category",
     "tail_explorer",
@@ -52,6 +55,12 @@ FEATURES = (
     "price_ratio",
     "n_sources",
 )
+# Ranker features of the n-gram channel: in the candidates (and the ranker's feature list, see
+# frame_features) only when the item space carries it, so nights without it rank as before.
+NGRAM_FEATURES = (
+    "text_ngram_profile_sim",
+    "text_ngram_recent_sim",
+)
 HIST_ITEMS = "hist_items"
 HIST_WEIGHTS = "hist_weights"
 HIST_TS = "hist_ts"
@@ -71,6 +80,8 @@ class CandidateCounts:
     cold_text: int = 20
     popularity: int = 20
     recent_items: int = 5
+    # Off unless the space carries the n-gram channel; half as many again from recent items.
+    text_ngram: int = 50
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,11 @@ class ItemSpace:
     allowed: np.ndarray | None = None
     # The shop's caps and boosts as per-item arrays (longtail.rules); None = no rules.
     rules: ItemRules | None = None
+
+    # The character n-gram channel (longtail.text_ngrams), None on nights it is off:
+    # (I, n-grams) unit rows and (I, I) each item's top neighbours by n-gram cosine.
+    ngram_vectors: csr_matrix | None = None
+    ngram_neighbours: csr_matrix | None = None
 
     @property
     def recommendable(self) -> np.ndarray | None:
@@ -503,7 +519,7 @@ def _top_sparse(m: csr_matrix, k: int, excluded: csr_matrix) -> tuple[np.ndarray
     """Each row's k largest positive entries outside its exclusions; ties to the lower column."""
     coo = m.tocoo()
     keep = coo.data > 0
-    if excluded.nnz:
+    if excluded.nnz and coo.nnz:  # (scipy answers an empty lookup with a matrix, not an array)
         keep &= np.asarray(excluded[coo.row, coo.col]).ravel() == 0
     r, c, v = coo.row[keep], coo.col[keep], coo.data[keep]
     order = np.lexsort((c, -v, r))
@@ -651,6 +667,7 @@ def candidates(
     found = {
         "als": search(re.als, u, users_u, counts.als),
         "cooccurrence": _top_sparse(cooc, counts.cooccurrence, excluded),
+        "text_ngram": _ngram_candidates(hist, recent, excluded, ex, space, counts.text_ngram),
         "content": tuple(np.concatenate(p) for p in zip(profile_hits, recent_hits, strict=True)),
         "category": _category_candidates(user_cat, ex, space, re, counts.category),
         "tail_explorer": search(re.text, profile, users_p, counts.tail_explorer, space.is_tail),
@@ -700,7 +717,7 @@ def candidates(
     mean_price = np.where(np.asarray(n_priced).ravel() > 0, mean_price, np.nan)
     price_ratio = space.price[cols] / mean_price[rows]
 
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             C.USER_ID: batch[C.USER_ID].to_numpy()[rows],
             "item_idx": cols.astype(np.int32),
@@ -721,6 +738,62 @@ def candidates(
             "n_sources": n_sources.astype(np.float32),
         }
     )
+    if space.ngram_vectors is not None:
+        profile_ng, recent_ng = _ngram_features(hist, recent, rows, cols, bounds, space)
+        frame["text_ngram_profile_sim"], frame["text_ngram_recent_sim"] = profile_ng, recent_ng
+    return frame
+
+
+def _ngram_candidates(
+    hist: csr_matrix,
+    recent: list[np.ndarray],
+    excluded: csr_matrix,
+    ex: list[np.ndarray],
+    space: ItemSpace,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """text_ngram: per user the k items with the largest history-weighted sum of n-gram
+    neighbour similarities (an item-kNN profile), and k // 2 nearest to any recent item.
+    Cold items take part: the neighbours come from text alone. Nothing without the channel."""
+    nb = space.ngram_neighbours
+    if nb is None or k <= 0 or not nb.nnz:
+        return _concat([], [])
+    profile = _top_sparse((hist @ nb).tocsr(), k, excluded)
+    lengths = np.array([len(js) for js in recent], dtype=np.int64)
+    if k // 2 <= 0 or not lengths.sum():
+        return profile
+    sub = nb[np.concatenate(recent).astype(np.int64)].tocoo()
+    owners = np.repeat(np.arange(len(recent)), lengths)[sub.row]
+    near = _top_per_row(owners, sub.col.astype(np.int64), sub.data, k // 2, ex)
+    return tuple(np.concatenate(p) for p in zip(profile, near, strict=True))  # type: ignore[return-value]
+
+
+def _ngram_features(
+    hist: csr_matrix,
+    recent: list[np.ndarray],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    bounds: np.ndarray,
+    space: ItemSpace,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate pair: n-gram cosine with the user's profile (log-weighted sum of their
+    items' n-gram vectors) and the largest with one of their recent items."""
+    x = space.ngram_vectors
+    assert x is not None
+    profile = (hist @ x).tocsr()
+    norms = np.sqrt(np.asarray(profile.multiply(profile).sum(axis=1)).ravel())
+    profile = csr_matrix(profile.multiply(1.0 / np.maximum(norms, 1e-12)[:, None]))
+    to_profile = np.zeros(len(rows), np.float32)
+    to_recent = np.zeros(len(rows), np.float32)
+    for r in range(len(bounds) - 1):
+        lo, hi = bounds[r], bounds[r + 1]
+        if hi <= lo:
+            continue
+        items = x[cols[lo:hi]]
+        to_profile[lo:hi] = np.asarray((items @ profile[r].T).todense()).ravel()
+        if len(recent[r]):
+            to_recent[lo:hi] = np.asarray((items @ x[recent[r]].T).todense()).max(axis=1).ravel()
+    return to_profile, to_recent
 
 
 def blend_score(frame: pd.DataFrame) -> np.ndarray:
@@ -947,5 +1020,13 @@ def recommend(
     return pd.concat(parts, ignore_index=True)
 
 
-def feature_matrix(cands: pd.DataFrame, features: Sequence[str] = FEATURES) -> np.ndarray:
-    return cands[list(features)].to_numpy(np.float32)
+def frame_features(cands: pd.DataFrame) -> tuple[str, ...]:
+    """The ranker's features for these candidates: FEATURES, plus NGRAM_FEATURES when the
+    space carried the n-gram channel (so a night without it trains and scores as before)."""
+    return FEATURES + NGRAM_FEATURES if NGRAM_FEATURES[0] in cands else FEATURES
+
+
+def feature_matrix(cands: pd.DataFrame, features: Sequence[str] | None = None) -> np.ndarray:
+    return cands[list(features if features is not None else frame_features(cands))].to_numpy(
+        np.float32
+    )

@@ -24,6 +24,7 @@ from longtail.fusion import (
     build_retrieval,
     candidates,
     feature_matrix,
+    frame_features,
 )
 from longtail.label_window import pick_start, window_days
 from longtail.retrieval import EXACT_MAX_ITEMS
@@ -138,7 +139,8 @@ def fit(
     tr, va = ts.frame[~is_valid], ts.frame[is_valid]
     g_tr = tr.groupby(C.USER_ID, sort=True).size().to_numpy()
     g_va = va.groupby(C.USER_ID, sort=True).size().to_numpy()
-    x_tr, x_va = feature_matrix(tr), feature_matrix(va)
+    features = frame_features(ts.frame)
+    x_tr, x_va = feature_matrix(tr, features), feature_matrix(va, features)
     model = lgb.LGBMRanker(
         objective="lambdarank",
         n_estimators=params.get("n_estimators", 300),
@@ -172,13 +174,13 @@ def fit(
         "cold_positives": int(ts.frame.loc[ts.frame["is_cold"] > 0, "label"].sum()),
         "best_iteration": int(model.best_iteration_ or booster.current_iteration()),
         "importance_gain": dict(
-            zip(FEATURES, map(float, booster.feature_importance("gain")), strict=True)
+            zip(features, map(float, booster.feature_importance("gain")), strict=True)
         ),
     }
     if len(g_va):
         y_va = va["label"].to_numpy()
         report["valid_ndcg@10"] = _ndcg_at_10(booster.predict(x_va), y_va, g_va)
-        singles = {f: _ndcg_at_10(va[f].to_numpy(np.float64), y_va, g_va) for f in FEATURES}
+        singles = {f: _ndcg_at_10(va[f].to_numpy(np.float64), y_va, g_va) for f in features}
         report["valid_ndcg@10_single_features"] = singles
         report["best_single_feature"] = max(singles, key=lambda f: singles[f])
     return booster, report

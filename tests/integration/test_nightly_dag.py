@@ -93,6 +93,7 @@ RECOMMENDATION_SCHEMA = pa.schema(
 KNOWN_SOURCES = {
     "als",
     "cooccurrence",
+    "text_ngram",
     "content",
     "category",
     "tail_explorer",

@@ -110,6 +110,7 @@ def candidates(
     selections = {
         "als": _top_mask(als, counts.als, allowed & has_u[:, None] & space.has_factors[None, :]),
         "cooccurrence": _top_mask(cooc, counts.cooccurrence, allowed & (cooc > 0)),
+        "text_ngram": np.zeros(prof_sim.shape, bool),  # the n-gram channel is not in these spaces
         "content": _top_mask(prof_sim, counts.content, allowed & has_text[None, :])
         | _top_mask(recent_sim, counts.content // 2, allowed & has_text[None, :]),
         "category": _top_mask(cat_pop, counts.category, allowed & (cat_pop > 0)),

@@ -75,6 +75,8 @@ def test_cache_embeds_each_text_once_across_nights(spark: Any, tmp_path: Path) -
     _catalogue(spark, wh, "2026-01-01", {"i1": "Blue teapot", "i2": "Red mug"})
     first = stage.run(spark, ContentConfig(ds="2026-01-01", warehouse=wh))
     assert first["counts"] == {"items": 2, "embedded_now": 2, "from_cache": 0}
+    assert first["unknown_tokens"]["share"] == 0.0 and first["warnings"] == []
+    assert first["ngram_channel"]["mode"] == "auto" and first["ngram_channel"]["on"] is False
 
     # next night: i2 unchanged, i1 retitled, i3 new -> only two texts are embedded
     _catalogue(spark, wh, "2026-01-02", {"i1": "Blue teapot 1L", "i2": "Red mug", "i3": "Fork"})

@@ -146,3 +146,16 @@ def test_gate_page_lists_expectations_and_observed_values(tmp_path: Path) -> Non
 def test_an_empty_warehouse_gives_an_empty_site(tmp_path: Path) -> None:
     text = Path(build_site(str(tmp_path / "nothing"))).read_text()
     assert "No quality_metrics yet" in text
+
+
+def test_a_stage_warning_is_shown_for_its_night(tmp_path: Path) -> None:
+    wh = _warehouse(tmp_path)
+    message = "66.7% of catalogue text tokens are unknown to encoder all-MiniLM-L6-v2"
+    runs = wh / "_runs" / f"ds={NIGHTS[1]}"
+    _write(runs / "content.json", {"stage": "content", "warnings": [message]})
+    _write(wh / "_runs" / f"ds={NIGHTS[0]}" / "content.json", {"stage": "content", "warnings": []})
+    text = Path(build_site(str(wh))).read_text()
+    assert "<h2>Warnings</h2>" in text
+    assert f"<tr><td class='warn'>⚠ {NIGHTS[1]}</td><td>content</td><td>{message}</td></tr>" in text
+    assert f"⚠ {NIGHTS[0]}" not in text  # no warning that night
+    assert "<h2>Warnings</h2>" not in Path(build_site(str(_warehouse(tmp_path / "b")))).read_text()

@@ -251,3 +251,9 @@ def test_recommend_calibrates_from_each_batch_users_history() -> None:
     lists = out.groupby(C.USER_ID)[fusion.IS_LONG_TAIL].apply(list).to_dict()
     assert lists["t"] == [False, True, False, True]
     assert sum(lists["h"]) >= 1
+
+
+def test_users_without_any_cooccurrence_get_no_cooccurrence_candidates() -> None:
+    # b co-occurs with nothing: an empty product with exclusions (once a scipy error)
+    c = _cands(users([{"user": "u", "items": ["b"]}]), cooccurrence=3, popularity=1)
+    assert "cooccurrence" not in set(c[C.SOURCE]) and items_of(c) == {"a"}

@@ -1,5 +1,11 @@
 """Content features: catalogue text -> embeddings, computed inside Spark, cached by text hash.
 
+Each night also measures, with the encoder's tokenizer only, the share of unknown tokens over every
+catalogue text (not just the new ones): above `unknown_token_warn_share` the encoder cannot read
+the shop's text, the night warns (log, run record `warnings`, data docs), and with
+`ngram_channel=auto` the character n-gram channel (`longtail.text_ngrams`) is switched on for the
+night; the decision is recorded under `ngram_channel`, where training and scoring read it.
+
 The cache lives at `<warehouse>/_cache/embeddings/model=<model>/ds=<night>/` (text_hash,
 embedding): each night embeds only texts never seen before, so an unchanged item is never
 embedded twice across nights. A re-run of a night recomputes exactly that night's additions.
@@ -9,6 +15,7 @@ changes none of this: the vector used is always the earliest night's.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -20,9 +27,12 @@ from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, Str
 from longtail import columns as C
 from longtail import gates, tables
 from longtail.config import ContentConfig
-from longtail.content import embed_batches, item_text, text_hash
+from longtail.content import count_unknown_tokens, embed_batches, item_text, text_hash
 from longtail.stages.common import stage_main
 from longtail.storage import CACHE_KEY, Fs, read_lease, read_table, write_audit_publish
+from longtail.text_ngrams import decide
+
+log = logging.getLogger("longtail")
 
 TABLE = tables.ITEM_EMBEDDINGS
 EMBEDDING = "embedding"
@@ -98,6 +108,7 @@ def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
         lambda df: gates.gate_factors(df, C.ITEM_ID, dim, column=EMBEDDING),
     )
     return {
+        **text_report(texts["text"].tolist(), cfg),
         "model": cfg.model,
         "device": cfg.device,  # `auto`: resolved by each task where it encodes
         "batch_size": cfg.batch_size,
@@ -107,6 +118,35 @@ def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
             "embedded_now": len(todo),
             "from_cache": int(texts[TEXT_HASH].isin(cached).sum()),
         },
+    }
+
+
+def text_report(texts: list[str], cfg: ContentConfig) -> dict[str, Any]:
+    """Unknown-token share of the night's texts, the n-gram channel decision and any warning:
+    the run record keys `unknown_tokens`, `ngram_channel` and `warnings`."""
+    counts = count_unknown_tokens(texts, cfg.model)
+    share = counts.unknown_share
+    on, why = decide(cfg.ngram_channel, share, cfg.unknown_token_warn_share)
+    warnings = []
+    if share > cfg.unknown_token_warn_share:
+        warnings.append(
+            f"{share:.1%} of catalogue text tokens are unknown to encoder {cfg.model} "
+            f"(warn above {cfg.unknown_token_warn_share:.1%}; {counts.texts_with_unknown} of "
+            f"{counts.texts} texts): its text vectors carry little meaning for this shop; "
+            f"n-gram channel {'on' if on else 'off'} ({why})"
+        )
+        log.warning("content ds=%s: %s", cfg.ds, warnings[-1])
+    return {
+        "unknown_tokens": {
+            "tokens": counts.tokens,
+            "unknown": counts.unknown,
+            "share": share,
+            "texts": counts.texts,
+            "texts_with_unknown": counts.texts_with_unknown,
+            "warn_share": cfg.unknown_token_warn_share,
+        },
+        "ngram_channel": {"mode": cfg.ngram_channel, "on": on, "reason": why},
+        "warnings": warnings,
     }
 
 

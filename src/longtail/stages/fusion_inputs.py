@@ -10,6 +10,7 @@ from pyspark.sql import SparkSession
 
 from longtail import columns as C
 from longtail import rules as business_rules
+from longtail import text_ngrams
 from longtail.fusion import ItemSpace, assemble_item_space
 from longtail.rules import Rules
 from longtail.stages.content import EMBEDDING
@@ -62,7 +63,8 @@ def space_at(
     availability and the given rules (`restrict`).
 
     Reads the night's item-sized reductions (stages/item_space.py) beside the catalogue and
-    vectors: nothing here grows with users or events.
+    vectors: nothing here grows with users or events. Carries the n-gram channel on nights the
+    content stage switched it on.
     """
     cat = catalogue(spark, wh, ds)
     space = assemble_item_space(
@@ -74,4 +76,14 @@ def space_at(
         window_end(ds),
         head_share=head_share,
     )
-    return restrict(space, cat, rules)
+    return with_text_ngrams(spark, wh, ds, restrict(space, cat, rules), cat)
+
+
+def with_text_ngrams(
+    spark: SparkSession, wh: str, ds: date, space: ItemSpace, cat: pd.DataFrame
+) -> ItemSpace:
+    """The space with the character n-gram channel when the night's content record has it on
+    (computed from the catalogue, the same in training and scoring), unchanged otherwise."""
+    if not text_ngrams.channel_on(read_record(spark, wh, ds, "content")):
+        return space
+    return text_ngrams.attach(space, cat)

@@ -1,7 +1,9 @@
 """Similar items for product pages: text-embedding neighbours blended with co-occurrence.
 
 Every catalogue item gets top_k neighbours, including items nobody has bought yet (their text
-finds them neighbours). Computed inside Spark in blocks of items with the item arrays broadcast;
+finds them neighbours). On nights the character n-gram channel is on (`longtail.text_ngrams`: the
+encoder cannot read the catalogue's text), the text similarity is the n-gram cosine instead of
+the dense one. Computed inside Spark in blocks of items with the item arrays broadcast;
 gated and published like the main table at `similar_items/ds=<ds>/`.
 """
 
@@ -47,8 +49,10 @@ def similar_block(
     its co-occurrence neighbours, and the first k + 1 items without text (score 0, the order an
     exhaustive scan breaks ties in). With an exact index that holds the exact top-k: an item
     outside its co-occurrence row scores its text similarity alone. Scores are computed for the
-    candidates only.
+    candidates only. With the n-gram channel on, `ngram_block` gives them instead.
     """
+    if space.ngram_vectors is not None and space.ngram_neighbours is not None:
+        return ngram_block(rows, space, k, cooc_weight)
     n_items = len(space.item_ids)
     shown = space.allowed  # unavailable or excluded items are never anyone's similar item
     cooc = space.cooc[rows]
@@ -69,6 +73,45 @@ def similar_block(
         keep &= shown[c]
     r, c = r[keep], c[keep]
     content_v = np.einsum("ij,ij->i", space.embeddings[rows[r]], space.embeddings[c])
+    return _ranked(rows, r, c, content_v, cooc, space, k, cooc_weight)
+
+
+def ngram_block(rows: np.ndarray, space: ItemSpace, k: int, cooc_weight: float) -> pd.DataFrame:
+    """similar_block with the n-gram cosine as the text similarity.
+
+    Candidates per item: its n-gram neighbours (text_ngrams.NEIGHBOURS of them), its
+    co-occurrence neighbours and the first k + 1 items (the ties an exhaustive scan would take):
+    the exact top-k for k up to the neighbours kept, since an item outside both rows scores at
+    most its n-gram similarity, no more than the last neighbour's.
+    """
+    x, nb = space.ngram_vectors, space.ngram_neighbours
+    assert x is not None and nb is not None
+    n_items = len(space.item_ids)
+    cooc = space.cooc[rows]
+    fill = np.arange(min(n_items, k + 1))
+    nb_r, nb_c = _flat_csr(nb[rows])
+    cooc_r, cooc_c = _flat_csr(cooc)
+    r_all = np.concatenate([nb_r, cooc_r, np.repeat(np.arange(len(rows)), len(fill))])
+    c_all = np.concatenate([nb_c, cooc_c, np.tile(fill, len(rows))])
+    keys = np.unique(r_all * n_items + c_all)
+    r, c = keys // n_items, keys % n_items
+    keep = c != rows[r]  # never an item itself
+    r, c = r[keep], c[keep]
+    text_v = np.asarray(x[rows[r]].multiply(x[c]).sum(axis=1), dtype=np.float32).ravel()
+    return _ranked(rows, r, c, text_v, cooc, space, k, cooc_weight)
+
+
+def _ranked(
+    rows: np.ndarray,
+    r: np.ndarray,
+    c: np.ndarray,
+    content_v: np.ndarray,
+    cooc: Any,
+    space: ItemSpace,
+    k: int,
+    cooc_weight: float,
+) -> pd.DataFrame:
+    """The top-k rows of each item's scored candidates (r: block row, c: item position)."""
     cooc_v = np.asarray(cooc[r, c], dtype=np.float32).ravel()
     score_v = content_v + cooc_weight * cooc_v
     order = np.lexsort((c, -score_v, r))

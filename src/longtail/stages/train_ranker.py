@@ -31,7 +31,13 @@ from longtail import label_window, tables
 from longtail.als import factors_frame, fit_als
 from longtail.cleaning import build_interactions
 from longtail.config import RankerConfig
-from longtail.fusion import FEATURES, CandidateCounts, ItemSpace, assemble_item_space
+from longtail.fusion import (
+    FEATURES,
+    CandidateCounts,
+    ItemSpace,
+    assemble_item_space,
+    frame_features,
+)
 from longtail.item_stats import cooccurrence_pairs, item_statistics
 from longtail.ranker import TrainingSet, fallback, fit, training_set
 from longtail.stages import fusion_inputs as inputs
@@ -124,6 +130,7 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
             spark, cfg, als_cfg, space_record["config"], events, start, sample, truth, held
         )
         meta["candidate_recall"] = ts.candidate_recall
+        meta["features"] = list(frame_features(ts.frame))  # + the n-gram channel's, when on
         if ts.n_users >= 10:
             params = {
                 "n_estimators": cfg.n_estimators,
@@ -210,6 +217,7 @@ def _training_set(
             start,
         )
         space = _listed_in_window_ages(space, cat, start, inputs.window_end(cfg.ds))
+        space = inputs.with_text_ngrams(spark, cfg.warehouse, cfg.ds, space, cat)
         sampled = np.isin(model.user_ids, list(truth))
         factors = factors_frame(model.user_ids[sampled], model.user_factors[sampled], C.USER_ID)
         rows = fusion_users(
