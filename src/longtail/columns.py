@@ -50,7 +50,19 @@ SCORE = "score"
 SOURCE = "source"
 MODEL_VERSION = "model_version"
 IS_LONG_TAIL = "is_long_tail"
-RECOMMENDATION_COLUMNS = (USER_ID, RANK, ITEM_ID, SCORE, SOURCE, MODEL_VERSION, IS_LONG_TAIL)
+# Why an item was recommended (schema v2, nullable; codes in longtail.reasons). `reason` is the
+# same name as the quarantine's reason column: a different table.
+REASON_ITEM_ID = "reason_item_id"
+REQUIRED_RECOMMENDATION_COLUMNS = (
+    USER_ID,
+    RANK,
+    ITEM_ID,
+    SCORE,
+    SOURCE,
+    MODEL_VERSION,
+    IS_LONG_TAIL,
+)
+RECOMMENDATION_COLUMNS = (*REQUIRED_RECOMMENDATION_COLUMNS, REASON_ITEM_ID, REASON)
 
 # Model factors
 FACTORS = "factors"

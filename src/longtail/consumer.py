@@ -3,8 +3,10 @@
 What `dags/longtail_segment_export.py` runs when the `longtail.recommendations` asset gets a new
 partition. It shows the reading contract: take the partition from the asset event (or, run by
 hand, from `_latest.json`), read exactly the files its `_manifest.json` lists, and check the
-manifest's row count before exporting anything. A segment is a stable hash bucket of the user id
-(say, an A/B test arm): `segment_of(user_id) == segment`.
+manifest's row count before exporting anything. A partition of an older schema version
+(recommendations v1 has no reason columns) is read with the columns it lacks as nulls, so one export
+reads every night. A segment is a stable hash bucket of the user id (say, an A/B test arm):
+`segment_of(user_id) == segment`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from longtail import tables
 from longtail.warehouse_files import read_json, write_text
 
 BUCKETS = 10
-COLUMNS = ("user_id", "rank", "item_id", "score")
+COLUMNS = ("user_id", "rank", "item_id", "score", "reason", "reason_item_id")
 
 
 class ExportError(RuntimeError):
@@ -49,6 +51,20 @@ def default_outbox(partition: str) -> str:
     return str(PurePosixPath(partition).parents[2] / "outbox")
 
 
+def read_partition(
+    partition: str, manifest: Mapping[str, Any], table: str = tables.RECOMMENDATIONS
+) -> Any:
+    """The partition's files (exactly those its manifest lists) as a pyarrow Table in the current
+    schema: columns an older schema version lacked (`manifest.added_columns`) come back null."""
+    import pyarrow as pa
+
+    data = _read_rows(partition, manifest)
+    for column in mf.added_columns(table, dict(manifest)):
+        field = mf.arrow_schema(table).field(column["name"])
+        data = data.append_column(field, pa.nulls(data.num_rows, field.type))
+    return data.select(mf.arrow_schema(table).names)
+
+
 def _read_rows(partition: str, manifest: Mapping[str, Any]) -> Any:
     import pyarrow.dataset as pads
 
@@ -69,7 +85,7 @@ def export_segment(partition: str, segment: int, outbox: str) -> dict[str, Any]:
     manifest = read_json(f"{partition}/{mf.MANIFEST}")
     if manifest is None:
         raise ExportError(f"{partition} has no {mf.MANIFEST}: not a published partition")
-    data = _read_rows(partition, manifest)
+    data = read_partition(partition, manifest)
     if data.num_rows != manifest["rows"]:
         raise ExportError(
             f"{partition}: {data.num_rows} rows in its files, {manifest['rows']} in its manifest"

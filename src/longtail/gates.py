@@ -20,6 +20,10 @@ from longtail.errors import PermanentError
 from longtail.rules import Rules
 
 SCORE_DROP = "_score_drop"
+# Checked columns of the reasons (schema v2): the item is there exactly when the code needs one,
+# and it is one of the user's own history items.
+REASON_PAIRED = "_reason_paired"
+REASON_IN_HISTORY = "_reason_in_history"
 # Checked columns of the shop's rules in the recommendations gate.
 RULE_ALLOWED = "_allowed"
 
@@ -273,6 +277,38 @@ def _rule_checks(
     return out, names, expectations
 
 
+def _reason_checks(
+    df: DataFrame, history: DataFrame | None, codes: Sequence[str], item_codes: Sequence[str]
+) -> tuple[DataFrame, list[str], list[Any]]:
+    """REASON_PAIRED: reason_item_id is non-null exactly when the reason is one of item_codes;
+    given the interactions (history), REASON_IN_HISTORY: a reason item is the user's own."""
+    e = _e()
+    needs = F.coalesce(F.col(C.REASON).isin(list(item_codes)), F.lit(False))
+    out = df.withColumn(REASON_PAIRED, F.col(C.REASON_ITEM_ID).isNotNull() == needs)
+    names = [REASON_PAIRED]
+    expectations = [
+        e.ExpectColumnValuesToBeInSet(column=C.REASON, value_set=list(codes)),
+        e.ExpectColumnValuesToBeInSet(column=REASON_PAIRED, value_set=[True]),
+    ]
+    if history is not None:
+        owned = history.select(
+            F.col(C.USER_ID).alias("_hu"), F.col(C.ITEM_ID).alias("_hi"), F.lit(True).alias("_own")
+        ).distinct()
+        out = out.join(
+            owned,
+            (F.col(C.USER_ID) == F.col("_hu")) & (F.col(C.REASON_ITEM_ID) == F.col("_hi")),
+            "left",
+        )
+        out = out.withColumn(
+            REASON_IN_HISTORY, F.col(C.REASON_ITEM_ID).isNull() | F.col("_own").isNotNull()
+        ).drop("_hu", "_hi", "_own")
+        names.append(REASON_IN_HISTORY)
+        expectations.append(
+            e.ExpectColumnValuesToBeInSet(column=REASON_IN_HISTORY, value_set=[True])
+        )
+    return out, names, expectations
+
+
 def gate_recommendations(
     df: DataFrame,
     top_n: int,
@@ -280,13 +316,20 @@ def gate_recommendations(
     sources: Sequence[str],
     items: DataFrame | None = None,
     rules: Rules | None = None,
+    history: DataFrame | None = None,
 ) -> dict:
-    """Output contract: exactly top_n distinct items per user, ranks 1..N, scores non-increasing;
-    given the catalogue (items), also the shop's rules: every item available and not excluded,
-    every cap held."""
+    """Output contract: exactly top_n distinct items per user, ranks 1..N, scores non-increasing,
+    known reason codes with a reason item exactly where the code has one; given the catalogue
+    (items), also the shop's rules: every item available and not excluded, every cap held; given
+    the interactions (history), every reason item one of the user's own."""
+    from longtail.reasons import CODES, ITEM_REASONS  # reasons imports fusion: numpy side only
+
     e = _e()
     by_user = Window.partitionBy(C.USER_ID).orderBy(C.RANK)
     checked = df.withColumn(SCORE_DROP, F.lag(C.SCORE).over(by_user) - F.col(C.SCORE))
+    checked, reason_columns, reason_expectations = _reason_checks(
+        checked, history, CODES, ITEM_REASONS
+    )
     rule_columns: list[str] = []
     rule_expectations: list[Any] = []
     if items is not None:
@@ -296,15 +339,17 @@ def gate_recommendations(
         "recommendations",
         [
             e.ExpectTableColumnsToMatchSet(
-                column_set=[*C.RECOMMENDATION_COLUMNS, SCORE_DROP, *rule_columns], exact_match=True
+                column_set=[*C.RECOMMENDATION_COLUMNS, SCORE_DROP, *reason_columns, *rule_columns],
+                exact_match=True,
             ),
-            *(e.ExpectColumnValuesToNotBeNull(column=c) for c in C.RECOMMENDATION_COLUMNS),
+            *(e.ExpectColumnValuesToNotBeNull(column=c) for c in C.REQUIRED_RECOMMENDATION_COLUMNS),
             e.ExpectColumnValuesToBeBetween(column=C.RANK, min_value=1, max_value=top_n),
             e.ExpectCompoundColumnsToBeUnique(column_list=[C.USER_ID, C.RANK]),
             e.ExpectCompoundColumnsToBeUnique(column_list=[C.USER_ID, C.ITEM_ID]),
             e.ExpectColumnValuesToBeBetween(column=SCORE_DROP, min_value=0),
             e.ExpectColumnValuesToBeInSet(column=C.SOURCE, value_set=list(sources)),
             e.ExpectTableRowCountToEqual(value=expected_users * top_n),
+            *reason_expectations,
             *rule_expectations,
         ],
     )

@@ -64,6 +64,44 @@ def schema_columns(table: str) -> list[tuple[str, str]]:
     return [(c["name"], c["type"]) for c in published_schema(table)["columns"]]
 
 
+def added_columns(table: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Columns of the current schema that a partition's manifest does not list (an older schema
+    version, e.g. recommendations v1 without reason_item_id and reason): readers add them as
+    nulls. Raise SchemaMismatch when one of them is not nullable, which no version bump allows."""
+    have = {c["name"] for c in manifest.get("schema", [])}
+    added = [c for c in published_schema(table)["columns"] if c["name"] not in have]
+    strict = [c["name"] for c in added if not c["nullable"]]
+    if strict:
+        raise SchemaMismatch(
+            f"{table} ds={manifest.get('ds')}: schema v{manifest.get('schema_version')} lacks "
+            f"non-nullable columns {strict} of v{published_schema(table)['version']}"
+        )
+    return added
+
+
+def arrow_schema(table: str) -> Any:
+    """The current schema as a pyarrow schema: `pyarrow.dataset.dataset(..., schema=...)` (and
+    pandas.read_parquet(schema=...)) then reads partitions of older versions with their added
+    columns as nulls. pyarrow is imported here only, so the module stays stdlib for Airflow."""
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "double": pa.float64(),
+        "float": pa.float32(),
+        "bool": pa.bool_(),
+        "date32": pa.date32(),
+    }
+    return pa.schema(
+        [
+            pa.field(c["name"], types[c["type"]], nullable=c["nullable"])
+            for c in published_schema(table)["columns"]
+        ]
+    )
+
+
 def check_columns(table: str, actual: list[tuple[str, str]]) -> None:
     """Raise SchemaMismatch unless actual (name, contract type) pairs are the schema's, in order."""
     expected = schema_columns(table)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DoubleType,
@@ -40,6 +40,14 @@ RECOMMENDATION_SCHEMA = StructType(
         StructField(C.MODEL_VERSION, StringType(), False),
     ]
 )
+# Schema v2's reason columns (longtail.reasons), after is_long_tail in the published table.
+REASON_FIELDS = (
+    StructField(C.REASON_ITEM_ID, StringType(), True),
+    StructField(C.REASON, StringType(), True),
+)
+# Reason codes of this strategy's sources (the same codes as longtail.reasons.BY_SOURCE).
+REASON_SIMILAR_TASTE = "similar_taste"
+REASON_POPULAR = "popular"
 
 
 @dataclass(frozen=True)
@@ -196,3 +204,45 @@ def score_all(spark: SparkSession, users: DataFrame, model: ScoringModel) -> Dat
     return users.repartition(max(1, spark.sparkContext.defaultParallelism), C.USER_ID).mapInPandas(
         run, RECOMMENDATION_SCHEMA
     )
+
+
+def with_als_reasons(
+    recs: DataFrame, interactions: DataFrame, item_factors: DataFrame
+) -> DataFrame:
+    """recs plus reason_item_id and reason for strategy=als (as longtail.reasons for fusion).
+
+    An `als` row's reason is `similar_taste`, its item the user's history item whose learned ALS
+    factor has the largest positive dot product with the recommended item's (ties: the lower
+    item id); a history item without a learned factor cannot be one, and with none positive
+    both columns are null. `popularity` rows get `popular` and no item. Only the final rows are
+    joined with their own user's history (top-N x history per user), never users x items.
+    """
+    factors = item_factors.select(C.ITEM_ID, C.FACTORS)
+    pairs = (
+        recs.where(F.col(C.SOURCE) == SOURCE_ALS)
+        .select(C.USER_ID, C.ITEM_ID)
+        .join(interactions.select(C.USER_ID, F.col(C.ITEM_ID).alias("_h")), C.USER_ID)
+        .join(factors.withColumnRenamed(C.FACTORS, "_v"), C.ITEM_ID)
+        .join(factors.select(F.col(C.ITEM_ID).alias("_h"), F.col(C.FACTORS).alias("_w")), "_h")
+        .withColumn(
+            "_dot",
+            F.aggregate(
+                F.zip_with("_v", "_w", lambda x, y: x.cast("double") * y.cast("double")),
+                F.lit(0.0).cast("double"),
+                lambda acc, x: acc + x,
+            ),
+        )
+        .where(F.col("_dot") > 0)
+    )
+    best = Window.partitionBy(C.USER_ID, C.ITEM_ID).orderBy(F.desc("_dot"), F.col("_h"))
+    support = (
+        pairs.withColumn("_r", F.row_number().over(best))
+        .where(F.col("_r") == 1)
+        .select(C.USER_ID, C.ITEM_ID, F.col("_h").alias(C.REASON_ITEM_ID))
+    )
+    out = recs.join(support, [C.USER_ID, C.ITEM_ID], "left")
+    reason = F.when(
+        (F.col(C.SOURCE) == SOURCE_ALS) & F.col(C.REASON_ITEM_ID).isNotNull(),
+        F.lit(REASON_SIMILAR_TASTE),
+    ).when(F.col(C.SOURCE) == SOURCE_POPULARITY, F.lit(REASON_POPULAR))
+    return out.withColumn(C.REASON, reason)

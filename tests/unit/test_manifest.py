@@ -20,7 +20,8 @@ from longtail import tables
 
 # table -> {version: sha256 of its [[name, type, nullable], ...] (first 16 hex digits)}
 PUBLISHED_VERSIONS = {
-    "recommendations": {1: "37e96827db373ad1"},
+    # v2: reason_item_id and reason (nullable) after is_long_tail
+    "recommendations": {1: "37e96827db373ad1", 2: "411b464ee6169180"},
     "similar_items": {1: "f49b8816245a93bb"},
     "quality_metrics": {1: "9608eb167b075043"},
 }
@@ -99,7 +100,7 @@ def test_manifest_document() -> None:
     assert doc["top_n"] == 10 and doc["model_version"] == "fusion-2026-01-31-x"
     assert doc["files"] == files and doc["run_id"] == "r1"
     assert doc["published_at"] == "2026-02-01T01:45:03Z"
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
     assert [(c["name"], c["type"]) for c in doc["schema"]] == mf.schema_columns("recommendations")
     json.dumps(doc)
 
@@ -109,6 +110,25 @@ def test_manifest_document() -> None:
     assert latest["manifest"] == "ds=2026-01-31/_manifest.json"
     short = mf.summary(doc, path)
     assert "files" not in short and "schema" not in short and short["path"] == path
+
+
+def test_an_older_partition_lacks_only_nullable_columns() -> None:
+    v1 = [
+        {"name": n, "type": t, "nullable": False}
+        for n, t in mf.schema_columns("recommendations")[:7]
+    ]
+    added = mf.added_columns("recommendations", {"ds": "2026-01-01", "schema": v1})
+    assert [c["name"] for c in added] == [C.REASON_ITEM_ID, C.REASON]
+    assert all(c["nullable"] for c in added)
+    current = mf.manifest_document(
+        table="recommendations", ds=date(2026, 1, 31), rows=0, files=[], run_id="r"
+    )
+    assert mf.added_columns("recommendations", current) == []
+    with pytest.raises(mf.SchemaMismatch, match="non-nullable"):
+        mf.added_columns("recommendations", {"schema": v1[1:]})
+    arrow = mf.arrow_schema("recommendations")
+    assert arrow.names == [n for n, _ in mf.schema_columns("recommendations")]
+    assert arrow.field(C.REASON).nullable and not arrow.field(C.USER_ID).nullable
 
 
 def test_latest_never_moves_back() -> None:

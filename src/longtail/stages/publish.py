@@ -40,6 +40,8 @@ def run(spark: SparkSession, cfg: PublishConfig) -> dict[str, Any]:
     catalogue = read_table(spark, cfg.warehouse, "catalogue", cfg.ds)
     if rules is None and catalogue.where(~gates.allowed_item(catalogue, None)).isEmpty():
         catalogue = None
+    # Every reason item must be one of the user's own history items (the night's interactions).
+    history = read_table(spark, cfg.warehouse, "interactions", cfg.ds)
     try:
         result = publish_staged(
             spark,
@@ -47,7 +49,7 @@ def run(spark: SparkSession, cfg: PublishConfig) -> dict[str, Any]:
             TABLE,
             cfg.ds,
             lambda df: gates.gate_recommendations(
-                df, cfg.top_n, expected_users, SOURCES, catalogue, rules
+                df, cfg.top_n, expected_users, SOURCES, catalogue, rules, history
             ),
             attempt,
             manifest={

@@ -23,17 +23,19 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from longtail import columns as C
-from longtail import fusion, tables
+from longtail import fusion, reasons, tables
 from longtail.config import ConfigError, ScoreConfig
 from longtail.ranker import load_scorer
 from longtail.rules import CapCounter, Rules
 from longtail.scoring import (
+    REASON_FIELDS,
     RECOMMENDATION_SCHEMA,
     SOURCE_POPULARITY,
     ScoringModel,
     popularity,
     score_all,
     users_to_score,
+    with_als_reasons,
 )
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
@@ -54,7 +56,11 @@ TABLE = tables.RECOMMENDATIONS
 # Key of the score run record naming the staged attempt that publish audits and swaps in.
 STAGED_ATTEMPT = "staged_attempt"
 OUTPUT_SCHEMA = StructType(
-    [*RECOMMENDATION_SCHEMA.fields, StructField(C.IS_LONG_TAIL, BooleanType(), False)]
+    [
+        *RECOMMENDATION_SCHEMA.fields,
+        StructField(C.IS_LONG_TAIL, BooleanType(), False),
+        *REASON_FIELDS,
+    ]
 )
 
 
@@ -182,6 +188,9 @@ def score_fusion_batch(
     out = out.sort_values([C.USER_ID, C.RANK], kind="stable")
     out[C.MODEL_VERSION] = version
     out[C.RANK] = out[C.RANK].astype(np.int32)
+    # Reasons of the final rows only, each against its own user's history (longtail.reasons).
+    why = reasons.explain(out, batch, space, index)
+    out[C.REASON_ITEM_ID], out[C.REASON] = why[C.REASON_ITEM_ID], why[C.REASON]
     return out[[f.name for f in OUTPUT_SCHEMA.fields]]
 
 
@@ -252,6 +261,9 @@ def _run_als(
         pd.DataFrame({C.ITEM_ID: space.item_ids, C.IS_LONG_TAIL: space.is_tail.astype(bool)})
     )
     recs = score_all(spark, users, model).join(F.broadcast(tail), C.ITEM_ID, "left")
+    recs = with_als_reasons(
+        recs, read_table(spark, wh, "interactions", ds), read_table(spark, wh, ITEM_FACTORS, ds)
+    )
     return recs.select(*[f.name for f in OUTPUT_SCHEMA.fields]), model.model_version
 
 
