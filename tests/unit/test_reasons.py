@@ -30,8 +30,11 @@ def _lists(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
     )
 
 
-def _why(sp: fusion.ItemSpace, hist: dict[str, list[str]], rows: list[tuple[str, str, str]]):
-    out = reasons.explain(_lists(rows), users([{"user": u, "items": i} for u, i in hist.items()]), sp)
+def _why(
+    sp: fusion.ItemSpace, hist: dict[str, list[str]], rows: list[tuple[str, str, str]]
+) -> list[tuple[str | None, str | None]]:
+    batch = users([{"user": u, "items": i} for u, i in hist.items()])
+    out = reasons.explain(_lists(rows), batch, sp)
     return list(zip(out[C.REASON_ITEM_ID], out[C.REASON], strict=True))
 
 
@@ -85,9 +88,7 @@ def test_ties_go_to_the_lower_item_id_and_category_to_the_heaviest() -> None:
 
 def test_text_ngram_uses_the_ngram_vectors() -> None:
     vectors = csr_matrix(
-        np.array(
-            [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0.6, 0.8], [0, 0, 0], [1, 0, 0]], np.float32
-        )
+        np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0.6, 0.8], [0, 0, 0], [1, 0, 0]], np.float32)
     )
     sp = space(ngram_vectors=vectors)
     got = _why(sp, {"u": ["a", "b", "c"]}, [("u", "d", "text_ngram")])
@@ -118,9 +119,7 @@ def test_recommend_lists_get_reasons_from_their_own_history() -> None:
 def test_the_popularity_fill_has_no_reason_item() -> None:
     sp = space()
     u = users([{"user": "u", "items": ["a"]}])
-    empty = pd.DataFrame(
-        columns=[C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE, C.IS_LONG_TAIL]
-    )
+    empty = pd.DataFrame(columns=[C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE, C.IS_LONG_TAIL])
     filled = fill_lists(empty, u, sp, popular_order(sp), 3)
     out = reasons.explain(filled, u, sp)
     assert filled[C.SOURCE].tolist() == ["popularity"] * 3
