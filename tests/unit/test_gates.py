@@ -20,7 +20,7 @@ from longtail.gates import (
 
 RECS = (
     "user_id string, rank int, item_id string, score double, source string,"
-    " model_version string, is_long_tail boolean"
+    " model_version string, is_long_tail boolean, reason_item_id string, reason string"
 )
 SOURCES = ("als", "popularity")
 
@@ -36,31 +36,32 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 def test_gate_recommendations_passes_on_a_correct_table(spark):
     df = spark.createDataFrame(
         [
-            ("u1", 1, "a", 2.0, "als", "v1", False),
-            ("u1", 2, "b", 2.0, "als", "v1", True),  # equal scores are fine
-            ("u1", 3, "c", -1.0, "popularity", "v1", False),
-            ("u2", 1, "c", 9.0, "popularity", "v1", False),
-            ("u2", 2, "a", 8.0, "popularity", "v1", False),
-            ("u2", 3, "b", 7.0, "popularity", "v1", True),
+            ("u1", 1, "a", 2.0, "als", "v1", False, "h1", "similar_taste"),
+            ("u1", 2, "b", 2.0, "als", "v1", True, "h1", "similar_taste"),  # equal scores are fine
+            ("u1", 3, "c", -1.0, "popularity", "v1", False, None, "popular"),
+            ("u2", 1, "c", 9.0, "popularity", "v1", False, None, "popular"),
+            ("u2", 2, "a", 8.0, "popularity", "v1", False, None, "popular"),
+            ("u2", 3, "b", 7.0, "popularity", "v1", True, None, "popular"),
         ],
         RECS,
     )
     summary = gate_recommendations(df, top_n=3, expected_users=2, sources=SOURCES)
     assert summary["success"] is True
-    # columns match, 7 not-null, rank range, 2 uniqueness, score drop, source set, row count
-    assert len(summary["expectations"]) == 14
+    # columns match, 7 not-null, rank range, 2 uniqueness, score drop, source set, row count,
+    # reason codes, reason item paired with its code
+    assert len(summary["expectations"]) == 16
     assert all(e["success"] for e in summary["expectations"])
 
 
 def test_gate_recommendations_fails_on_duplicate_item_and_rising_score(spark):
     df = spark.createDataFrame(
         [
-            ("u1", 1, "a", 3.0, "als", "v1", False),
-            ("u1", 2, "b", 2.0, "als", "v1", False),
-            ("u1", 3, "a", 1.0, "als", "v1", False),  # a twice for u1
-            ("u2", 1, "c", 1.0, "als", "v1", False),
-            ("u2", 2, "a", 5.0, "als", "v1", False),  # score rises with rank
-            ("u2", 3, "b", 0.5, "als", "v1", False),
+            ("u1", 1, "a", 3.0, "als", "v1", False, "h1", "similar_taste"),
+            ("u1", 2, "b", 2.0, "als", "v1", False, "h1", "similar_taste"),
+            ("u1", 3, "a", 1.0, "als", "v1", False, "h1", "similar_taste"),  # a twice for u1
+            ("u2", 1, "c", 1.0, "als", "v1", False, "h1", "similar_taste"),
+            ("u2", 2, "a", 5.0, "als", "v1", False, "h1", "similar_taste"),  # score rises with rank
+            ("u2", 3, "b", 0.5, "als", "v1", False, "h1", "similar_taste"),
         ],
         RECS,
     )
@@ -77,6 +78,31 @@ def test_gate_recommendations_fails_on_duplicate_item_and_rising_score(spark):
     assert any(
         f.startswith("expect_column_values_to_be_between(column=_score_drop") for f in failed
     ), msg
+
+
+def test_gate_recommendations_checks_reasons_against_codes_and_history(spark):
+    df = spark.createDataFrame(
+        [
+            ("u1", 1, "a", 3.0, "als", "v1", False, "h1", "similar_taste"),
+            ("u1", 2, "b", 2.0, "als", "v1", False, "h9", "similar_taste"),  # not u1's item
+            ("u2", 1, "c", 1.0, "popularity", "v1", False, None, "popular"),
+            ("u2", 2, "a", 0.5, "als", "v1", False, None, "similar_taste"),  # no item
+            ("u3", 1, "a", 0.5, "als", "v1", False, None, None),  # no reason at all: allowed
+            ("u3", 2, "b", 0.4, "als", "v1", False, "h1", "because"),  # unknown code
+        ],
+        RECS,
+    )
+    history = spark.createDataFrame(
+        [("u1", "h1"), ("u2", "h1"), ("u3", "h1")], "user_id string, item_id string"
+    )
+    with pytest.raises(GateFailed) as err:
+        gate_recommendations(df, top_n=2, expected_users=3, sources=SOURCES, history=history)
+    failed = str(err.value).removeprefix("gate 'recommendations' failed: ").split("; ")
+    assert len(failed) == 3, failed
+    assert any("column=reason," in f and "because" in f for f in failed), failed
+    # no item for similar_taste; an item for the unknown code
+    assert any("column=_reason_paired" in f and "2 unexpected" in f for f in failed), failed
+    assert any("column=_reason_in_history" in f and "1 unexpected" in f for f in failed), failed
 
 
 def test_gate_catalogue_fails_on_duplicate_item_ids(spark):

@@ -197,3 +197,38 @@ def test_score_all_through_spark(spark):
             RECOMMENDATION_SCHEMA,
         ),
     )
+
+
+def test_als_reasons_name_the_strongest_history_item(spark):
+    from longtail.scoring import with_als_reasons
+
+    recs = spark.createDataFrame(
+        [
+            ("uA", 1, "a", 2.0, "als", "v1"),  # a . e = 1 beats a . b = 0 and a . d = -1
+            ("uA", 2, "c", 1.0, "als", "v1"),  # c . b = 1 (tie with c . e = 1: lower id b)
+            ("uA", 3, "f", 0.5, "popularity", "v1"),
+        ],
+        RECOMMENDATION_SCHEMA,
+    )
+    history = spark.createDataFrame(
+        [("uA", "b"), ("uA", "d"), ("uA", "e"), ("uA", "g")], "user_id string, item_id string"
+    )  # g has no factors
+    factors = spark.createDataFrame(
+        [
+            ("a", [1.0, 0.0]),
+            ("b", [0.0, 1.0]),
+            ("c", [1.0, 1.0]),
+            ("d", [-1.0, 0.0]),
+            ("e", [1.0, 0.0]),
+        ],
+        "item_id string, factors array<float>",
+    )
+    assert (
+        with_als_reasons(recs, history.where("item_id = 'd'"), factors)
+        .where("item_id = 'a'")
+        .first()["reason"]
+        is None
+    )  # only a negative dot product: no reason
+    out = with_als_reasons(recs, history, factors)
+    got = {r["item_id"]: (r["reason_item_id"], r["reason"]) for r in out.collect()}
+    assert got == {"a": ("e", "similar_taste"), "c": ("b", "similar_taste"), "f": (None, "popular")}
