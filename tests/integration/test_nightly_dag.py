@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from longtail import consumer, reasons
 from longtail.sample import SampleConfig, generate
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -87,6 +88,8 @@ RECOMMENDATION_SCHEMA = pa.schema(
         ("source", pa.string()),
         ("model_version", pa.string()),
         ("is_long_tail", pa.bool_()),
+        ("reason_item_id", pa.string()),
+        ("reason", pa.string()),
     ]
 )
 # Where a recommended item came from: the fusion candidate sources, or the popularity fallback.
@@ -423,6 +426,8 @@ def test_published_partition_layout_and_schema(nightly: Nightly) -> None:
         "source": "VARCHAR",
         "model_version": "VARCHAR",
         "is_long_tail": "BOOLEAN",
+        "reason_item_id": "VARCHAR",
+        "reason": "VARCHAR",
     }
     for name in ("_staging", "_trash"):
         assert not _files_under(nightly.warehouse / name / "recommendations" / f"ds={nightly.ds}")
@@ -430,7 +435,7 @@ def test_published_partition_layout_and_schema(nightly: Nightly) -> None:
 
 def test_top_n_lists_are_well_formed(nightly: Nightly, expected: Expected) -> None:
     recs = _read_published(nightly.published)
-    assert recs.notna().all().all()
+    assert recs.drop(columns=["reason_item_id", "reason"]).notna().all().all()
     per_user = recs.groupby("user_id")
     assert (per_user.size() == TOP_N).all()
     assert all(ranks == list(range(1, TOP_N + 1)) for ranks in per_user["rank"].apply(list))
@@ -468,6 +473,25 @@ def test_every_user_with_valid_history_and_only_they_are_scored(
         "users": len(users),
         "rows": len(users) * TOP_N,
     }
+
+
+def test_reasons_name_the_shoppers_own_items(nightly: Nightly, expected: Expected) -> None:
+    recs = _read_published(nightly.published)
+    assert set(recs["reason"].dropna()) <= set(reasons.CODES)
+    coded = recs["reason"].notna()
+    assert (recs.loc[coded, "reason"] == recs.loc[coded, "source"].map(reasons.BY_SOURCE)).all()
+    assert (recs["reason_item_id"].notna() == recs["reason"].isin(reasons.ITEM_REASONS)).all()
+    assert coded.mean() > 0.8  # nearly every row has its reason
+    own = expected.accepted[["user_id", "item_id"]].drop_duplicates()
+    named = recs.dropna(subset=["reason_item_id"])[["user_id", "reason_item_id"]]
+    clash = named.merge(
+        own,
+        left_on=["user_id", "reason_item_id"],
+        right_on=["user_id", "item_id"],
+        how="left",
+        indicator=True,
+    )
+    assert (clash["_merge"] == "both").all(), clash[clash["_merge"] != "both"].head()
 
 
 def test_owned_items_are_never_recommended(nightly: Nightly, expected: Expected) -> None:
@@ -853,6 +877,7 @@ def test_the_consumer_dag_ran_once_for_each_night(
         got = pd.read_csv(csv, dtype={"user_id": str, "item_id": str})
         recs = _read_published(nightly.warehouse / "recommendations" / f"ds={ds}")
         mine = recs[[zlib.crc32(u.encode()) % 10 == 0 for u in recs["user_id"]]]
-        expected = mine[["user_id", "rank", "item_id", "score"]].reset_index(drop=True)
+        expected = mine[list(consumer.COLUMNS)].reset_index(drop=True)
         assert len(expected) > 0
-        pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+        # a null reason: None in Parquet, an empty field in the CSV
+        pd.testing.assert_frame_equal(got.fillna(""), expected.fillna(""), check_dtype=False)

@@ -24,16 +24,26 @@ from longtail import manifest as mf
 DS = date(2026, 1, 31)
 
 
-def _partition(wh: Path, n_users: int = 40, top_n: int = 3, lie: int = 0) -> Path:
+def _partition(wh: Path, n_users: int = 40, top_n: int = 3, lie: int = 0, version: int = 2) -> Path:
+    """A published partition; version 1 as written before the reason columns existed."""
     part = wh / "recommendations" / f"ds={DS}"
     part.mkdir(parents=True)
     rows = [
         (f"u{u:03d}", r, f"i{(u + r) % 17:02d}", 1.0 / r, "als", "fusion-x", r % 2 == 0)
+        + ((f"h{u % 5}", "similar_taste") if r < top_n else (None, None))
         for u in range(n_users)
         for r in range(1, top_n + 1)
     ]
-    names = ["user_id", "rank", "item_id", "score", "source", "model_version", "is_long_tail"]
-    table = pa.table(list(zip(*rows, strict=True)), names=names)
+    names = [n for n, _ in mf.schema_columns("recommendations")]
+    if version == 1:
+        names, rows = names[:7], [r[:7] for r in rows]
+    table = pa.table(
+        [
+            pa.array(c, pa.string() if n.startswith("reason") else None)
+            for n, c in zip(names, zip(*rows, strict=True), strict=True)
+        ],
+        names=names,
+    )
     table = table.cast(
         pa.schema([(n, pa.int32() if n == "rank" else table.schema.field(n).type) for n in names])
     )
@@ -55,6 +65,8 @@ def _partition(wh: Path, n_users: int = 40, top_n: int = 3, lie: int = 0) -> Pat
         top_n=top_n,
         model_version="fusion-x",
     )
+    if version == 1:
+        doc["schema_version"], doc["schema"] = 1, doc["schema"][:7]
     (part / mf.MANIFEST).write_text(json.dumps(doc))
     (wh / "recommendations" / mf.LATEST).write_text(json.dumps(mf.latest_document(doc, str(part))))
     return part
@@ -70,12 +82,26 @@ def test_exports_exactly_one_segment(tmp_path: Path) -> None:
     frame = pq.read_table(sorted(part.glob("part-*.parquet"))[0]).to_pandas()
     frame = pd.concat([frame, pq.read_table(sorted(part.glob("part-*.parquet"))[1]).to_pandas()])
     mine = frame[[zlib.crc32(u.encode()) % 10 == 3 for u in frame["user_id"]]]
-    expected = mine[["user_id", "rank", "item_id", "score"]].sort_values(["user_id", "rank"])
+    expected = mine[list(consumer.COLUMNS)].sort_values(["user_id", "rank"])
     assert 0 < len(got) < len(frame)
-    pd.testing.assert_frame_equal(
-        got.reset_index(drop=True), expected.reset_index(drop=True), check_dtype=False
+    pd.testing.assert_frame_equal(  # a null reason: None in Parquet, an empty CSV field
+        got.reset_index(drop=True).fillna(""),
+        expected.reset_index(drop=True).fillna(""),
+        check_dtype=False,
     )
     assert (out["rows"], out["users"], out["ds"]) == (len(got), got["user_id"].nunique(), str(DS))
+
+
+def test_a_schema_v1_partition_exports_with_null_reasons(tmp_path: Path) -> None:
+    part = _partition(tmp_path / "wh", version=1)
+    assert pq.read_schema(sorted(part.glob("part-*.parquet"))[0]).names[-1] == "is_long_tail"
+    data = consumer.read_partition(str(part), json.loads((part / mf.MANIFEST).read_text()))
+    assert data.schema.names == [n for n, _ in mf.schema_columns("recommendations")]
+    assert data.column("reason").null_count == data.num_rows == 120
+    out = consumer.export_segment(str(part), 3, str(tmp_path / "outbox"))
+    got = pd.read_csv(out["csv"], dtype={"user_id": str, "item_id": str})
+    assert list(got.columns) == list(consumer.COLUMNS) and len(got) == out["rows"] > 0
+    assert got["reason"].isna().all() and got["reason_item_id"].isna().all()
 
 
 def test_a_partition_that_disagrees_with_its_manifest_is_not_exported(tmp_path: Path) -> None:
