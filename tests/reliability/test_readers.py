@@ -14,9 +14,14 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import functions as F
 from pyspark.sql.types import DateType
 from reliability_kit import DS, EARLIER_DS, read_json
+
+from longtail import manifest as mf
+from longtail.reasons import ITEM_REASONS
 
 DS_PARTITIONING = pads.partitioning(pa.schema([("ds", pa.date32())]), flavor="hive")
 TABLES = ("recommendations", "silver_events", "quarantine")
@@ -104,3 +109,79 @@ def test_readers_agree_on_content(spark: Any, published: Path) -> None:
     spark_df = norm(spark.read.parquet(str(root)).toPandas())
     for other in (frame, duck, spark_df):
         pd.testing.assert_frame_equal(arrow, other, check_exact=True)
+
+
+def test_the_reason_columns_are_read_by_every_reader(spark: Any, published: Path) -> None:
+    """Schema v2: every reader gets reason and reason_item_id, null exactly where documented."""
+    root = published / "recommendations"
+    frame = pd.read_parquet(root, partitioning=DS_PARTITIONING)
+    assert frame["reason"].notna().any()
+    assert (frame["reason_item_id"].notna() == frame["reason"].isin(ITEM_REASONS)).all()
+    (n, named) = (
+        duckdb.connect()
+        .execute(
+            "SELECT count(reason), count(reason_item_id) FROM read_parquet(?)",
+            [f"{root}/ds=*/*.parquet"],
+        )
+        .fetchone()
+    )
+    assert (n, named) == (frame["reason"].notna().sum(), frame["reason_item_id"].notna().sum())
+    sdf = spark.read.parquet(str(root))
+    assert sdf.where("reason IS NOT NULL").count() == n
+
+
+def _old_and_new_partitions(root: Path) -> None:
+    """A schema v1 night (as published before the reason columns) beside a v2 night."""
+    names = [n for n, _ in mf.schema_columns("recommendations")]
+    base = [["u1", "u1"], [1, 2], ["a", "b"], [2.0, 1.0], ["als", "popularity"], ["v"] * 2]
+    base.append([False, True])
+    for ds, columns in (
+        (EARLIER_DS, base),
+        (DS, [*base, ["h", None], ["similar_taste", "popular"]]),
+    ):
+        folder = root / f"ds={ds}"
+        folder.mkdir(parents=True)
+        schema = mf.arrow_schema("recommendations")
+        table = pa.table(
+            [pa.array(c, schema.field(n).type) for n, c in zip(names, columns, strict=False)],
+            names=names[: len(columns)],
+        )
+        pq.write_table(table, folder / "part-00000.parquet")
+        (folder / "_SUCCESS").write_text("")
+
+
+def test_schema_v1_partitions_read_with_null_reasons(spark: Any, tmp_path: Path) -> None:
+    """Nights published before schema v2 stay readable beside newer ones: each reader is told to
+    take the union of the columns (the current schema), and v1 rows read reason as null."""
+    root = tmp_path / "recommendations"
+    _old_and_new_partitions(root)
+    want = {EARLIER_DS: [None, None], DS: ["similar_taste", "popular"]}
+
+    # pyarrow and pandas: the current schema (longtail.manifest.arrow_schema) plus ds
+    schema = mf.arrow_schema("recommendations").append(pa.field("ds", pa.date32()))
+    frame = pd.read_parquet(root, schema=schema, partitioning=DS_PARTITIONING)
+    got = frame.sort_values(["ds", "rank"]).groupby("ds")["reason"].agg(list).to_dict()
+    assert {d: [None if pd.isna(v) else v for v in vs] for d, vs in got.items()} == want
+
+    # DuckDB: union_by_name fills a file's missing columns with NULL
+    rows = (
+        duckdb.connect()
+        .execute(
+            "SELECT ds, list(reason ORDER BY rank) FROM read_parquet(?, union_by_name = true, "
+            "hive_partitioning = true, hive_types = {'ds': DATE}) GROUP BY ds",
+            [f"{root}/ds=*/*.parquet"],
+        )
+        .fetchall()
+    )
+    assert dict(rows) == want
+
+    # Spark: mergeSchema takes the union of the files' schemas
+    sdf = spark.read.option("mergeSchema", "true").parquet(str(root))
+    assert {"reason", "reason_item_id"} <= set(sdf.columns)
+    got = {
+        r["ds"]: r["reasons"]
+        for r in sdf.groupBy("ds")
+        .agg(F.sort_array(F.collect_list(F.struct("rank", "reason"))).alias("reasons"))
+        .collect()
+    }
+    assert {d: [x["reason"] for x in v] for d, v in got.items()} == want
