@@ -250,13 +250,13 @@ def test_availability_snapshots_ingest_and_the_rules_gate(spark: Any, tmp_path: 
     )
     schema = (
         "user_id string, rank int, item_id string, score double, source string,"
-        " model_version string, is_long_tail boolean"
+        " model_version string, is_long_tail boolean, reason_item_id string, reason string"
     )
     rules = R.Rules(max_per_category=1)
 
     def recs(lists: dict[str, list[str]]) -> Any:
         rows = [
-            (u, r + 1, i, 1.0 - r, "als", "v", False)
+            (u, r + 1, i, 1.0 - r, "als", "v", False, None, None)
             for u, items in lists.items()
             for r, i in enumerate(items)
         ]
