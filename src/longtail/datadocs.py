@@ -6,8 +6,10 @@ scripts from CDNs and links a "Home" that does not exist. This site is built fro
 stylesheet under `assets/`, the trend an inline SVG, no external link. Layout, under
 `<warehouse>/_data_docs/`:
 
-- `index.html`: the warnings stages recorded (their run records' `warnings`, e.g. a catalogue
-  the text encoder cannot read), the quality trend, then nights x tables (pass/fail,
+- `index.html`: the nights whose last attempt of a stage failed (`<stage>.failed.json`: error and
+  message, also for a night that stopped before its first gate, e.g. a landing without a
+  required column), the warnings stages recorded (their run records' `warnings`, e.g. a
+  catalogue the text encoder cannot read), the quality trend, then nights x tables (pass/fail,
   expectations passed), the published row counts and model version of each night;
 - `nights/<ds>/<table>.html`: one gate's expectations, their arguments and observed values;
 - `quality.html`: the `quality_metrics` rows as a table.
@@ -222,16 +224,39 @@ def warnings_section(warnings: Mapping[str, Sequence[tuple[str, str]]]) -> str:
     )
 
 
+def failures_section(failures: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Every night with a failed stage, newest first: stage, error class, message, when."""
+    rows = [
+        f"<tr><td class='fail'>✗ {_e(night)}</td><td>{_e(f.get('stage'))}</td>"
+        f"<td><code>{_e(f.get('error'))}</code></td><td>{_e(f.get('message'))}</td>"
+        f"<td>{_e(f.get('failed_at', ''))}</td></tr>"
+        for night in sorted(failures, reverse=True)
+        for f in failures[night]
+    ]
+    if not rows:
+        return ""
+    return (
+        "<h2>Failed nights</h2><p class='muted'>The last attempt of these stages failed; a failed "
+        "night published nothing new (what was published before stays).</p>"
+        "<table><tr><th>night</th><th>stage</th><th>error</th><th>message</th><th>at</th></tr>"
+        + "".join(rows)
+        + "</table><p class='muted'>From <code>_runs/ds=&lt;night&gt;/&lt;stage&gt;.failed.json"
+        "</code>, removed when the stage next succeeds.</p>"
+    )
+
+
 def index_page(
     gates: Mapping[str, Mapping[str, Mapping[str, Any]]],
     quality: Mapping[str, Mapping[str, Any]],
     published: Mapping[str, Mapping[str, Mapping[str, Any]]],
     warnings: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    failures: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> str:
-    """Warnings; trend; one row per night (newest first) with each table's gate; what each night
-    published."""
+    """Failures; warnings; trend; one row per night (newest first) with each table's gate; what
+    each night published."""
     warnings = warnings or {}
-    nights = sorted(set(gates) | set(published) | set(warnings), reverse=True)
+    failures = failures or {}
+    nights = sorted(set(gates) | set(published) | set(warnings) | set(failures), reverse=True)
     seen = {t for night in gates.values() for t in night}
     order = [t for t in (*tables.INTERMEDIATE, *tables.PUBLISHED) if t in seen]
     order += sorted(seen - set(order))
@@ -253,12 +278,19 @@ def index_page(
             )
             href = f"nights/{_e(night)}/{_e(table)}.html"
             cells.append(f"<td class='{'ok' if ok else 'fail'}'><a href='{href}'>{label}</a></td>")
-        night_cell = (
-            f"<td class='warn' title='{len(warnings[night])} warning(s), listed above'>"
-            f"⚠ {_e(night)}</td>"
-            if warnings.get(night)
-            else f"<td>{_e(night)}</td>"
-        )
+        if failures.get(night):
+            stages = ", ".join(str(f.get("stage")) for f in failures[night])
+            night_cell = (
+                f"<td class='fail' title='failed: {_e(stages)} (listed above)'>"
+                f"✗ {_e(night)} failed</td>"
+            )
+        elif warnings.get(night):
+            night_cell = (
+                f"<td class='warn' title='{len(warnings[night])} warning(s), listed above'>"
+                f"⚠ {_e(night)}</td>"
+            )
+        else:
+            night_cell = f"<td>{_e(night)}</td>"
         rows.append(f"<tr>{night_cell}{''.join(cells)}</tr>")
     pub_rows = []
     for night in sorted(published, reverse=True):
@@ -274,7 +306,8 @@ def index_page(
         pub_rows.append(f"<tr><td>{_e(night)}</td>{''.join(cells)}</tr>")
     pub_head = "".join(f"<th>{_e(t)}</th>" for t in tables.PUBLISHED)
     body = (
-        warnings_section(warnings)
+        failures_section(failures)
+        + warnings_section(warnings)
         + "<h2>Nightly quality</h2>"
         + trend_svg(quality)
         + "<p><a href='quality.html'>the numbers</a></p>"
@@ -295,15 +328,17 @@ def render_site(
     quality: Mapping[str, Mapping[str, Any]],
     published: Mapping[str, Mapping[str, Mapping[str, Any]]],
     warnings: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    failures: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, str]:
     """Every file of the site, by path relative to its root (pure: records in, text out).
 
     gates: night -> table -> gate record; quality: night -> metrics; published: night -> table ->
-    manifest summary; warnings: night -> (stage, message) pairs.
+    manifest summary; warnings: night -> (stage, message) pairs; failures: night -> failure
+    records.
     """
     site = {
         "assets/style.css": STYLE.lstrip(),
-        "index.html": index_page(gates, quality, published, warnings),
+        "index.html": index_page(gates, quality, published, warnings, failures),
         "quality.html": quality_page(quality),
     }
     for night, by_table in gates.items():
@@ -337,6 +372,9 @@ def collect(warehouse: str) -> tuple[dict, dict, dict]:
 
 
 _RECORD = re.compile(r"/_runs/ds=(\d{4}-\d{2}-\d{2})/([^/]+)\.json$")
+# A stage's failure record, `<stage>.failed.json` (longtail.storage.failure_record_name; the
+# string is repeated here because this module is stdlib only).
+FAILED_SUFFIX = ".failed"
 
 
 def collect_warnings(warehouse: str) -> dict[str, list[tuple[str, str]]]:
@@ -344,7 +382,7 @@ def collect_warnings(warehouse: str) -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = {}
     for uri in glob(f"{warehouse.rstrip('/')}/_runs/ds=*/*.json"):
         m = _RECORD.search(uri)
-        record = read_json(uri) if m else None
+        record = read_json(uri) if m and not m.group(2).endswith(FAILED_SUFFIX) else None
         if not m or not isinstance(record, dict):
             continue
         for message in record.get("warnings") or []:
@@ -352,10 +390,27 @@ def collect_warnings(warehouse: str) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def collect_failures(warehouse: str) -> dict[str, list[dict[str, Any]]]:
+    """night -> the failure records of its stages (`_runs/ds=<night>/<stage>.failed.json`), by
+    stage name."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for uri in glob(f"{warehouse.rstrip('/')}/_runs/ds=*/*{FAILED_SUFFIX}.json"):
+        m = _RECORD.search(uri)
+        record = read_json(uri) if m else None
+        if m and isinstance(record, dict):
+            stage = m.group(2).removesuffix(FAILED_SUFFIX)
+            out.setdefault(m.group(1), []).append({"stage": stage, **record})
+    return out
+
+
 def build_site(warehouse: str) -> str:
     """Rebuild `<warehouse>/_data_docs/`; returns the index page's location."""
     root = f"{warehouse.rstrip('/')}/{SITE}"
-    site = render_site(*collect(warehouse), warnings=collect_warnings(warehouse))
+    site = render_site(
+        *collect(warehouse),
+        warnings=collect_warnings(warehouse),
+        failures=collect_failures(warehouse),
+    )
     for path, text in site.items():
         write_text(f"{root}/{path}", text)
     return f"{root}/index.html"

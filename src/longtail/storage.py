@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -271,6 +271,41 @@ def read_record(spark: SparkSession, warehouse: str, ds: date, name: str) -> dic
     uri = run_record_path(warehouse, ds, name)
     fs = Fs(spark, uri)
     return json.loads(fs.read_text(uri)) if fs.exists(uri) else None
+
+
+FAILED_SUFFIX = ".failed"
+
+
+def failure_record_name(stage: str) -> str:
+    """A stage's failure record, `_runs/ds=<ds>/<stage>.failed.json`: the last attempt raised.
+
+    Kept apart from `<stage>.json` (the last success, which downstream stages and the asset
+    events read), so a failed re-run never hides what was published; removed when the stage
+    next succeeds."""
+    return f"{stage}{FAILED_SUFFIX}"
+
+
+def write_failure(
+    spark: SparkSession, warehouse: str, ds: date, stage: str, exc: BaseException, permanent: bool
+) -> None:
+    """Record why `stage` failed for ds: the data-docs site shows the night and its reason even
+    when the stage failed before its first gate (a landing without a required column, a rules
+    file that does not parse)."""
+    record = {
+        "stage": stage,
+        "error": type(exc).__name__,
+        "message": " ".join(str(exc).split()),
+        "permanent": permanent,
+        "failed_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    write_record(spark, warehouse, ds, failure_record_name(stage), record)
+
+
+def clear_failure(spark: SparkSession, warehouse: str, ds: date, stage: str) -> None:
+    uri = run_record_path(warehouse, ds, failure_record_name(stage))
+    fs = Fs(spark, uri)
+    if fs.exists(uri):
+        fs.delete(uri)
 
 
 def write_staging(

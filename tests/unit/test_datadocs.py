@@ -12,6 +12,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from longtail.datadocs import build_site
 
 NIGHTS = ("2026-01-30", "2026-01-31")
@@ -159,3 +161,45 @@ def test_a_stage_warning_is_shown_for_its_night(tmp_path: Path) -> None:
     assert f"<tr><td class='warn'>⚠ {NIGHTS[1]}</td><td>content</td><td>{message}</td></tr>" in text
     assert f"⚠ {NIGHTS[0]}" not in text  # no warning that night
     assert "<h2>Warnings</h2>" not in Path(build_site(str(_warehouse(tmp_path / "b")))).read_text()
+
+
+def test_a_night_that_fails_before_its_first_gate_is_shown_with_its_reason(
+    spark: Any, tmp_path: Path, tmp_landing: Any
+) -> None:
+    """The ingest stage stops on a landing without user_id before writing anything: its failure
+    record names the night and the reason on the site; the next successful run clears it."""
+    from longtail.config import IngestConfig
+    from longtail.landing import LandingContractError
+    from longtail.stages import ingest
+    from longtail.stages.common import run_and_record
+
+    ds = "2026-02-01"
+    tmp_landing("items/part.csv", ["item_id", "title"], [["i1", "A lamp"], ["i2", "A chair"]])
+    landing = tmp_landing(
+        "events/part.csv", ["customer_id", "item_id", "ts"], [["u1", "i1", "2026-02-01T10:00:00Z"]]
+    )
+    wh = tmp_path / "wh"
+    cfg = IngestConfig(ds=ds, warehouse=str(wh), landing=str(landing))
+    with pytest.raises(LandingContractError):
+        run_and_record(spark, "ingest", cfg, ingest.run)
+    runs = wh / "_runs" / f"ds={ds}"
+    failed = json.loads((runs / "ingest.failed.json").read_text())
+    assert (failed["stage"], failed["error"], failed["permanent"]) == (
+        "ingest",
+        "LandingContractError",
+        True,
+    )
+    assert "'user_id'" in failed["message"] and failed["failed_at"].endswith("Z")
+    assert not (runs / "ingest.json").exists()
+
+    text = Path(build_site(str(wh))).read_text()
+    assert "<h2>Failed nights</h2>" in text and f"✗ {ds} failed" in text
+    assert "<code>LandingContractError</code>" in text and "user_id" in text
+    assert "<h2>Warnings</h2>" not in text  # a failure record holds no warnings
+
+    tmp_landing(
+        "events/part.csv", ["user_id", "item_id", "ts"], [["u1", "i1", "2026-02-01T10:00:00Z"]]
+    )
+    run_and_record(spark, "ingest", cfg, ingest.run)
+    assert (runs / "ingest.json").is_file() and not (runs / "ingest.failed.json").exists()
+    assert "Failed nights" not in Path(build_site(str(wh))).read_text()

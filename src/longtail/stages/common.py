@@ -14,7 +14,7 @@ from longtail import __version__
 from longtail.config import StageConfig
 from longtail.errors import ERROR_PREFIX, PERMANENT_EXIT_CODE, PermanentError
 from longtail.sparkutil import get_spark
-from longtail.storage import night_key, read_lease, write_record
+from longtail.storage import clear_failure, night_key, read_lease, write_failure, write_record
 
 Cfg = TypeVar("Cfg", bound=StageConfig)
 log = logging.getLogger("longtail")
@@ -50,10 +50,19 @@ def stage_main(
 def run_and_record(
     spark: SparkSession, name: str, cfg: Cfg, run: Callable[[SparkSession, Cfg], dict[str, Any]]
 ) -> dict[str, Any]:
+    """Run the stage and write its run record; on an exception, its failure record instead
+    (`storage.write_failure`), so a night that fails before any gate still shows why."""
     started = time.time()
-    # Retention deletes nothing of this night while the stage runs (storage.read_lease).
-    with read_lease(spark, cfg.warehouse, night_key(cfg.ds)):
-        record = run(spark, cfg)
+    try:
+        # Retention deletes nothing of this night while the stage runs (storage.read_lease).
+        with read_lease(spark, cfg.warehouse, night_key(cfg.ds)):
+            record = run(spark, cfg)
+    except Exception as exc:
+        try:
+            write_failure(spark, cfg.warehouse, cfg.ds, name, exc, isinstance(exc, PermanentError))
+        except Exception:  # a report of the failure must never replace the failure itself
+            log.warning("%s ds=%s: could not write its failure record", name, cfg.ds, exc_info=True)
+        raise
     record = {
         "stage": name,
         "longtail_version": __version__,
@@ -63,4 +72,5 @@ def run_and_record(
         **record,
     }
     write_record(spark, cfg.warehouse, cfg.ds, name, record)
+    clear_failure(spark, cfg.warehouse, cfg.ds, name)  # an earlier attempt's, now superseded
     return record
