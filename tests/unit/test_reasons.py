@@ -130,3 +130,10 @@ def test_the_popularity_fill_has_no_reason_item() -> None:
 @pytest.mark.parametrize("source", fusion.SOURCES)
 def test_every_source_has_a_documented_code(source: str) -> None:
     assert reasons.BY_SOURCE[source] in reasons.CODES
+
+
+def test_the_als_strategy_uses_the_same_codes() -> None:
+    from longtail import scoring
+
+    assert reasons.BY_SOURCE[scoring.SOURCE_ALS] == scoring.REASON_SIMILAR_TASTE
+    assert reasons.BY_SOURCE[scoring.SOURCE_POPULARITY] == scoring.REASON_POPULAR

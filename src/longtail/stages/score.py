@@ -5,7 +5,8 @@ Default strategy "fusion": multi-source candidates, the LightGBM ranker trained 
 trained), then a tail-aware re-ranking, for every user with history; any list short of N is
 filled with popularity. Strategy "als" keeps the plain ALS
 top-N. Either way the item arrays are built once on the driver and broadcast; each Arrow batch
-of users is scored as one block.
+of users is scored as one block. Every final row then gets its reason and reason item
+(longtail.reasons; for "als", scoring.with_als_reasons), from its own user's history only.
 """
 
 from __future__ import annotations
