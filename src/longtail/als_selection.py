@@ -29,7 +29,8 @@ class ValidationSplit:
     train: csr_matrix  # (users, items) confidences of the pairs first seen before `start_us`
     truth: csr_matrix  # (users, items) 1 for each held-out new pair of a sampled user
     users: np.ndarray  # sampled validation users (row indices), sorted
-    start_us: int  # validation start, epoch microseconds
+    start_us: int  # validation start, epoch microseconds (0 for last_items)
+    rule: str = "temporal"
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Selection:
     def record(self, split: ValidationSplit | None) -> dict[str, Any]:
         out: dict[str, Any] = {"chosen": self.chosen, "trials": self.trials}
         if split is not None:
+            out["validation_rule"] = split.rule
             out["validation_start_us"] = split.start_us
             out["validation_users"] = len(split.users)
             out["validation_pairs"] = int(split.truth.nnz)
@@ -50,14 +52,34 @@ class Selection:
 
 
 def validation_split(
-    ii: IndexedInteractions, first_us: np.ndarray, share: float, max_users: int, seed: int
+    ii: IndexedInteractions,
+    first_us: np.ndarray,
+    share: float,
+    max_users: int,
+    seed: int,
+    rule: str = "temporal",
 ) -> ValidationSplit:
-    """Newest `share` of the pairs (by first event) held out; a sampled user's held-out pairs on
-    items that also occur before the start are the truth (an item nobody had bought cannot be
-    found by ALS, and is the text channels' job)."""
+    """Held-out pairs, and a sampled user's held-out pairs on items that also occur in training
+    as the truth (an item nobody had bought cannot be found by ALS, and is the text channels'
+    job). `temporal`: the newest `share` of all pairs by first event. `last_items`: each user's
+    own newest `share` (at least one; users with 3 pairs or more), for rating data, where the
+    newest pairs of the shop belong to a handful of users."""
     first_us = np.asarray(first_us, dtype=np.int64)
-    start = int(np.quantile(first_us, 1.0 - share, method="higher")) if len(first_us) else 0
-    before = first_us < start
+    if rule == "temporal":
+        start = int(np.quantile(first_us, 1.0 - share, method="higher")) if len(first_us) else 0
+        before = first_us < start
+    elif rule == "last_items":
+        start = 0
+        user = np.asarray(ii.user_idx, dtype=np.int64)
+        order = np.lexsort((np.asarray(ii.item_idx), first_us, user))
+        n_u = np.bincount(user, minlength=len(ii.user_ids))
+        group_start = np.r_[0, np.cumsum(n_u)[:-1]]
+        from_end = np.empty(len(user), np.int64)
+        from_end[order] = n_u[user[order]] - (np.arange(len(user)) - group_start[user[order]])
+        held_n = np.maximum(1, np.ceil(share * n_u).astype(np.int64))
+        before = ~((n_u[user] >= 3) & (from_end <= held_n[user]))
+    else:
+        raise ValueError(f"unknown validation rule {rule!r}")
     matrix, _, _ = build_matrix(ii)
     n_users, n_items = matrix.shape
     keep = csr_matrix(
@@ -84,7 +106,7 @@ def validation_split(
         sampled[candidates] = 1.0
         truth = csr_matrix(truth.multiply(sampled[:, None]))
         truth.eliminate_zeros()
-    return ValidationSplit(train, truth, candidates, start)
+    return ValidationSplit(train, truth, candidates, start, rule)
 
 
 def ndcg_at_k(
@@ -130,7 +152,8 @@ def select(
 ) -> Selection:
     """Regularisation first (at the configured alpha), extended a decade past an edge winner up
     to `max_extensions` times, then alpha scaled by each of `alpha_factors` at the chosen
-    regularisation. Ties keep the earlier trial, so the choice is a function of the data."""
+    regularisation, extended the same way by the smallest or largest factor. Ties keep the
+    earlier trial, so the choice is a function of the data."""
     trials: list[dict[str, Any]] = []
     scored: dict[tuple[float, float], float] = {}
 
@@ -159,7 +182,17 @@ def select(
         else:
             break
         chosen = best([(r, alpha) for r in regs])
-    chosen = best([chosen, *[(chosen[0], alpha * f) for f in alpha_factors]])
+    alphas = sorted({float(alpha), *(alpha * f for f in alpha_factors)})
+    chosen = best([chosen, *[(chosen[0], a) for a in alphas if a != alpha]])
+    low, high = min(alpha_factors, default=1.0), max(alpha_factors, default=1.0)
+    for _ in range(max_extensions):
+        if len(alphas) > 1 and chosen[1] == alphas[0] and low < 1:
+            alphas.insert(0, alphas[0] * low)
+        elif len(alphas) > 1 and chosen[1] == alphas[-1] and high > 1:
+            alphas.append(alphas[-1] * high)
+        else:
+            break
+        chosen = best([chosen, *[(chosen[0], a) for a in alphas if a != chosen[1]]])
     return Selection({"regularization": chosen[0], "alpha": chosen[1]}, trials)
 
 
@@ -179,9 +212,12 @@ def choose(
     max_users: int,
     min_users: int,
 ) -> tuple[Selection, ValidationSplit | None]:
-    """The night's (regularization, alpha): chosen on its validation window, or the configured
-    pair (with the reason) when the window holds fewer than `min_users` users to judge by."""
+    """The night's (regularization, alpha): chosen on its validation window (the shop's newest
+    pairs, or each user's own newest where those have fewer than `min_users` users), or the
+    configured pair, with the reason, when neither has `min_users` users to judge by."""
     split = validation_split(ii, first_us, share, max_users, seed)
+    if len(split.users) < min_users:  # rating data: each user's own newest pairs instead
+        split = validation_split(ii, first_us, share, max_users, seed, "last_items")
     if len(split.users) < min_users:
         reason = f"{len(split.users)} validation users, fewer than {min_users}"
         return Selection({"regularization": regularization, "alpha": alpha}, reason=reason), split

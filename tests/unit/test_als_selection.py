@@ -78,11 +78,12 @@ def test_select_extends_past_an_edge_winner_then_tries_alpha() -> None:
     got = sel.select(
         split, fit, (0.5, 5.0, 50.0), 2.0, (0.25, 4.0), score=lambda uf, vf, s: float(uf[0, 0])
     )
-    # 50 wins at the edge -> 500 tried and wins -> 5000 tried and loses; then alpha 0.5, 8
-    assert [c[0] for c in calls] == [0.5, 5.0, 50.0, 500.0, 5000.0, 500.0, 500.0]
-    assert [c[1] for c in calls[-2:]] == [0.5, 8.0]
+    # 50 wins at the edge -> 500 tried and wins -> 5000 tried and loses; then alpha 0.5, 8;
+    # 8 wins at the edge -> 32 tried and loses
+    assert [c[0] for c in calls] == [0.5, 5.0, 50.0, 500.0, 5000.0, 500.0, 500.0, 500.0]
+    assert [c[1] for c in calls[-3:]] == [0.5, 8.0, 32.0]
     assert got.chosen == {"regularization": 500.0, "alpha": 8.0}
-    assert len(got.trials) == 7
+    assert len(got.trials) == 8
 
 
 def test_too_few_validation_users_keep_the_configured_values() -> None:
@@ -113,3 +114,40 @@ def test_config_grids_are_validated_and_kept_as_tuples() -> None:
     for bad in ([], [0.0], ["x"], "1"):
         with pytest.raises(ConfigError, match="regularization_grid"):
             AlsConfig(ds="2024-01-02", warehouse="/tmp/w", regularization_grid=bad)
+
+
+def test_last_items_rule_holds_out_each_users_own_newest_pairs() -> None:
+    # u0: items 0..4 at t 1..5; u1: items 0, 1 (too few to hold out); u2: items 2, 1, 0 at t 9, 8, 7
+    pairs = [(0, i) for i in range(5)] + [(1, 0), (1, 1), (2, 2), (2, 1), (2, 0)]
+    firsts = np.array([1, 2, 3, 4, 5, 1, 1, 9, 8, 7])
+    split = sel.validation_split(_ii(pairs), firsts, 0.2, max_users=10, seed=0, rule="last_items")
+    # ceil(0.2 * 5) = 1 for u0 (item 4, t=5), ceil(0.2 * 3) = 1 for u2 (item 2, t=9); but item 4
+    # is nobody's before-item, so u0's truth is empty: only u2 judges
+    assert split.rule == "last_items" and split.users.tolist() == [2]
+    assert split.truth.toarray()[2].tolist() == [0, 0, 1, 0, 0]
+    assert split.train.toarray()[0, 4] == 0 and split.train.toarray()[1].sum() > 0
+
+
+def test_choose_falls_back_to_each_users_newest_pairs() -> None:
+    # 60 users, 10 items each, one after another: the shop's newest 10% are 6 users' pairs only,
+    # and each user's newest item differs (rotated), so every held-out item is known
+    pairs = [(u, (i + u) % 10) for u in range(60) for i in range(10)]
+    firsts = np.array([u * 100 + i for u in range(60) for i in range(10)])
+    picked, split = sel.choose(
+        _ii(pairs),
+        firsts,
+        factors=2,
+        regularization=0.05,
+        alpha=2.0,
+        iterations=2,
+        seed=0,
+        num_threads=1,
+        regularizations=(0.05, 5.0),
+        alpha_factors=(4.0,),
+        share=0.1,
+        max_users=100,
+        min_users=50,
+    )
+    assert split is not None and split.rule == "last_items" and len(split.users) == 60
+    assert picked.record(split)["validation_rule"] == "last_items"
+    assert len(picked.trials) >= 3
