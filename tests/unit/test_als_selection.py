@@ -26,6 +26,27 @@ def _ii(pairs: list[tuple[int, int]]) -> IndexedInteractions:
     )
 
 
+def _choose(
+    pairs: list[tuple[int, int]], firsts: np.ndarray, share: float, max_users: int
+) -> tuple[sel.Selection, sel.ValidationSplit | None]:
+    """choose() with small fixed ALS settings: 2 factors, 2 iterations, 2 x 2 grid, 50 users."""
+    return sel.choose(
+        _ii(pairs),
+        firsts,
+        factors=2,
+        regularization=0.05,
+        alpha=2.0,
+        iterations=2,
+        seed=0,
+        num_threads=1,
+        regularizations=(0.05, 5.0),
+        alpha_factors=(4.0,),
+        share=share,
+        max_users=max_users,
+        min_users=50,
+    )
+
+
 def test_validation_split_holds_out_the_newest_pairs_on_known_users_and_items() -> None:
     # first events 1..10; share 0.3 -> start = the 0.7 quantile ("higher") = 8: pairs 8, 9, 10
     pairs = [(0, 0), (0, 1), (1, 1), (1, 2), (2, 0), (2, 3), (0, 2), (0, 4), (1, 3), (3, 1)]
@@ -88,21 +109,7 @@ def test_select_extends_past_an_edge_winner_then_tries_alpha() -> None:
 
 def test_too_few_validation_users_keep_the_configured_values() -> None:
     pairs = [(0, 0), (0, 1), (1, 0), (1, 1)]
-    picked, split = sel.choose(
-        _ii(pairs),
-        np.array([1, 2, 1, 2]),
-        factors=2,
-        regularization=0.05,
-        alpha=2.0,
-        iterations=1,
-        seed=0,
-        num_threads=1,
-        regularizations=(0.05, 5.0),
-        alpha_factors=(4.0,),
-        share=0.5,
-        max_users=10,
-        min_users=50,
-    )
+    picked, split = _choose(pairs, np.array([1, 2, 1, 2]), share=0.5, max_users=10)
     assert picked.chosen == {"regularization": 0.05, "alpha": 2.0}
     assert "fewer than 50" in picked.record(split)["kept_configured"]
     assert picked.trials == []
@@ -133,21 +140,7 @@ def test_choose_falls_back_to_each_users_newest_pairs() -> None:
     # and each user's newest item differs (rotated), so every held-out item is known
     pairs = [(u, (i + u) % 10) for u in range(60) for i in range(10)]
     firsts = np.array([u * 100 + i for u in range(60) for i in range(10)])
-    picked, split = sel.choose(
-        _ii(pairs),
-        firsts,
-        factors=2,
-        regularization=0.05,
-        alpha=2.0,
-        iterations=2,
-        seed=0,
-        num_threads=1,
-        regularizations=(0.05, 5.0),
-        alpha_factors=(4.0,),
-        share=0.1,
-        max_users=100,
-        min_users=50,
-    )
+    picked, split = _choose(pairs, firsts, share=0.1, max_users=100)
     assert split is not None and split.rule == "last_items" and len(split.users) == 60
     assert picked.record(split)["validation_rule"] == "last_items"
     assert len(picked.trials) >= 3
