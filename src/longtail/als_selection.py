@@ -39,13 +39,12 @@ class Selection:
     trials: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""  # why the configured values were kept, when they were
 
-    def record(self, split: ValidationSplit | None) -> dict[str, Any]:
+    def record(self, split: ValidationSplit) -> dict[str, Any]:
         out: dict[str, Any] = {"chosen": self.chosen, "trials": self.trials}
-        if split is not None:
-            out["validation_rule"] = split.rule
-            out["validation_start_us"] = split.start_us
-            out["validation_users"] = len(split.users)
-            out["validation_pairs"] = int(split.truth.nnz)
+        out["validation_rule"] = split.rule
+        out["validation_start_us"] = split.start_us
+        out["validation_users"] = len(split.users)
+        out["validation_pairs"] = int(split.truth.nnz)
         if self.reason:
             out["kept_configured"] = self.reason
         return out
@@ -148,7 +147,7 @@ def select(
     alpha: float,
     alpha_factors: Sequence[float],
     max_extensions: int = 2,
-    score: Callable[[np.ndarray, np.ndarray, ValidationSplit], float] | None = None,
+    score: Callable[[np.ndarray, np.ndarray, ValidationSplit], float] = ndcg_at_k,
 ) -> Selection:
     """Regularisation first (at the configured alpha), extended a decade past an edge winner up
     to `max_extensions` times, then alpha scaled by each of `alpha_factors` at the chosen
@@ -161,7 +160,7 @@ def select(
         key = (float(reg), float(a))
         if key not in scored:
             uf, vf = fit(split.train, key[0], key[1])
-            scored[key] = (score or ndcg_at_k)(uf, vf, split)
+            scored[key] = score(uf, vf, split)
             trials.append({"regularization": key[0], "alpha": key[1], "val_ndcg@10": scored[key]})
         return scored[key]
 
@@ -211,7 +210,7 @@ def choose(
     share: float,
     max_users: int,
     min_users: int,
-) -> tuple[Selection, ValidationSplit | None]:
+) -> tuple[Selection, ValidationSplit]:
     """The night's (regularization, alpha): chosen on its validation window (the shop's newest
     pairs, or each user's own newest where those have fewer than `min_users` users), or the
     configured pair, with the reason, when neither has `min_users` users to judge by."""

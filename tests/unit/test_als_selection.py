@@ -28,7 +28,7 @@ def _ii(pairs: list[tuple[int, int]]) -> IndexedInteractions:
 
 def _choose(
     pairs: list[tuple[int, int]], firsts: np.ndarray, share: float, max_users: int
-) -> tuple[sel.Selection, sel.ValidationSplit | None]:
+) -> tuple[sel.Selection, sel.ValidationSplit]:
     """choose() with small fixed ALS settings: 2 factors, 2 iterations, 2 x 2 grid, 50 users."""
     return sel.choose(
         _ii(pairs),
@@ -141,6 +141,6 @@ def test_choose_falls_back_to_each_users_newest_pairs() -> None:
     pairs = [(u, (i + u) % 10) for u in range(60) for i in range(10)]
     firsts = np.array([u * 100 + i for u in range(60) for i in range(10)])
     picked, split = _choose(pairs, firsts, share=0.1, max_users=100)
-    assert split is not None and split.rule == "last_items" and len(split.users) == 60
+    assert split.rule == "last_items" and len(split.users) == 60
     assert picked.record(split)["validation_rule"] == "last_items"
     assert len(picked.trials) >= 3
