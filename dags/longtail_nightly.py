@@ -37,8 +37,9 @@ UPSTREAM = {
     "score": ("train_ranker",),
     "publish": ("score",),
     "similar_items": ("content", "train_als", "item_space"),
+    "item_audiences": ("content", "train_als", "item_space"),
     "quality": ("publish",),
-    "retention": ("quality", "similar_items"),
+    "retention": ("quality", "similar_items", "item_audiences"),
 }
 STAGES = tuple(UPSTREAM)
 
@@ -52,7 +53,8 @@ the interactions to item statistics and co-occurrence neighbours once (`item_spa
 ALS and a LightGBM fusion ranker on a temporal window, scores every user with history (multi-
 source candidates, ranker, tail-aware re-ranking) and publishes
 `<warehouse>/recommendations/ds=<ds>/` atomically after a Great Expectations gate; also
-`<warehouse>/similar_items/ds=<ds>/` for product pages.
+`<warehouse>/similar_items/ds=<ds>/` for product pages, and `<warehouse>/item_audiences/ds=<ds>/`:
+for every new product, the shoppers most likely to want it.
 
 Params: `ds` (YYYY-MM-DD, optional), `top_n`, `landing`, `warehouse`, and `overrides`: per-stage
 config overrides such as `{"train_als": {"factors": 128}}`. Each stage records its validated
@@ -62,8 +64,8 @@ config and counts under `<warehouse>/_runs/ds=<ds>/`.
 writes one row to `<warehouse>/quality_metrics/ds=<ds>/`.
 
 Each published partition holds `_manifest.json`, each published table `_latest.json`; `publish`,
-`similar_items` and `quality` update the assets `longtail.recommendations`,
-`longtail.similar_items` and `longtail.quality_metrics` (partition key = ds). `retention` deletes
+`similar_items`, `item_audiences` and `quality` update the assets `longtail.<table>`
+(partition key = ds). `retention` deletes
 the nights that fell out of their window; `data_docs` (runs whatever happened before it) rebuilds
 the quality site at `<warehouse>/_data_docs/index.html`.
 """

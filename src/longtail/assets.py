@@ -24,11 +24,7 @@ from longtail.warehouse_files import read_json
 
 GROUP = "longtail"
 # stage (= DAG task id) -> the published table whose asset it updates
-PUBLISHED_BY = {
-    "publish": tables.RECOMMENDATIONS,
-    "similar_items": tables.SIMILAR_ITEMS,
-    "quality": tables.QUALITY_METRICS,
-}
+PUBLISHED_BY = tables.PUBLISHED_BY
 EXTRA_KEYS = ("ds", "rows", "users", "model_version", "path")
 
 

@@ -381,6 +381,23 @@ class SimilarItemsConfig(StageConfig):
 
 
 @dataclass(frozen=True)
+class ItemAudiencesConfig(StageConfig):
+    """Audiences for new products: each item's best shoppers, for launches and campaigns."""
+
+    # Items listed at most this many days before the night's end (or never sold) are new.
+    new_item_days: int = 14
+    audience_size: int = 500
+    # Also every long-tail item (the fewest items holding 80% of interactions are the head).
+    include_long_tail: bool = False
+
+    def validate(self) -> None:
+        if not 0 <= self.new_item_days <= 3660:
+            raise ConfigError("new_item_days must be in 0..3660")
+        if not 1 <= self.audience_size <= 100_000:
+            raise ConfigError("audience_size must be in 1..100000")
+
+
+@dataclass(frozen=True)
 class RetentionConfig(StageConfig):
     """How many nights to keep, counted back from the run date (the newest partition always stays).
 

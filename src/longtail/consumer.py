@@ -80,16 +80,25 @@ def _read_rows(partition: str, manifest: Mapping[str, Any]) -> Any:
     return pads.dataset(files, format="parquet", filesystem=filesystem).to_table()
 
 
-def export_segment(partition: str, segment: int, outbox: str) -> dict[str, Any]:
-    """Write `<outbox>/recommendations/segment=<n>/ds=<ds>.csv`; returns what was written."""
+def checked_partition(partition: str, table: str) -> tuple[Any, dict[str, Any]]:
+    """(rows as a pyarrow Table, manifest) of a published partition whose files hold exactly the
+    rows its manifest counts; ExportError otherwise."""
     manifest = read_json(f"{partition}/{mf.MANIFEST}")
     if manifest is None:
         raise ExportError(f"{partition} has no {mf.MANIFEST}: not a published partition")
-    data = read_partition(partition, manifest)
+    if manifest.get("table") != table:
+        raise ExportError(f"{partition} holds {manifest.get('table')}, not {table}")
+    data = read_partition(partition, manifest, table)
     if data.num_rows != manifest["rows"]:
         raise ExportError(
             f"{partition}: {data.num_rows} rows in its files, {manifest['rows']} in its manifest"
         )
+    return data, manifest
+
+
+def export_segment(partition: str, segment: int, outbox: str) -> dict[str, Any]:
+    """Write `<outbox>/recommendations/segment=<n>/ds=<ds>.csv`; returns what was written."""
+    data, manifest = checked_partition(partition, tables.RECOMMENDATIONS)
     frame = data.select(list(COLUMNS)).to_pandas()
     mine = frame[[segment_of(u) == segment for u in frame["user_id"]]]
     mine = mine.sort_values(["user_id", "rank"], kind="stable")
@@ -101,6 +110,28 @@ def export_segment(partition: str, segment: int, outbox: str) -> dict[str, Any]:
         "segment": segment,
         "users": int(mine["user_id"].nunique()),
         "rows": len(mine),
+        "model_version": manifest["model_version"],
+        "csv": target,
+    }
+
+
+AUDIENCE_COLUMNS = ("item_id", "rank", "user_id", "score", "reason_item_id")
+
+
+def export_audiences(partition: str, outbox: str, new_only: bool = True) -> dict[str, Any]:
+    """A campaign tool's import: `<outbox>/item_audiences/ds=<ds>.csv`, one row per (item,
+    shopper) in rank order; new_only leaves out long-tail-only targets (`is_new` false)."""
+    data, manifest = checked_partition(partition, tables.ITEM_AUDIENCES)
+    frame = data.to_pandas()
+    if new_only:
+        frame = frame[frame["is_new"]]
+    frame = frame.sort_values(["item_id", "rank"], kind="stable")[list(AUDIENCE_COLUMNS)]
+    target = f"{outbox.rstrip('/')}/{tables.ITEM_AUDIENCES}/ds={manifest['ds']}.csv"
+    write_text(target, frame.to_csv(index=False))
+    return {
+        "ds": manifest["ds"],
+        "items": int(frame["item_id"].nunique()),
+        "rows": len(frame),
         "model_version": manifest["model_version"],
         "csv": target,
     }

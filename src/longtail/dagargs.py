@@ -11,6 +11,7 @@ from longtail.config import (
     ConfigError,
     ContentConfig,
     IngestConfig,
+    ItemAudiencesConfig,
     ItemSpaceConfig,
     PublishConfig,
     QualityConfig,
@@ -31,6 +32,7 @@ STAGE_CONFIGS: dict[str, type[StageConfig]] = {
     "score": ScoreConfig,
     "publish": PublishConfig,
     "similar_items": SimilarItemsConfig,
+    "item_audiences": ItemAudiencesConfig,
     "quality": QualityConfig,
     "retention": RetentionConfig,
 }

@@ -358,7 +358,7 @@ def collect(warehouse: str) -> tuple[dict, dict, dict]:
             gates.setdefault(m.group(1), {})[m.group(2)] = record
     quality: dict[str, dict] = {}
     published: dict[str, dict[str, dict]] = {}
-    for stage in ("publish", "similar_items", "quality"):
+    for stage in tables.PUBLISHED_BY:
         for uri in glob(f"{root}/_runs/ds=*/{stage}.json"):
             record = read_json(uri) or {}
             night = str((record.get("config") or {}).get("ds", ""))

@@ -412,8 +412,8 @@ def _vectors(frame: pd.DataFrame | None, column: str, index: dict[str, int], n: 
     return out
 
 
-def _history(
-    batch: pd.DataFrame, index: dict[str, int], n_items: int
+def history_matrix(
+    batch: pd.DataFrame, index: Mapping[str, int], n_items: int
 ) -> tuple[csr_matrix, list[np.ndarray], csr_matrix]:
     """Users' history (log weights), each user's most recent item indices, and exclusions."""
     rows, cols, vals, recents = [], [], [], []
@@ -603,6 +603,22 @@ def _rowwise_dot(a: np.ndarray, rows: np.ndarray, b: np.ndarray, cols: np.ndarra
     return out
 
 
+def text_profiles(hist: csr_matrix, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shoppers' text profiles: the log-weighted sum of their items' vectors, unit length, and
+    whether they have one (some history item has a vector)."""
+    profile = np.asarray(hist @ vectors, dtype=np.float32)
+    norms = np.linalg.norm(profile, axis=1, keepdims=True)
+    profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
+    return profile, norms.ravel() > 0
+
+
+def ngram_profiles(hist: csr_matrix, x: csr_matrix) -> csr_matrix:
+    """text_profiles on the character n-gram channel (sparse rows, unit length or empty)."""
+    profile = (hist @ x).tocsr()
+    norms = np.sqrt(np.asarray(profile.multiply(profile).sum(axis=1)).ravel())
+    return csr_matrix(profile.multiply(1.0 / np.maximum(norms, 1e-12)[:, None]))
+
+
 def candidates(
     batch: pd.DataFrame,
     space: ItemSpace,
@@ -617,7 +633,7 @@ def candidates(
     """
     re = retrieval if retrieval is not None else build_retrieval(space, counts)
     n_items = len(space.item_ids)
-    hist, recents, excluded = _history(batch, index, n_items)
+    hist, recents, excluded = history_matrix(batch, index, n_items)
     ex = [excluded.indices[excluded.indptr[r] : excluded.indptr[r + 1]] for r in range(len(batch))]
     ex = [np.sort(e).astype(np.int64) for e in ex]
 
@@ -633,10 +649,7 @@ def candidates(
         else:
             has_u[r] = False
 
-    profile = np.asarray(hist @ space.embeddings, dtype=np.float32)
-    norms = np.linalg.norm(profile, axis=1, keepdims=True)
-    profile = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
-    has_p = norms.ravel() > 0
+    profile, has_p = text_profiles(hist, space.embeddings)
 
     binary = hist.copy()
     binary.data[:] = 1.0
@@ -780,9 +793,7 @@ def _ngram_features(
     items' n-gram vectors) and the largest with one of their recent items."""
     x = space.ngram_vectors
     assert x is not None
-    profile = (hist @ x).tocsr()
-    norms = np.sqrt(np.asarray(profile.multiply(profile).sum(axis=1)).ravel())
-    profile = csr_matrix(profile.multiply(1.0 / np.maximum(norms, 1e-12)[:, None]))
+    profile = ngram_profiles(hist, x)
     to_profile = np.zeros(len(rows), np.float32)
     to_recent = np.zeros(len(rows), np.float32)
     for r in range(len(bounds) - 1):

@@ -353,3 +353,55 @@ def gate_recommendations(
             *rule_expectations,
         ],
     )
+
+
+AUDIENCE_OWNED = "_owned"
+AUDIENCE_RANK_OK = "_rank_ok"
+
+
+def gate_item_audiences(
+    df: DataFrame, k: int, targets: Sequence[str], history: DataFrame | None = None
+) -> dict:
+    """item_audiences contract: only the night's target items, ranks 1..n without gaps per item
+    (n at most k), unique (item, rank) and (item, user), scores non-increasing, at most k rows
+    per target; given the interactions (history), no shopper who already owns the item."""
+    e = _e()
+    by_item = Window.partitionBy(C.ITEM_ID).orderBy(C.RANK)
+    whole = Window.partitionBy(C.ITEM_ID)
+    checked = df.withColumn(SCORE_DROP, F.lag(C.SCORE).over(by_item) - F.col(C.SCORE))
+    checked = checked.withColumn(AUDIENCE_RANK_OK, F.col(C.RANK) <= F.count("*").over(whole))
+    columns = [SCORE_DROP, AUDIENCE_RANK_OK]
+    owned_checks = []
+    if history is not None:
+        owned = history.where(F.col("exclude")).select(
+            F.col(C.USER_ID).alias("_hu"), F.col(C.ITEM_ID).alias("_hi"), F.lit(True).alias("_o")
+        )
+        checked = checked.join(
+            owned.distinct(),
+            (F.col(C.USER_ID) == F.col("_hu")) & (F.col(C.ITEM_ID) == F.col("_hi")),
+            "left",
+        )
+        checked = checked.withColumn(AUDIENCE_OWNED, F.col("_o").isNotNull()).drop(
+            "_hu", "_hi", "_o"
+        )
+        columns.append(AUDIENCE_OWNED)
+        owned_checks.append(e.ExpectColumnValuesToBeInSet(column=AUDIENCE_OWNED, value_set=[False]))
+    required = (C.ITEM_ID, C.RANK, C.USER_ID, C.SCORE, "is_new")
+    return run_suite(
+        checked,
+        "item_audiences",
+        [
+            e.ExpectTableColumnsToMatchSet(
+                column_set=[*required, C.REASON_ITEM_ID, *columns], exact_match=True
+            ),
+            *(e.ExpectColumnValuesToNotBeNull(column=c) for c in required),
+            e.ExpectColumnValuesToBeBetween(column=C.RANK, min_value=1, max_value=k),
+            e.ExpectCompoundColumnsToBeUnique(column_list=[C.ITEM_ID, C.RANK]),
+            e.ExpectCompoundColumnsToBeUnique(column_list=[C.ITEM_ID, C.USER_ID]),
+            e.ExpectColumnValuesToBeBetween(column=SCORE_DROP, min_value=0),
+            e.ExpectColumnValuesToBeInSet(column=AUDIENCE_RANK_OK, value_set=[True]),
+            e.ExpectColumnValuesToBeInSet(column=C.ITEM_ID, value_set=list(targets)),
+            e.ExpectTableRowCountToBeBetween(min_value=0, max_value=len(targets) * k),
+            *owned_checks,
+        ],
+    )

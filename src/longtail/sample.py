@@ -3,12 +3,16 @@
 Why: the pipeline needs a local, reproducible input that looks like the real thing (long-tail
 popularity, users with tastes, late-arriving items, new users, a bot and the usual dirty rows) so
 that every stage, test and demo can run without a real data drop. Everything below is decided by
-the seed, nothing by the clock: two runs with the same config write byte-identical files.
+the seed, nothing by the clock: two runs with the same config write byte-identical files. A dozen
+Chinese-titled products (a few shoppers' history, one brand-new per kind) come from a stream of
+their own after the rest, which is byte for byte what it is without them. The word lists live in
+the package data file sample_vocabulary.json.
 
 Layout written (the landing contract):
     events/dt=YYYY-MM-DD/part-0.csv.gz   one file per UTC day; dirty-timestamp rows in the last day
-    items/items.parquet                  the catalogue (plus 3 dirty rows)
+    items/items.parquet                  the catalogue (plus 3 dirty rows, then the Chinese items)
     items/late_items.jsonl               items first seen in the last 7 days, never interacted with
+                                         (the brand-new Chinese items last)
     users/users.csv                      user_id, signup_date, country
     rules/rules.yaml                     the shop's business rules (with `rules`, the default)
 """
@@ -27,6 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -91,213 +96,64 @@ class _Category:
     price_sigma: float
 
 
-def _cat(
-    name: str, nouns: str, adjs: str, brands: str, blurbs: str, median: float, sigma: float
-) -> _Category:
-    """Compact vocabulary: '|' separates entries, 'Noun=v1/v2' lists a noun's variants."""
+@dataclass(frozen=True)
+class _ChineseKind:
+    """A kind of Chinese-titled product: same-kind nouns share characters (保温杯, 绿茶)."""
 
-    def split(s: str) -> tuple[str, ...]:
-        return tuple(x.strip() for x in s.split("|"))
-
-    def noun(entry: str) -> tuple[str, tuple[str, ...]]:
-        word, _, variants = entry.partition("=")
-        return word, tuple(v for v in variants.split("/") if v)
-
-    return _Category(
-        name,
-        tuple(noun(e) for e in split(nouns)),
-        split(adjs),
-        split(brands),
-        split(blurbs),
-        median,
-        sigma,
-    )
+    category: str
+    nouns: tuple[tuple[str, tuple[str, ...]], ...]
+    new: frozenset[str]  # nouns first seen in the last days, never sold: cold items
+    coloured: bool
+    brands: tuple[str, ...]
+    blurbs: tuple[str, ...]
+    median_price: float
+    price_sigma: float
 
 
+VOCABULARY_FILE = "sample_vocabulary.json"
+
+
+def _vocabulary() -> dict:
+    """The word lists (package data, so that the code reads as code)."""
+    text = resources.files("longtail").joinpath(VOCABULARY_FILE).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _nouns(nouns: dict[str, list[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((noun, tuple(variants)) for noun, variants in nouns.items())
+
+
+_VOCABULARY = _vocabulary()
 # Category-specific vocabulary, so that item text alone carries the category signal.
-CATALOG: tuple[_Category, ...] = (
-    _cat(
-        "Kitchen",
-        "Teapot=1L/1.5L|Chef's Knife=15cm/20cm|Frying Pan=24cm/28cm|Cutting Board="
-        "Large/Small|Mixing Bowl=Set of 3/2L|Coffee Grinder=Manual/Electric|Saucepan=16cm/20cm|"
-        "Kettle=1.7L|Mug Set=Set of 2/Set of 4|Colander=24cm|Baking Tray=Set of 2/30cm",
-        "Ceramic|Stainless Steel|Cast Iron|Bamboo|Non-Stick|Enamel|Copper|Glass",
-        "Hearthware|Culina|CopperLeaf|Maison Bleu|Stovetop Co",
-        "Dishwasher safe and easy to clean.|Built for everyday home cooking.|Heats evenly on gas,"
-        " electric and induction hobs.|A gift for anyone who loves to bake.",
-        25.0,
-        0.6,
-    ),
-    _cat(
-        "Garden",
-        "Gloves=Small/Medium/Large|Pruning Shears=20cm|Hose=15m/30m|Watering Can=5L/"
-        "10L|Planter=30cm/45cm|Trowel|Rake=Leaf/Lawn|Seed Kit=Herbs/Wildflowers/Tomatoes|"
-        "Bird Feeder=Hanging/Window|Compost Bin=220L/330L|Lawn Sprinkler=Oscillating/Rotating",
-        "Cotton|Galvanised|Terracotta|Heavy-Duty|Expandable|Recycled|Cedar",
-        "GreenThumb|Fernhill|Rootwell|Acre & Oak",
-        "Made for beds, borders and balcony pots.|Weatherproof for year-round use outdoors.|"
-        "Helps your lawn and flowers thrive.|Tough enough for thorny roses.",
-        22.0,
-        0.7,
-    ),
-    _cat(
-        "Books",
-        "Cookbook=Italian Kitchen/Vegetarian/Baking Basics|Novel|Thriller=Book 1/Book 2"
-        "|Biography|World Atlas=2026 Edition|Poetry Collection|Travel Guide=Japan/Italy/Scotland"
-        "|Graphic Novel=Vol. 1/Vol. 2|Field Guide=Birds/Mushrooms/Trees|History of Rome=Vol. 1"
-        "/Vol. 2",
-        "Illustrated|Hardcover|Paperback|Collector's|Annotated|Pocket",
-        "Quillhouse|Northpage Press|Inkwell Books|Lantern Editions",
-        "A page-turner readers could not put down.|With full-colour plates and an index.|"
-        "Shortlisted for a national book prize.|Perfect for a long train journey.",
-        15.0,
-        0.4,
-    ),
-    _cat(
-        "Toys",
-        "Building Blocks=100 Pieces/250 Pieces|Jigsaw Puzzle=500 Pieces/1000 Pieces|"
-        "Plush Bear=30cm/50cm|Race Car=Ages 6+/Ages 8+|Doll House=3 Floors|Kite=Delta/Diamond|"
-        "Board Game=Family Edition/Travel Edition|Train Set=Starter/Deluxe|Yo-Yo|Robot Kit="
-        "Ages 8+/Ages 12+",
-        "Wooden|Magnetic|Classic|Junior|Glow-in-the-Dark|Rainbow",
-        "Toyrific|Blocktopia|Little Owl|Playwright",
-        "Hours of imaginative play for kids.|Safety tested and non-toxic.|Great for family game "
-        "night.|Encourages creativity and problem solving.",
-        20.0,
-        0.7,
-    ),
-    _cat(
-        "Beauty",
-        "Face Serum=30ml/50ml|Lip Balm=Pack of 3|Shampoo=250ml/500ml|Hand Cream=50ml/"
-        "100ml|Body Lotion=250ml/400ml|Face Mask=Pack of 5/50ml|Body Mist=100ml|Bath Salts=500g",
-        "Hydrating|Vitamin C|Rosewater|Organic|Fragrance-Free|Argan Oil|Shea Butter",
-        "Lumiere|Petal & Pine|Dermaloft|Glowlab",
-        "Dermatologically tested for sensitive skin.|Cruelty-free and vegan formula.|Leaves skin "
-        "soft and radiant.|A lightweight texture that absorbs quickly.",
-        18.0,
-        0.6,
-    ),
-    _cat(
-        "Office",
-        "Notebook=A4/A5|Gel Pens=Pack of 10/Pack of 24|Desk Organizer=3 Tier/"
-        "5 Compartments|Stapler=Full Strip/Mini|Monitor Stand=Single/Dual|Sticky Notes=Pack of 12"
-        "|Binder=A4/2 Ring|Desk Lamp=LED|Whiteboard=60x90cm/90x120cm",
-        "Recycled|Ergonomic|Bamboo|Matte Black|Heavy-Duty|Compact",
-        "Paperlane|Deskwise|Inkbridge|Officio",
-        "Keeps your desk tidy and your day organised.|Smooth writing with no smudges.|Sturdy "
-        "enough for daily office use.|Ideal for home office and school.",
-        14.0,
-        0.8,
-    ),
-    _cat(
-        "Electronics",
-        "Wireless Earbuds=Gen 2|USB-C Charger=30W/65W|Power Bank=10000mAh/"
-        "20000mAh|Bluetooth Speaker=10W/20W|Smart Plug=Pack of 2/Pack of 4|HDMI Cable=1m/2m/5m|"
-        "Webcam=1080p/4K|Keyboard=UK Layout/US Layout|Mouse=Wireless/Silent",
-        "Portable|Compact|Fast-Charge|Braided|Waterproof|Ultra-Slim",
-        "Voltix|Nimbus Audio|Arcwave|Kestrel",
-        "Works with phones, tablets and laptops.|Long battery life and quick pairing.|Plug and "
-        "play, no drivers needed.|Two-year warranty included.",
-        40.0,
-        0.8,
-    ),
-    _cat(
-        "Sports",
-        "Yoga Mat=4mm/6mm|Dumbbells=2x2kg/2x5kg|Running Socks=Size M/Size L|Water "
-        "Bottle=750ml/1L|Resistance Bands=Set of 5|Jump Rope=3m|Tennis Balls=Pack of 3/Pack of 4"
-        "|Cycling Gloves=Size M/Size L|Foam Roller=33cm/45cm",
-        "Non-Slip|Adjustable|Breathable|Lightweight|Pro|Training",
-        "Stridewell|Peakform|Tempo Athletics|Summit",
-        "Built for the gym, the trail and the track.|Helps recovery after hard training.|"
-        "Sweat-resistant and easy to pack.|Trusted by club athletes.",
-        25.0,
-        0.7,
-    ),
-    _cat(
-        "Pets",
-        "Dog Leash=1.5m/2m|Cat Tree=90cm/150cm|Chew Toy=Small/Large|Pet Bed=Medium/"
-        "Large|Litter Box=Hooded/Open|Food Bowl=Set of 2|Grooming Brush=Short Hair/Long Hair|"
-        "Cat Scratcher=Sisal|Dog Harness=Size S/Size M/Size L",
-        "Reflective|Orthopedic|Plush|Durable|Eco|Deluxe",
-        "Pawsome|Tailwind Pets|Furrow|Whisker & Co",
-        "Your dog or cat will love it.|Vet recommended and easy to clean.|Made "
-        "for playful puppies and lazy cats alike.|Keeps pets happy and healthy.",
-        20.0,
-        0.7,
-    ),
-    _cat(
-        "Home",
-        "Throw Blanket=130x170cm|Scented Candle=200g/Three Wick|Picture Frame=A4/"
-        "10x15cm|Cushion Cover=45x45cm/Set of 2|Wall Clock=30cm/40cm|Table Lamp=Small/Large|"
-        "Vase=20cm/30cm|Doormat=40x60cm|Bath Towel=Set of 2/70x140cm",
-        "Linen|Velvet|Scandinavian|Rustic|Handwoven|Minimalist",
-        "Nestique|Hollow & Hearth|Lumen Home|Driftwood",
-        "Adds warmth to the living room.|A cosy touch for bedroom and sofa.|Designed to match "
-        "modern interiors.|Makes a house feel like home.",
-        30.0,
-        0.7,
-    ),
-    _cat(
-        "Fashion",
-        "T-Shirt=Size S/Size M/Size L/Size XL|Hoodie=Size S/Size M/Size L/Size XL|"
-        "Scarf|Beanie=One Size|Denim Jacket=Size M/Size L|Sneakers=EU 40/EU 42/EU 44|Leather "
-        "Belt=90cm/100cm|Socks=Pack of 3/Pack of 5|Rain Jacket=Size M/Size L",
-        "Organic Cotton|Merino|Slim-Fit|Oversized|Recycled|Vintage",
-        "Threadline|Northcoat|Loom & Lark|Urban Fable",
-        "A wardrobe staple for every season.|Soft fabric with a relaxed fit.|Machine washable "
-        "and made to last.|Pairs well with jeans or chinos.",
-        35.0,
-        0.6,
-    ),
-    _cat(
-        "Grocery",
-        "Coffee Beans=250g/1kg|Green Tea=40 Bags/100g|Dark Chocolate=100g/Pack of 4|"
-        "Olive Oil=500ml/1L|Honey=340g|Granola=500g|Pasta=500g/Pack of 6|Hot Sauce=150ml|"
-        "Spice Mix=50g",
-        "Organic|Fair Trade|Artisan|Small-Batch|Premium|Smoked",
-        "Harvest Lane|Mill & Kettle|Sunpatch|Terroir",
-        "Rich flavour for your pantry.|Sustainably sourced from small farms.|Great for "
-        "breakfast or a snack.|Adds depth to every recipe.",
-        9.0,
-        0.5,
-    ),
-    _cat(
-        "Baby",
-        "Baby Bottle=150ml/260ml|Swaddle=Pack of 3|Teether|Bib Set=Pack of 5|Baby "
-        "Monitor=Audio/Video|Changing Mat|Sleep Suit=0-3m/3-6m/6-12m|Stroller Fan=Clip-On",
-        "Organic|Muslin|Soft|Portable|Gentle|Cosy",
-        "Bumblebee|Tiny Harbor|Nestling|Cradle & Co",
-        "Gentle on your newborn's skin.|Helps babies settle and sleep.|Loved by new parents.|"
-        "Easy to sterilise and clean.",
-        20.0,
-        0.6,
-    ),
-    _cat(
-        "Music",
-        "Guitar Strings=Light Gauge/Medium Gauge|Ukulele=Soprano/Concert|Drumsticks=5A"
-        "/7A|Guitar Picks=Pack of 12|Capo|Harmonica=Key of C/Key of G|Metronome=Digital/"
-        "Mechanical|Keyboard Stand=X-Frame",
-        "Maple|Beginner|Professional|Studio|Vintage|Compact",
-        "Resonant|Tonewood|Fretline|Cadence",
-        "Bright tone for practice and the stage.|Chosen by teachers for beginners.|Stays in tune "
-        "through long gigs.|A must for every musician's gig bag.",
-        25.0,
-        0.9,
-    ),
-    _cat(
-        "Automotive",
-        "Car Phone Mount=Vent/Dashboard|Tyre Inflator=12V/Cordless|Seat Cover="
-        "Front Pair/Full Set|Dash Cam=1080p/4K|Jump Starter=1000A/2000A|Microfiber Cloths=Pack "
-        "of 6/Pack of 12|Air Freshener=Pack of 3|Wiper Blades=22in/24in",
-        "Universal|Heavy-Duty|All-Weather|Compact|Premium|Magnetic",
-        "Roadwise|Gearline|Motive|Axlecraft",
-        "Fits most cars, vans and SUVs.|Ready for long road trips.|Keeps your car clean and "
-        "safe.|Installs in minutes without tools.",
-        30.0,
-        0.8,
-    ),
+CATALOG: tuple[_Category, ...] = tuple(
+    _Category(
+        c["name"],
+        _nouns(c["nouns"]),
+        tuple(c["adjectives"]),
+        tuple(c["brands"]),
+        tuple(c["blurbs"]),
+        float(c["median_price"]),
+        float(c["price_sigma"]),
+    )
+    for c in _VOCABULARY["categories"]
 )
-_COLOURS = ("Blue", "Red", "Green", "Black", "White", "Grey", "Sage", "Navy", "Mustard", "Coral")
+_COLOURS: tuple[str, ...] = tuple(_VOCABULARY["colours"])
+CHINESE_KINDS: tuple[_ChineseKind, ...] = tuple(
+    _ChineseKind(
+        k["category"],
+        _nouns(k["nouns"]),
+        frozenset(k["new"]),
+        bool(k["coloured"]),
+        tuple(k["brands"]),
+        tuple(k["blurbs"]),
+        float(k["median_price"]),
+        float(k["price_sigma"]),
+    )
+    for k in _VOCABULARY["chinese"]["kinds"]
+)
+_CHINESE_COLOURS: tuple[str, ...] = tuple(_VOCABULARY["chinese"]["colours"])
+del _VOCABULARY
+
 _COUNTRIES = ("US", "GB", "DE", "FR", "NL", "SE", "ES", "IT", "PL", "CA", "IE", "DK")
 _COUNTRY_WEIGHTS = (0.30, 0.18, 0.13, 0.09, 0.06, 0.04, 0.05, 0.05, 0.04, 0.03, 0.02, 0.01)
 # Share of sessions starting in each UTC hour: quiet nights, a lunch bump, an evening peak.
@@ -322,6 +178,9 @@ class SampleConfig:
     # A few popular items unavailable (available=false, stock=0) and a rules file (exclusions, a
     # cap per category, a boost): the shop's business rules, end to end.
     rules: bool = True
+    # A dozen Chinese-titled products of three kinds (CHINESE_KINDS), most with a few shoppers'
+    # history, one per kind brand-new: the catalogue-in-any-language path, on the sample.
+    chinese_items: bool = True
 
     def validate(self) -> None:
         """Raise ValueError on values that would give an empty or meaningless shop."""
@@ -637,11 +496,12 @@ def _bot_rows(cfg: SampleConfig, shop: _Shop, r: random.Random) -> list[tuple]:
     return [(u, r.choice(pool), t0 + s, _VIEW, None, None) for s in secs]
 
 
-def _render(rows: list[tuple], shop: _Shop) -> pd.DataFrame:
-    """Latent tuples -> landing strings (plus an epoch column used for partitioning)."""
+def _render(rows: list[tuple], shop: _Shop, items: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Latent tuples -> landing strings (plus an epoch column used for partitioning); item
+    indices are positions in `items` (the shop's catalogue by default)."""
     arr = pd.DataFrame(rows, columns=["u", "i", "epoch", "type", "qty", "val"])
     user_ids = shop.users[USER_ID].to_numpy()
-    item_ids = shop.items[ITEM_ID].to_numpy()
+    item_ids = (shop.items if items is None else items)[ITEM_ID].to_numpy()
     qty = ["" if row[4] is None else str(row[4]) for row in rows]
     val = [
         "" if row[5] is None else f"{row[5]:.2f}" if row[3] == _PURCHASE else str(row[5])
@@ -752,7 +612,17 @@ def generate(out_dir: str | os.PathLike, cfg: SampleConfig = SampleConfig()) -> 
     bot = _render(_bot_rows(cfg, shop, sim), shop) if cfg.dirty_fraction > 0 else clean.iloc[:0]
     bot = bot.assign(kind="bot").drop_duplicates(subset=list(EVENT_COLUMNS))
     dirty = _dirty_rows(cfg, shop, clean, np.random.default_rng(seeds[2]))
-    events = pd.concat([clean, bot, dirty], ignore_index=True)
+    # The Chinese-titled products come from a stream of their own, after the rest: the rest of the
+    # shop (its rows, dirty rows and rules) is what it is without them.
+    chinese, chinese_items = clean.iloc[:0], None
+    if cfg.chinese_items:
+        crng = np.random.default_rng([cfg.seed, 86])
+        chinese_items = _chinese_items(cfg, shop, crng)
+        chinese_rows = _chinese_rows(cfg, shop, chinese_items, clean, crng)
+        if chinese_rows:
+            chinese = _render(chinese_rows, shop, chinese_items)
+            chinese = chinese.drop_duplicates(subset=list(EVENT_COLUMNS), ignore_index=True)
+    events = pd.concat([clean, bot, dirty, chinese], ignore_index=True)
     # A mutated copy may coincide with another row; only the "duplicate" kind may repeat a row.
     collide = events.duplicated(subset=list(EVENT_COLUMNS)) & (events["kind"] != "duplicate")
     events = events[~collide.to_numpy()].reset_index(drop=True)
@@ -777,6 +647,11 @@ def generate(out_dir: str | os.PathLike, cfg: SampleConfig = SampleConfig()) -> 
     repriced = regular.iloc[[pick[1]]].assign(**{PRICE: lambda d: (d[PRICE] * 1.1).round(2)})
     untitled = regular.iloc[[pick[1]]].assign(**{ITEM_ID: f"I{cfg.n_items + 1:06d}", TITLE: None})
     item_rows = pd.concat([regular, exact, repriced, untitled], ignore_index=True)
+    late_rows = late[list(ITEM_COLUMNS)]
+    if chinese_items is not None:  # after the rest, so the other rows are as they were
+        new = chinese_items["late"].to_numpy()
+        item_rows = pd.concat([item_rows, chinese_items[~new]], ignore_index=True)
+        late_rows = pd.concat([late_rows, chinese_items.loc[new, list(ITEM_COLUMNS)]])
     (out / "items").mkdir(parents=True, exist_ok=True)
     table = _item_table(item_rows)
     if cfg.rules:
@@ -785,7 +660,7 @@ def generate(out_dir: str | os.PathLike, cfg: SampleConfig = SampleConfig()) -> 
         _write_rules(out, excluded, boosted)
     pq.write_table(table, out / "items" / "items.parquet", compression="snappy")
     with open(out / "items" / "late_items.jsonl", "w", encoding="utf-8", newline="\n") as f:
-        for rec in late[list(ITEM_COLUMNS)].to_dict(orient="records"):
+        for rec in late_rows.to_dict(orient="records"):
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
     users = shop.users.assign(
@@ -804,6 +679,7 @@ def generate(out_dir: str | os.PathLike, cfg: SampleConfig = SampleConfig()) -> 
     dirty_counts = events.loc[~is_clean & (events["kind"] != "bot"), "kind"].value_counts()
     bot_ids = users.loc[users["kind"] == "bot", USER_ID].tolist()
     new_ids = set(users.loc[users["kind"] == "new", USER_ID])
+    n_chinese = 0 if chinese_items is None else len(chinese_items)
     return {
         "config": asdict(cfg),
         "start_date": shop.start.isoformat(),
@@ -813,10 +689,10 @@ def generate(out_dir: str | os.PathLike, cfg: SampleConfig = SampleConfig()) -> 
         "new_users": int(events.loc[is_clean, USER_ID].drop_duplicates().isin(new_ids).sum()),
         "bot_user": bot_ids[0] if bot_ids else None,
         "bot_events": int((events["kind"] == "bot").sum()),
-        "items": len(items),
+        "items": len(items) + n_chinese,
         "categories": [c.name for c in shop.categories],
         "item_rows_parquet": len(item_rows),
-        "late_items": len(late),
+        "late_items": len(late_rows),
         "dirty_item_rows": {"duplicate_item_id": 2, "null_title": 1},
         "events": len(events),
         "clean_events": int(is_clean.sum()),
@@ -824,7 +700,134 @@ def generate(out_dir: str | os.PathLike, cfg: SampleConfig = SampleConfig()) -> 
         "dirty_events": {k: int(dirty_counts.get(k, 0)) for k in DIRTY_KINDS},
         "unavailable_items": sorted([*off, *sold_out]) if cfg.rules else [],
         "excluded_items": sorted(excluded) if cfg.rules else [],
+        "chinese_items": [] if chinese_items is None else chinese_items[ITEM_ID].tolist(),
+        "new_chinese_items": []
+        if chinese_items is None
+        else chinese_items.loc[chinese_items["late"], ITEM_ID].tolist(),
     }
+
+
+# --- Chinese-titled products: a few kinds, a few shoppers, a cold item per kind ---------------
+
+
+def _chinese_items(cfg: SampleConfig, shop: _Shop, rng: np.random.Generator) -> pd.DataFrame:
+    """One product per noun of each of CHINESE_KINDS, with ids after the regular items (and the
+    untitled dirty row's). Titles and descriptions follow the English ones' pattern; a kind's
+    `new` nouns are first seen in the last RECENT_DAYS days (late items: no events), the rest
+    were listed before the window."""
+    records = []
+    for k, kind in enumerate(CHINESE_KINDS):
+        for noun, variants in kind.nouns:
+            brand = kind.brands[rng.integers(len(kind.brands))]
+            variant = variants[rng.integers(len(variants))] if variants else ""
+            colour = ""
+            if kind.coloured and rng.random() < 0.5:
+                colour = _CHINESE_COLOURS[rng.integers(len(_CHINESE_COLOURS))]
+            prefix = brand if rng.random() < 0.25 else ""
+            blurb = rng.choice(len(kind.blurbs), size=2, replace=False)
+            size = f"（{variant}）" if variant else ""
+            raw = rng.lognormal(np.log(kind.median_price), kind.price_sigma)
+            late = noun in kind.new
+            if late:
+                first = int(rng.integers(cfg.n_days - RECENT_DAYS, cfg.n_days))
+            else:
+                first = -int(rng.integers(30, 400))
+            records.append(
+                {
+                    TITLE: " ".join(w for w in (prefix, colour + noun, variant) if w),
+                    DESCRIPTION: f"{brand}出品的{colour}{noun}{size}。"
+                    f"{kind.blurbs[blurb[0]]}{kind.blurbs[blurb[1]]}",
+                    CATEGORY: kind.category,
+                    BRAND: brand,
+                    PRICE: round(max(np.ceil(raw) - 0.01, 0.99), 2),
+                    FIRST_SEEN: (shop.start + timedelta(days=first)).isoformat(),
+                    "kind_idx": k,
+                    "late": late,
+                    "quality": float(np.clip(rng.normal(4.2, 0.4), 2.3, 4.9)),
+                }
+            )
+    df = pd.DataFrame.from_records(records)
+    df.insert(0, ITEM_ID, [f"I{cfg.n_items + 2 + j:06d}" for j in range(len(df))])
+    return df
+
+
+def _chinese_rows(
+    cfg: SampleConfig,
+    shop: _Shop,
+    items: pd.DataFrame,
+    clean: pd.DataFrame,
+    rng: np.random.Generator,
+) -> list[tuple]:
+    """Shoppers of one kind each: regular users with a history before the last RECENT_DAYS days
+    (so none looks like a new user). Shopper j of a kind buys its listed products j and j+1 in one
+    session (every listed product sold, same-kind pairs co-bought), then may come back for more of
+    the same kind. Rows as in _simulate, item indices into `items`."""
+    n_days = cfg.n_days
+    base = _day_epoch(shop.start)
+    window_end = base + n_days * 86400
+    first_epoch = clean.groupby(USER_ID)["epoch"].min()
+    users = shop.users
+    eligible = np.flatnonzero(
+        (users["kind"].to_numpy() == "regular")
+        & (
+            users[USER_ID].map(first_epoch).fillna(window_end).to_numpy()
+            < window_end - RECENT_DAYS * 86400
+        )
+    )
+    listed = [
+        np.flatnonzero((items["kind_idx"].to_numpy() == k) & ~items["late"].to_numpy()).tolist()
+        for k in range(len(CHINESE_KINDS))
+    ]
+    n_shoppers = [max(2, len(w)) if w else 0 for w in listed]
+    picked = rng.choice(eligible, size=min(sum(n_shoppers), len(eligible)), replace=False)
+    shoppers = iter(int(u) for u in picked)
+    hours = np.array(_HOUR_WEIGHTS, dtype=float) / sum(_HOUR_WEIGHTS)
+    price = items[PRICE].tolist()
+    quality = items["quality"].tolist()
+    rows: list[tuple] = []
+
+    def session(u: int, day: int, look: list[int], buy: list[int]) -> None:
+        hour = int(rng.choice(24, p=hours))
+        if day == n_days - 1:
+            hour = min(hour, 20)  # sessions on the last day end before midnight
+        t = base + day * 86400 + hour * 3600 + int(rng.integers(3600))
+        basket = []
+        for i in look:
+            rows.append((u, i, t, _VIEW, None, None))
+            t += int(rng.integers(15, 241))
+            if i in buy:
+                qty = 1 if rng.random() < 0.75 else int(rng.integers(2, 6))
+                t += int(rng.integers(5, 61))
+                rows.append((u, i, t, _CART, qty, None))
+                basket.append((i, qty))
+        t += int(rng.integers(30, 301))
+        for i, qty in basket:
+            t += int(rng.integers(1, 6))
+            rows.append((u, i, t, _PURCHASE, qty, price[i]))
+            later = t + int(rng.integers(1, 15)) * 86400 + int(rng.integers(-7200, 7200))
+            if rng.random() < 0.3 and later < window_end:
+                stars = max(1, min(5, round(rng.normal(quality[i], 0.9))))
+                rows.append((u, i, later, _RATING, None, int(stars)))
+                if rng.random() < 0.35:
+                    rows.append((u, i, later + int(rng.integers(20, 601)), _REVIEW, None, None))
+
+    for warm, n in zip(listed, n_shoppers, strict=True):
+        for j in range(n):
+            u = next(shoppers, None)
+            if u is None:
+                break
+            lo = max(0, int(users["signup_day"].iat[u]))
+            days = sorted(int(d) for d in rng.integers(lo, n_days, size=int(rng.integers(1, 4))))
+            pair = list(dict.fromkeys((warm[j % len(warm)], warm[(j + 1) % len(warm)])))
+            others = [i for i in warm if i not in pair]
+            look = pair + (
+                [others[rng.integers(len(others))]] if others and rng.random() < 0.5 else []
+            )
+            session(u, days[0], [look[x] for x in rng.permutation(len(look))], pair)
+            for day in days[1:]:  # back for more of the same kind
+                look = [warm[x] for x in rng.permutation(len(warm))[:2]]
+                session(u, day, look, [i for i in look if rng.random() < 0.3])
+    return [row for row in rows if row[2] < window_end]
 
 
 # --- business rules (issue 25): availability columns and a rules file -------------------------

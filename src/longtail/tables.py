@@ -11,7 +11,15 @@ from __future__ import annotations
 RECOMMENDATIONS = "recommendations"
 SIMILAR_ITEMS = "similar_items"
 QUALITY_METRICS = "quality_metrics"
-PUBLISHED = (RECOMMENDATIONS, SIMILAR_ITEMS, QUALITY_METRICS)
+ITEM_AUDIENCES = "item_audiences"
+PUBLISHED = (RECOMMENDATIONS, SIMILAR_ITEMS, ITEM_AUDIENCES, QUALITY_METRICS)
+# stage (= DAG task id) -> the published table it writes (and whose Airflow asset it updates)
+PUBLISHED_BY = {
+    "publish": RECOMMENDATIONS,
+    "similar_items": SIMILAR_ITEMS,
+    "item_audiences": ITEM_AUDIENCES,
+    "quality": QUALITY_METRICS,
+}
 
 BRONZE_EVENTS = "bronze_events"
 BRONZE_ITEMS = "bronze_items"

@@ -15,8 +15,9 @@ from longtail import fusion
 N_ITEMS = "n_items"
 
 
-def fusion_users(interactions: DataFrame, user_factors: DataFrame) -> DataFrame:
-    """One row per user: history arrays (sorted by item), exclusions, factors."""
+def fusion_users(interactions: DataFrame, user_factors: DataFrame | None) -> DataFrame:
+    """One row per user: history arrays (sorted by item), exclusions, factors (null without
+    user_factors: the text-only readers, such as the audiences, need none)."""
     hist = F.sort_array(
         F.collect_list(
             F.struct(
@@ -28,6 +29,8 @@ def fusion_users(interactions: DataFrame, user_factors: DataFrame) -> DataFrame:
         )
     )
     per_user = interactions.groupBy(C.USER_ID).agg(hist.alias("h"))
+    if user_factors is None:
+        user_factors = per_user.select(C.USER_ID, F.lit(None).cast("array<float>").alias(C.FACTORS))
     return per_user.join(user_factors, C.USER_ID, "left").select(
         C.USER_ID,
         F.col("h")[C.ITEM_ID].alias(fusion.HIST_ITEMS),

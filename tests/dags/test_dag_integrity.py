@@ -35,8 +35,9 @@ UPSTREAM = {
     "score": {"train_ranker"},
     "publish": {"score"},
     "similar_items": {"content", "train_als", "item_space"},
+    "item_audiences": {"content", "train_als", "item_space"},
     "quality": {"publish"},
-    "retention": {"quality", "similar_items"},
+    "retention": {"quality", "similar_items", "item_audiences"},
     "data_docs": {"retention"},
 }
 # The spine every night must walk, in this order.
@@ -46,6 +47,7 @@ SPARK_STAGES = tuple(t for t in UPSTREAM if t not in ("resolve_run", "data_docs"
 OUTLETS = {
     "publish": "recommendations",
     "similar_items": "similar_items",
+    "item_audiences": "item_audiences",
     "quality": "quality_metrics",
 }
 # Heavy libraries that belong in the Spark jobs, never in the scheduler's parse loop.

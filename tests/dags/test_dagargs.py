@@ -22,6 +22,7 @@ STAGES = (
     "score",
     "publish",
     "similar_items",
+    "item_audiences",
     "quality",
     "retention",
 )

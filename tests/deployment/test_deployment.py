@@ -39,6 +39,7 @@ STAGE_APPS = {
     "longtail-score",
     "longtail-publish",
     "longtail-similar_items",
+    "longtail-item_audiences",
     "longtail-quality",
     "longtail-retention",
 }

@@ -55,7 +55,7 @@ SAMPLE = SampleConfig(n_users=300, n_items=200, n_days=20, seed=3)
 TOP_N = 10
 RUN_TIMEOUT_S = 1200  # one DAG run: ~4 min on 2 idle cores, twice that on a busy machine
 CONSUMER_TIMEOUT_S = 600  # scheduler and api-server start, then a short consumer run a night
-PUBLISHED = ("recommendations", "similar_items", "quality_metrics")
+PUBLISHED = ("recommendations", "similar_items", "item_audiences", "quality_metrics")
 INTERMEDIATE = (
     "bronze_events",
     "bronze_items",

@@ -108,6 +108,9 @@ def write_standard_landing(root: Path) -> Path:
     text = csv_text(EVENTS_HEADER, rows) + 'b-u6,"broken,line\n'
     write(root / "events" / "dirty.csv", text)
     late = '{"item_id": "late1", "title": "Arrives later", "first_seen": "2024-06-01"}\n'
+    # listed a few days before both nights, never sold: a new product with an audience
+    late += '{"item_id": "new1", "title": "Item 13", "category": "Kitchen", '
+    late += '"first_seen": "2024-05-06"}\n'
     write(root / "items" / "late.jsonl", late)
     return root
 

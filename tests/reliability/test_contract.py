@@ -45,7 +45,7 @@ ARROW = {
     "bool": pa.bool_(),
 }
 PUBLISHING_STAGE = {"recommendations": "publish", "similar_items": "similar_items"}
-PUBLISHING_STAGE["quality_metrics"] = "quality"
+PUBLISHING_STAGE |= {"item_audiences": "item_audiences", "quality_metrics": "quality"}
 
 
 def _data_files(partition: Path) -> list[Path]:

@@ -24,15 +24,16 @@ from longtail import manifest as mf
 from longtail.reasons import ITEM_REASONS
 
 DS_PARTITIONING = pads.partitioning(pa.schema([("ds", pa.date32())]), flavor="hive")
-TABLES = ("recommendations", "silver_events", "quarantine")
+TABLES = ("recommendations", "item_audiences", "silver_events", "quarantine")
 
 
 def _expected_rows(warehouse: Path, table: str) -> int:
     """Rows published for both dates, from the run records (not from reading the tables)."""
     total = 0
     for d in (EARLIER_DS, DS):
-        if table == "recommendations":
-            total += read_json(warehouse / "_runs" / f"ds={d}" / "publish.json")["counts"]["rows"]
+        if table in ("recommendations", "item_audiences"):
+            stage = "publish" if table == "recommendations" else table
+            total += read_json(warehouse / "_runs" / f"ds={d}" / f"{stage}.json")["counts"]["rows"]
             continue
         counts = read_json(warehouse / "_runs" / f"ds={d}" / "clean.json")["counts"]
         if table == "silver_events":

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from longtail import columns as C
-from longtail.fusion import SOURCES, CandidateCounts, ItemSpace, _history
+from longtail.fusion import SOURCES, CandidateCounts, ItemSpace, history_matrix
 from longtail.scoring import top_n_indices
 
 
@@ -63,7 +63,7 @@ def candidates(
 ) -> pd.DataFrame:
     """Candidate rows with features for a batch of users (see module doc for the columns)."""
     n_items = len(space.item_ids)
-    hist, recents, excluded = _history(batch, index, n_items)
+    hist, recents, excluded = history_matrix(batch, index, n_items)
     allowed = np.ones((len(batch), n_items), bool)
     if excluded.nnz:
         allowed[excluded.nonzero()] = False

@@ -132,3 +132,67 @@ def test_the_newest_triggering_event_wins() -> None:
     ]
     assert consumer.newest_extra(events) == {"path": "/b"}
     assert consumer.newest_extra([]) is None
+
+
+def _audience_partition(wh: Path) -> Path:
+    """An item_audiences partition: items n0, n1 new (3 shoppers each), t0 long-tail only."""
+    part = wh / "item_audiences" / f"ds={DS}"
+    part.mkdir(parents=True)
+    rows = [
+        (
+            item,
+            r,
+            f"u{(7 * r + k) % 11:02d}",
+            1.0 - r / 10,
+            item != "t0",
+            f"h{r}" if r < 3 else None,
+        )
+        for k, item in enumerate(("t0", "n1", "n0"))
+        for r in (1, 2, 3)
+    ]
+    table = pa.Table.from_pylist(
+        [
+            dict(zip([n for n, _ in mf.schema_columns("item_audiences")], r, strict=True))
+            for r in rows
+        ],
+        schema=mf.arrow_schema("item_audiences"),
+    )
+    pq.write_table(table, part / "part-00000.parquet")
+    doc = mf.manifest_document(
+        table="item_audiences",
+        ds=DS,
+        rows=len(rows),
+        files=[{"path": "part-00000.parquet", "bytes": 1, "sha256": "-"}],
+        run_id="r",
+        top_n=3,
+        model_version="audience-x",
+    )
+    (part / mf.MANIFEST).write_text(json.dumps(doc))
+    return part
+
+
+def test_exports_the_new_items_audiences_in_rank_order(tmp_path: Path) -> None:
+    part = _audience_partition(tmp_path / "wh")
+    out = consumer.export_audiences(str(part), str(tmp_path / "outbox"))
+    got = pd.read_csv(out["csv"], dtype={"user_id": str, "reason_item_id": str})
+    assert out["csv"] == str(tmp_path / "outbox" / "item_audiences" / f"ds={DS}.csv")
+    assert list(got.columns) == list(consumer.AUDIENCE_COLUMNS)
+    # n0 and n1 only (t0 is long-tail, not new), each ranked 1..3; u-ids as written above
+    assert got[["item_id", "rank", "user_id"]].values.tolist() == [
+        ["n0", 1, "u09"],
+        ["n0", 2, "u05"],
+        ["n0", 3, "u01"],
+        ["n1", 1, "u08"],
+        ["n1", 2, "u04"],
+        ["n1", 3, "u00"],
+    ]
+    assert got["reason_item_id"].isna().tolist() == [False, False, True] * 2
+    assert (out["items"], out["rows"], out["model_version"]) == (2, 6, "audience-x")
+    everything = consumer.export_audiences(str(part), str(tmp_path / "all"), new_only=False)
+    assert everything["rows"] == 9 and everything["items"] == 3
+
+
+def test_an_audience_export_refuses_another_table(tmp_path: Path) -> None:
+    part = _partition(tmp_path / "wh")
+    with pytest.raises(consumer.ExportError, match="not item_audiences"):
+        consumer.export_audiences(str(part), str(tmp_path / "outbox"))

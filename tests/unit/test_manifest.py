@@ -23,6 +23,7 @@ PUBLISHED_VERSIONS = {
     # v2: reason_item_id and reason (nullable) after is_long_tail
     "recommendations": {1: "37e96827db373ad1", 2: "411b464ee6169180"},
     "similar_items": {1: "f49b8816245a93bb"},
+    "item_audiences": {1: "872a7aa93b621439"},
     "quality_metrics": {1: "9608eb167b075043"},
 }
 ARROW_TYPES = {"string", "int32", "int64", "double", "float", "bool", "date32"}

@@ -1,4 +1,5 @@
-"""An installed copy carries what the jobs read: the SQL files and the published schemas.
+"""An installed copy carries what the jobs read: the SQL files and the published schemas (and
+the sample generator its vocabulary).
 
 A Spark driver or worker may run an installed wheel with no repository beside it.
 """
@@ -62,3 +63,4 @@ def test_the_wheel_ships_sql_and_schemas(tmp_path: Path) -> None:
         assert f"longtail/sql/{path.name}" in names
     for path in (REPO / "src" / "longtail" / "schemas").glob("*.json"):
         assert f"longtail/schemas/{path.name}" in names
+    assert "longtail/sample_vocabulary.json" in names  # the sample generator's word lists

@@ -121,6 +121,43 @@ def test_ease_skips_above_the_item_cap(monkeypatch):
     assert peers.TUNED_PEERS["ease"].skip_reason(EASE_DATA) is None
 
 
+def test_ease_cap_admits_30k_item_catalogues_that_fit_in_memory():
+    assert peers.EASE_MAX_ITEMS >= 30_000
+    assert peers.ease_skip_reason(18_000) is None
+    assert peers.ease_skip_reason(30_000) is None
+    assert "30001 items > EASE_MAX_ITEMS" in peers.ease_skip_reason(30_001)
+    # 30k items: 3.4 GiB per float32 n x n array, two asked for
+    assert peers.ease_memory_skip_reason(30_000, available_bytes=24 * 2**30) is None
+    reason = peers.ease_memory_skip_reason(30_000, available_bytes=4 * 2**30)
+    assert reason == (
+        "ease skipped: 30000 items need ~6.7 GiB of memory (2 float32 items x items arrays), "
+        "4.0 GiB available"
+    )
+
+
+def test_ease_memory_check_runs_once_before_tuning_not_per_trial(monkeypatch):
+    monkeypatch.setattr(peers, "EASE_MEMORY_ARRAYS", 2**60)  # no machine has that much
+    reason = peers.TUNED_PEERS["ease"].skip_reason(EASE_DATA)
+    assert reason is not None and "GiB of memory" in reason
+    # a trial already under way is not aborted by a fresh memory reading
+    assert peers.ease(EASE_DATA, ["u1"], 1, {"l2": 1.0}).recs == {"u1": ["c"]}
+
+
+@pytest.mark.parametrize("l2", [0.5, 30.0, 800.0])
+def test_ease_weights_match_a_float64_inverse_for_every_tuned_scale(l2):
+    rng = np.random.default_rng(7)
+    x = (rng.random((60, 30)) < 0.15).astype(np.float64)
+    x[0] = 1.0  # every item used, so the matrix keeps all 30 columns
+    pairs = [(f"u{u:02d}", f"i{i:02d}") for u, i in zip(*np.nonzero(x), strict=True)]
+    data = _data(pairs)
+    x = x[x.sum(axis=1) > 0]
+    p = np.linalg.inv(x.T @ x + l2 * np.eye(x.shape[1]))
+    expected = -p / np.diag(p)[None, :]
+    np.fill_diagonal(expected, 0.0)
+    b = peers.ease_weights(data.matrix.binary, l2)
+    np.testing.assert_allclose(b, expected, rtol=1e-4, atol=1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # RP3beta
 # --------------------------------------------------------------------------------------------

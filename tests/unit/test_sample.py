@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 import time
 from collections import Counter
 from datetime import date, timedelta
@@ -44,6 +45,7 @@ from longtail.sample import (
 SMALL = SampleConfig(n_users=300, n_items=200, n_days=20)
 TINY = SampleConfig(n_users=60, n_items=60, n_days=12)
 CLEAN_TYPES = ("view", "add_to_cart", "purchase", "rating", "review")
+CJK = re.compile(r"[\u4e00-\u9fff]")  # CJK unified ideographs
 EPOCH_ZERO = ("0", "1970-01-01T00:00:00Z")
 
 
@@ -65,6 +67,8 @@ class Shop:
         titled = self.items[self.items[TITLE].notna()].drop_duplicates(ITEM_ID)
         self.catalog = titled  # clean catalogue rows of items.parquet (first row wins)
         self.known = set(titled[ITEM_ID]) | set(self.late[ITEM_ID])
+        everything = pd.concat([titled, self.late], ignore_index=True)
+        self.chinese = everything[everything[TITLE].str.contains(CJK)].reset_index(drop=True)
         self.end = date.fromisoformat(summary["end_date"])
 
         e = self.events
@@ -139,6 +143,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
     generate(tmp_path / "c", SampleConfig(**{**TINY.__dict__, "seed": TINY.seed + 1}))
     a, b, c = (_file_bytes(tmp_path / x) for x in "abc")
     assert a == b
+    assert CJK.search(a["items/late_items.jsonl"].decode("utf-8"))  # the Chinese items too
     assert a.keys() == c.keys()
     assert all(a[k] != c[k] for k in ("items/items.parquet", "users/users.csv"))
     assert sum(a[k] != c[k] for k in a if k.startswith("events/")) >= TINY.n_days - 1
@@ -167,8 +172,11 @@ def test_summary_matches_what_is_read_back(shop: Shop) -> None:
     assert s["events"] == len(shop.events)
     assert s["users"] == len(shop.users) == SMALL.n_users
     assert s["item_rows_parquet"] == len(shop.items)
-    assert s["late_items"] == len(shop.late) == round(SMALL.n_items * SMALL.late_item_fraction)
-    assert s["items"] == len(shop.known) == SMALL.n_items
+    late_chinese = int(shop.late[TITLE].str.contains(CJK).sum())
+    late = round(SMALL.n_items * SMALL.late_item_fraction) + late_chinese
+    assert s["late_items"] == len(shop.late) == late
+    assert s["items"] == len(shop.known) == SMALL.n_items + len(shop.chinese)
+    assert sorted(s["chinese_items"]) == sorted(shop.chinese[ITEM_ID])
     assert s["bot_events"] == int((shop.events[USER_ID] == s["bot_user"]).sum())
     for kind, mask in shop.dirty_masks.items():
         assert s["dirty_events"][kind] == int(mask.sum()), kind
@@ -318,8 +326,11 @@ def test_users_concentrate_on_their_favourite_categories(shop: Shop) -> None:
 
 
 def test_item_text_carries_the_category(shop: Shop) -> None:
-    """A naive Bayes on title+description words, trained on half the items, gets the rest right."""
-    items = shop.catalog.sample(frac=1.0, random_state=0)
+    """A naive Bayes on title+description words, trained on half the items, gets the rest right.
+
+    English words only: the Chinese-titled items are checked by character below."""
+    english = shop.catalog[~shop.catalog[ITEM_ID].isin(set(shop.chinese[ITEM_ID]))]
+    items = english.sample(frac=1.0, random_state=0)
     words = (items[TITLE] + " " + items[DESCRIPTION]).str.lower().str.findall(r"[a-z]+")
     half = len(items) // 2
     counts: dict[str, Counter] = {}
@@ -344,7 +355,7 @@ def test_default_config_size_and_speed(default_shop: tuple[Shop, float]) -> None
     shop, elapsed = default_shop
     summary = shop.summary
     assert 60_000 <= summary["events"] == len(shop.events) <= 120_000
-    assert summary["users"] == 3000 and summary["items"] == 2000
+    assert summary["users"] == 3000 and summary["items"] == 2000 + len(shop.chinese) == 2012
     assert elapsed < 30  # ~1-2 s on a laptop; generous for slow CI
 
 
@@ -405,3 +416,85 @@ def test_business_rules_unavailable_popular_items_and_a_valid_rules_file(shop: S
     assert rules.max_per_category == 5 and len(rules.boost) == 2
     assert sorted(rules.exclude.item_ids) == shop.summary["excluded_items"]
     assert not set(rules.exclude.item_ids) & (off | sold_out)
+
+
+def _bigrams(text: str) -> set[str]:
+    chars = "".join(CJK.findall(text))
+    return {chars[j : j + 2] for j in range(len(chars) - 1)}
+
+
+def test_chinese_items_of_a_few_kinds_with_chinese_text(shop: Shop) -> None:
+    zh = shop.chinese
+    assert 10 <= len(zh) <= 15
+    assert zh[DESCRIPTION].str.contains(CJK).all() and (zh[DESCRIPTION].str.len() > 20).all()
+    assert zh[CATEGORY].str.contains(CJK).all()
+    kinds = zh[CATEGORY].value_counts()
+    assert 2 <= len(kinds) <= 4 and kinds.min() >= 3
+    assert not set(zh[CATEGORY]) & set(
+        shop.catalog.loc[~shop.catalog[TITLE].str.contains(CJK), CATEGORY]
+    )
+    # Same-kind titles share characters: each item's nearest other Chinese item by character
+    # bigrams (Jaccard over title and category) is of its own kind.
+    grams = [_bigrams(f"{t} {c}") for t, c in zip(zh[TITLE], zh[CATEGORY], strict=True)]
+    for a, ga in enumerate(grams):
+        sims = [len(ga & gb) / len(ga | gb) if b != a else -1.0 for b, gb in enumerate(grams)]
+        assert zh[CATEGORY][int(np.argmax(sims))] == zh[CATEGORY][a], zh[TITLE][a]
+
+
+def test_chinese_items_have_history_and_a_few_are_brand_new(shop: Shop) -> None:
+    zh = shop.chinese
+    c = shop.clean
+    day = c["day"]
+    last = shop.end.isoformat()
+    cutoff = (shop.end - timedelta(days=6)).isoformat()
+    bought = set(c.loc[c[EVENT_TYPE] == "purchase", ITEM_ID])
+    new = zh[zh[FIRST_SEEN] >= cutoff]
+    assert 2 <= len(new) <= 4 and (new[FIRST_SEEN] <= last).all()
+    sold_early = set(c.loc[(c[EVENT_TYPE] == "purchase") & (day < last), ITEM_ID])
+    assert not set(new[ITEM_ID]) & sold_early  # cold: never sold before the last day
+    assert not set(new[ITEM_ID]) & set(shop.events[ITEM_ID])  # and no events at all
+    assert set(new[ITEM_ID]) <= set(shop.late[ITEM_ID])
+    assert set(shop.summary["new_chinese_items"]) == set(new[ITEM_ID])
+    listed = zh[zh[FIRST_SEEN] < cutoff]
+    assert listed[ITEM_ID].isin(bought).all()  # every other one has sold
+    assert len(listed) >= 2 * len(new)
+    # Each kind's brand-new item has an older sibling of its kind to be recommended beside.
+    assert set(new[CATEGORY]) <= set(listed[CATEGORY])
+
+
+def test_chinese_shoppers_buy_within_a_kind(shop: Shop) -> None:
+    kind = shop.chinese.set_index(ITEM_ID)[CATEGORY]
+    c = shop.clean
+    buys = c[(c[EVENT_TYPE] == "purchase") & c[ITEM_ID].isin(kind.index)]
+    per_user = buys.assign(kind=buys[ITEM_ID].map(kind)).groupby(USER_ID)
+    assert 3 <= per_user.ngroups <= 20  # a few shoppers
+    assert (per_user["kind"].nunique() == 1).all()  # each sticks to one kind
+    items_per_user = per_user[ITEM_ID].nunique()
+    co_bought = set(per_user["kind"].first()[items_per_user >= 2])
+    listed_kinds = set(kind[kind.index.isin(set(buys[ITEM_ID]))])
+    assert co_bought == listed_kinds  # in every kind, some shopper bought two of its items
+    # They are ordinary shoppers with a history of their own, not accounts made for the purpose.
+    english = set(c.loc[~c[ITEM_ID].isin(kind.index), USER_ID])
+    assert set(buys[USER_ID]) <= english
+
+
+def test_the_chinese_items_leave_the_rest_of_the_shop_as_it_was(tmp_path: Path) -> None:
+    """They come from a stream of their own: without them every other byte is the same."""
+    zh = set(Shop(tmp_path / "with", generate(tmp_path / "with", TINY)).chinese[ITEM_ID])
+    assert zh
+    generate(tmp_path / "without", SampleConfig(**{**TINY.__dict__, "chinese_items": False}))
+    with_, without = _file_bytes(tmp_path / "with"), _file_bytes(tmp_path / "without")
+    assert with_.keys() == without.keys()
+    for name, data in without.items():
+        if name.startswith("events/"):
+            lines = gzip.decompress(with_[name]).decode("utf-8").splitlines()
+            kept = [line for line in lines if line.split(",")[1] not in zh]
+            assert "\n".join(kept) + "\n" == gzip.decompress(data).decode("utf-8"), name
+        elif name == "items/items.parquet":
+            a = pd.read_parquet(tmp_path / "without" / name)
+            b = pd.read_parquet(tmp_path / "with" / name)
+            assert b.iloc[: len(a)].equals(a) and set(b[ITEM_ID].iloc[len(a) :]) <= zh
+        elif name == "items/late_items.jsonl":
+            assert with_[name].startswith(data)
+        else:
+            assert with_[name] == data, name

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import psutil
 from scipy.linalg import lapack
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
@@ -52,12 +53,22 @@ from longtail.scoring import top_n_indices
 SCORE_BLOCK = 1024  # users scored at once: 1024 x 12k items x 4 bytes ~ 50 MB per block
 
 # EASE inverts a dense items x items Gram matrix: one float32 n x n array, inverted in place
-# (4 n^2 bytes: 0.55 GiB at 12k items, 0.84 GiB at 15k) and ~n^3 flops for every l2 value tried.
-# Measured single-threaded (OPENBLAS_NUM_THREADS=1, as the benchmark runs): ~7 s at 6k items,
-# ~55 s at 12k; so ~110 s at 15k and ~250 s at 20k. Tuning needs >= 3 l2 values plus the final
-# fit: above 15k items EASE alone would take longer than all other peers together on 2 cores,
-# so it is skipped with a reason instead.
-EASE_MAX_ITEMS = 15_000
+# (4 n^2 bytes: 1.2 GiB at 18k items, 3.4 GiB at 30k; measured peak ~1 such array) and ~n^3
+# flops for every l2 value tried. Measured on the benchmark's 2 cores (OpenBLAS, both threads):
+# ~0.5 s at 4k items, ~2.5 s at 8k, ~7.8 s at 12k, so ~30 s at 18k and ~2.2 min at 30k per l2.
+# The tuner fits once per l2 value (3 to 6 on the validation split) plus once for the test run:
+# EASE costs ~2-3.5 min at 18k and ~9-16 min at 30k. One eigendecomposition G = V diag(w) V'
+# could serve every l2 (P = V diag(1 / (w + l2)) V'), but `scipy.linalg.eigh` (float32, 'evd')
+# took ~7x one whole Cholesky fit (17 s at 8k; 'evr' ~40x) and forming P from V is itself a
+# ~n^3 product (1.5 s at 8k), so it breaks even only past ~25 l2 values and needs 3 n x n arrays
+# (V, its scaled copy, P) instead of 1: every l2 value gets its own Cholesky inverse.
+# Above 30k items one l2 value takes over 2 min and tuning alone over 15 min: skipped with a
+# reason, as is a catalogue whose n x n arrays do not fit the memory available
+# (`ease_memory_skip_reason`).
+EASE_MAX_ITEMS = 30_000
+# n x n float32 arrays of free memory EASE asks for: 1 at its peak, 1 more as headroom for the
+# Gram matrix's sparse form, the scoring blocks and whatever else the process holds.
+EASE_MEMORY_ARRAYS = 2
 
 # BM25 weighting defaults of implicit's `bm25_weight` (used by its own ALS examples).
 BM25_K1 = 100.0
@@ -431,11 +442,31 @@ def rp3beta(
 
 
 def ease_skip_reason(n_items: int) -> str | None:
+    """Why EASE is not run on ``n_items`` items (time: ~n^3 flops per l2 value), or None."""
     if n_items > EASE_MAX_ITEMS:
         return (
             f"ease skipped: {n_items} items > EASE_MAX_ITEMS={EASE_MAX_ITEMS} (dense items x items "
             f"inverse: {4 * n_items**2 / 2**30:.1f} GiB per float32 copy and ~n^3 flops per "
             "l2 value, too slow on the benchmark's cores)"
+        )
+    return None
+
+
+def ease_memory_skip_reason(n_items: int, available_bytes: int | None = None) -> str | None:
+    """Why EASE does not fit in ``available_bytes`` (default: memory available now), or None.
+
+    Asks for EASE_MEMORY_ARRAYS float32 n x n arrays, so an oversized catalogue becomes a
+    benchmark row with a reason instead of an out-of-memory kill. Checked once per peer, before
+    tuning (`PeerSpec.skip_reason`), not per trial: a live reading could flip between trials.
+    """
+    if available_bytes is None:
+        available_bytes = int(psutil.virtual_memory().available)
+    need = EASE_MEMORY_ARRAYS * 4 * n_items**2
+    if need > available_bytes:
+        return (
+            f"ease skipped: {n_items} items need ~{need / 2**30:.1f} GiB of memory "
+            f"({EASE_MEMORY_ARRAYS} float32 items x items arrays), "
+            f"{available_bytes / 2**30:.1f} GiB available"
         )
     return None
 
@@ -457,7 +488,9 @@ def ease_weights(binary: csr_matrix, l2: float) -> np.ndarray:
     G = X'X + l2 * I on the binary X, P = G^-1 (Cholesky, in place), B_ij = -P_ij / P_jj
     (each column divided by its diagonal entry), B_jj = 0. float32: G holds integer counts
     (exact below 2^24) and G + l2 I is well conditioned for the l2 values tuned, so float32
-    ranks like float64 at half the memory and about half the time.
+    ranks like float64 at half the memory and about half the time. A fresh Cholesky per l2
+    value beats sharing one eigendecomposition across the tuner's l2 values (see
+    EASE_MAX_ITEMS). Peak memory: the one n x n array, factorised and normalised in place.
     """
     n = binary.shape[1]
     if n == 0:
@@ -681,7 +714,7 @@ def _never(data: PeerData) -> str | None:
 
 
 def _ease_skip(data: PeerData) -> str | None:
-    return ease_skip_reason(data.n_items)
+    return ease_skip_reason(data.n_items) or ease_memory_skip_reason(data.n_items)
 
 
 def _run_recent(

@@ -43,7 +43,8 @@ import pandas as pd
 import psutil
 
 from longtail import columns as C
-from longtail import fusion
+from longtail import fusion, tables
+from longtail.bench import audiences as audience_eval
 from longtail.bench import metrics, peers, uncertainty
 from longtail.bench.landings import derive_landing
 from longtail.bench.memory import PeakMemory
@@ -63,6 +64,7 @@ from longtail.config import (
     CleanConfig,
     ContentConfig,
     IngestConfig,
+    ItemAudiencesConfig,
     ItemSpaceConfig,
     PublishConfig,
     RankerConfig,
@@ -75,6 +77,7 @@ from longtail.stages import (
     clean,
     content,
     ingest,
+    item_audiences,
     item_space,
     publish,
     score,
@@ -469,7 +472,46 @@ def _cold_start(
             "cold_items@20": len({i for r in recs.values() for i in r[:20]} & set(cold_items)),
         }
         log(f"cold start {name}: {systems[name]}")
-    return {"protocol": protocol, "systems": systems}
+    audiences = _cold_audiences(spark, wh_cold, ds, cold_inter, cold_items, truth, log)
+    return {"protocol": protocol, "systems": systems, "audiences": audiences}
+
+
+def _cold_audiences(
+    spark: Any,
+    wh_cold: str,
+    ds: Any,
+    cold_inter: pd.DataFrame,
+    cold_items: Any,
+    truth: dict,
+    log: Any,
+) -> dict[str, Any]:
+    """The nightly item_audiences stage on the cold-start warehouse, judged by audience recall
+    on the cold items' held-out buyers against the popularity and content-neighbour baselines."""
+    cfg = ItemAudiencesConfig(ds=ds, warehouse=wh_cold)
+    record = run_and_record(spark, "item_audiences", cfg, item_audiences.run)
+    k = cfg.audience_size
+    buyers = audience_eval.buyers_of(truth, cold_items)
+    space = inputs.space_at(spark, wh_cold, ds)
+    table = read_table(spark, wh_cold, tables.ITEM_AUDIENCES, ds).toPandas()
+    lists = {
+        "published": audience_eval.from_table(table),
+        "content_neighbours": audience_eval.content_neighbour_audience(
+            space.item_ids, space.embeddings, cold_inter, list(buyers), k
+        ),
+        "popularity": audience_eval.popularity_audience(cold_inter, list(buyers), k),
+    }
+    systems = {name: audience_eval.audience_recall(a, buyers, k) for name, a in lists.items()}
+    for name, values in systems.items():
+        log(f"cold-start audiences {name}: {values}")
+    return {
+        "protocol": {
+            "audience_size": k,
+            "n_items_with_buyers": len(buyers),
+            "n_pairs": sum(len(b) for b in buyers.values()),
+            "n_target_items": record["counts"]["items"],
+        },
+        "systems": systems,
+    }
 
 
 class Prepared(NamedTuple):

@@ -370,7 +370,15 @@ def _cold_start_section(cold: object) -> str:
         return f"<p>{MISSING} no cold-start protocol in this report.</p>"
     protocol = cold.get("protocol") or {}
     systems = {str(k): v for k, v in cold["systems"].items() if isinstance(v, Mapping)}
-    return _protocol_table(protocol) + _systems_table(systems)
+    out = _protocol_table(protocol) + _systems_table(systems)
+    audiences = cold.get("audiences")
+    if isinstance(audiences, Mapping) and isinstance(audiences.get("systems"), Mapping):
+        out += "<h3>Audiences of the cold items (item_audiences)</h3>"
+        out += _protocol_table(audiences.get("protocol") or {})
+        out += _systems_table(
+            {str(k): v for k, v in audiences["systems"].items() if isinstance(v, Mapping)}
+        )
+    return out
 
 
 # --------------------------------------------------------------------------------------------

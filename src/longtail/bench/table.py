@@ -201,6 +201,34 @@ def cold_start_table(datasets: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+AUDIENCE_COLUMNS = ("micro", "macro", "items_with_audience")
+
+
+def audience_table(datasets: Sequence[Mapping[str, Any]]) -> str:
+    """Audience recall of the cold items' held-out buyers, one row per (dataset, system)."""
+    lines = [
+        "| dataset | items with buyers | buyer pairs | audience size | system | "
+        "recall (pairs) | recall (mean over items) | items with an audience |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    n_rows = len(lines)
+    for data in datasets:
+        block = (data.get("cold_start") or {}).get("audiences")
+        if not isinstance(block, Mapping) or not isinstance(block.get("systems"), Mapping):
+            continue
+        p = block.get("protocol") or {}
+        first = [_name(data), *(_fmt(p.get(k)) for k in ("n_items_with_buyers", "n_pairs"))]
+        first.append(_fmt(p.get("audience_size")))
+        for name, row in block["systems"].items():
+            if isinstance(row, Mapping):
+                values = [_fmt(row.get(c)) for c in AUDIENCE_COLUMNS]
+                lines.append("| " + " | ".join([*first, _cell(name), *values]) + " |")
+                first = ["", "", "", ""]
+    if len(lines) == n_rows:
+        return "_No report has the audience protocol yet._"
+    return "\n".join(lines)
+
+
 def table(reports: Path) -> str:
     """The README's results section: per-dataset tables, then the peer and cold-start tables."""
     datasets = load(reports)
@@ -217,6 +245,10 @@ def table(reports: Path) -> str:
         "**cold start**",
         "",
         cold_start_table(datasets),
+        "",
+        "**audiences of the cold items**",
+        "",
+        audience_table(datasets),
         "",
     ]
     return "\n".join(lines)

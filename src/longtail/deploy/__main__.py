@@ -15,10 +15,10 @@ import argparse
 import contextlib
 import sys
 
+from longtail.deploy.credentials import credentials
 from longtail.deploy.manager import (
     DeployError,
     Deployment,
-    credentials,
     down,
     exclusive,
     export_lines,

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from longtail.deploy.credentials import credentials
+
 
 class ApiError(RuntimeError):
     def __init__(self, method: str, url: str, status: int, body: str) -> None:
@@ -36,8 +38,6 @@ class AirflowClient:
     @classmethod
     def from_deployment(cls, repo: Path | None = None, timeout_s: float = 30.0) -> AirflowClient:
         """The client for this checkout's `make up` (its URL and the admin's password)."""
-        from longtail.deploy.manager import credentials
-
         creds = credentials(repo)
         return cls(creds["url"], creds["username"], creds["password"], timeout_s)
 

@@ -168,13 +168,6 @@ def exclusive(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def credentials(repo: Path | None = None) -> dict[str, str]:
-    """{url, username, password} of this checkout's deployment (the admin user)."""
-    settings = Settings.from_env(repo=repo)
-    secrets = load(secrets_dir(settings.repo))
-    return {"url": settings.api_url, "username": ADMIN_USER, "password": secrets.admin_password}
-
-
 # ---------------------------------------------------------------------------------------- up
 
 
