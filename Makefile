@@ -118,7 +118,7 @@ retention: $(STAMP)
 	@set -euo pipefail; ds="$(DS)"; if [ -z "$$ds" ]; then \
 	  ds=$$($(BIN)/python -c "import json, sys; print(json.load(open(sys.argv[1]))['ds'])" \
 	    "$(abspath $(WAREHOUSE))/recommendations/_latest.json"); fi; \
-	$(BIN)/python jobs/retention.py --ds "$$ds" --warehouse "$(abspath $(WAREHOUSE))" \
+	$(BIN)/python jobs/run_stage.py retention --ds "$$ds" --warehouse "$(abspath $(WAREHOUSE))" \
 	  --keep-nights $(KEEP_NIGHTS) $(if $(KEEP_PUBLISHED),--keep-published-nights $(KEEP_PUBLISHED))
 
 data-docs: $(STAMP)

@@ -1,10 +1,11 @@
 """Longtail nightly: landing -> bronze -> silver -> content + ALS -> ranker -> published top-N.
 
-This file only wires stages together: every stage is a Spark job in jobs/ launched with
-spark-submit through the `longtail_spark` connection (local[2] by default; point the connection at
-a cluster master to run there, no code change: the operator decides the driver's bind address
-and the executors' environment from the connection when the task runs). Nothing heavy is
-imported at parse time.
+This file only wires stages together: every stage of longtail.registry is a Spark job
+(`jobs/run_stage.py <stage>`) launched with spark-submit through the `longtail_spark` connection
+(local[2] by default; point the connection at a cluster master to run there, no code change: the
+operator decides the driver's bind address and the executors' environment from the connection
+when the task runs). The tasks, their dependencies (derived from the tables each stage reads and
+writes) and their outlets come from the registry. Nothing heavy is imported at parse time.
 """
 
 from __future__ import annotations
@@ -17,31 +18,15 @@ from pathlib import Path
 from airflow.sdk import DAG, Param, task, teardown
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from longtail.assets import PUBLISHED_BY, table_asset
+from longtail import registry
+from longtail.assets import table_asset
 from longtail.manifest import RUN_ID_ENV
 from longtail.operators import StageSubmitOperator
 
 REPO = Path(__file__).resolve().parents[1]
-JOBS = REPO / "jobs"
 SPARK_CONN_ID = os.environ.get("LONGTAIL_SPARK_CONN_ID", "longtail_spark")
 DEFAULT_LANDING = os.environ.get("LONGTAIL_LANDING", str(REPO / "data" / "landing" / "sample"))
 DEFAULT_WAREHOUSE = os.environ.get("LONGTAIL_WAREHOUSE", str(REPO / "data" / "warehouse"))
-# stage -> the stages it reads from (besides resolve_run)
-UPSTREAM = {
-    "ingest": (),
-    "clean": ("ingest",),
-    "content": ("clean",),
-    "train_als": ("clean",),
-    "item_space": ("clean",),
-    "train_ranker": ("content", "train_als", "item_space"),
-    "score": ("train_ranker",),
-    "publish": ("score",),
-    "similar_items": ("content", "train_als", "item_space"),
-    "item_audiences": ("content", "train_als", "item_space"),
-    "quality": ("publish",),
-    "retention": ("quality", "similar_items", "item_audiences"),
-}
-STAGES = tuple(UPSTREAM)
 
 DOC = """
 ### Longtail nightly recommendations
@@ -129,16 +114,19 @@ with DAG(
 
     resolved = resolve_run()
     jobs = {}
-    for stage, upstream in UPSTREAM.items():
-        jobs[stage] = StageSubmitOperator(
-            task_id=stage,
+    for stage in registry.STAGES:
+        jobs[stage.name] = StageSubmitOperator(
+            task_id=stage.name,
             conn_id=SPARK_CONN_ID,
-            application=str(JOBS / f"{stage}.py"),
+            application=str(REPO / registry.JOB),
             application_args=[
+                stage.name,
                 "--config-json",
-                f"{{{{ ti.xcom_pull(task_ids='resolve_run')['configs']['{stage}'] | tojson }}}}",
+                "{{ ti.xcom_pull(task_ids='resolve_run')['configs']['"
+                + stage.name
+                + "'] | tojson }}",
             ],
-            name=f"longtail-{stage}",
+            name=f"longtail-{stage.name}",
             env_vars={
                 "PYSPARK_PYTHON": os.environ.get("LONGTAIL_PYSPARK_PYTHON", sys.executable),
                 "PYSPARK_DRIVER_PYTHON": sys.executable,
@@ -151,10 +139,11 @@ with DAG(
             driver_memory=os.environ.get("LONGTAIL_DRIVER_MEMORY", "3g"),
             executor_memory=os.environ.get("LONGTAIL_EXECUTOR_MEMORY", "2g"),
             verbose=False,
-            outlets=[table_asset(DEFAULT_WAREHOUSE, PUBLISHED_BY[stage])]
-            if stage in PUBLISHED_BY
-            else [],
+            outlets=[table_asset(DEFAULT_WAREHOUSE, stage.publishes)] if stage.publishes else [],
         )
-        for up in upstream or ("resolve_run",):
-            (resolved if up == "resolve_run" else jobs[up]) >> jobs[stage]
-    jobs["retention"] >> data_docs()
+        # after the stages that write what it reads; a stage that reads nothing after resolve_run
+        for up in [jobs[n] for n in registry.upstream(stage.name)] or [resolved]:
+            up >> jobs[stage.name]
+    docs = data_docs()
+    for leaf in registry.leaves():
+        jobs[leaf] >> docs

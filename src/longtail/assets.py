@@ -19,12 +19,12 @@ from typing import Any
 
 from airflow.sdk import Asset
 
-from longtail import tables
+from longtail import registry, tables
 from longtail.warehouse_files import read_json
 
 GROUP = "longtail"
 # stage (= DAG task id) -> the published table whose asset it updates
-PUBLISHED_BY = tables.PUBLISHED_BY
+PUBLISHED_BY = registry.PUBLISHED_BY
 EXTRA_KEYS = ("ds", "rows", "users", "model_version", "path")
 
 
@@ -64,10 +64,12 @@ def run_record(warehouse: str, ds: str, stage: str) -> dict[str, Any] | None:
 
 
 def config_from_args(application_args: Iterable[str]) -> dict[str, Any]:
-    """The stage config a StageSubmitOperator passed as `--config-json <json>`."""
+    """The stage config a StageSubmitOperator passed as `[<stage>] --config-json <json>`."""
     args = list(application_args)
+    if len(args) == 3:  # jobs/run_stage.py <stage> --config-json <json>
+        args = args[1:]
     if args[:1] != ["--config-json"] or len(args) != 2:
-        raise AssetEventError(f"expected --config-json <json>, got {args!r}")
+        raise AssetEventError(f"expected [<stage>] --config-json <json>, got {args!r}")
     return json.loads(args[1])
 
 

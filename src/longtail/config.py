@@ -59,6 +59,16 @@ class StageConfig:
     def validate(self) -> None:
         """Subclasses raise ConfigError on values that make no sense."""
 
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """A field's default value."""
+        f = next(f for f in fields(cls) if f.name == name)
+        return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["ds"] = self.ds.isoformat()

@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from longtail import tables
+from longtail import registry, tables
 from longtail.warehouse_files import glob, read_json, write_text
 
 SITE = "_data_docs"
@@ -358,13 +358,13 @@ def collect(warehouse: str) -> tuple[dict, dict, dict]:
             gates.setdefault(m.group(1), {})[m.group(2)] = record
     quality: dict[str, dict] = {}
     published: dict[str, dict[str, dict]] = {}
-    for stage in tables.PUBLISHED_BY:
+    for stage in registry.PUBLISHED_BY:
         for uri in glob(f"{root}/_runs/ds=*/{stage}.json"):
             record = read_json(uri) or {}
             night = str((record.get("config") or {}).get("ds", ""))
             if not night:
                 continue
-            if stage == "quality" and record.get("metrics"):
+            if registry.PUBLISHED_BY[stage] == tables.QUALITY_METRICS and record.get("metrics"):
                 quality[night] = record["metrics"]
             for table, summary in (record.get("manifests") or {}).items():
                 published.setdefault(night, {})[table] = summary

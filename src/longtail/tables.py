@@ -1,4 +1,4 @@
-"""Every table the pipeline writes, in one place (stdlib only: retention and the DAG use it).
+"""Every table the pipeline writes, in one place (stdlib only: retention and the registry use it).
 
 Published tables are the output contract: each partition carries a `_manifest.json`, each table
 folder a `_latest.json`, each has a versioned schema in `longtail/schemas/`, and retention keeps
@@ -13,13 +13,7 @@ SIMILAR_ITEMS = "similar_items"
 QUALITY_METRICS = "quality_metrics"
 ITEM_AUDIENCES = "item_audiences"
 PUBLISHED = (RECOMMENDATIONS, SIMILAR_ITEMS, ITEM_AUDIENCES, QUALITY_METRICS)
-# stage (= DAG task id) -> the published table it writes (and whose Airflow asset it updates)
-PUBLISHED_BY = {
-    "publish": RECOMMENDATIONS,
-    "similar_items": SIMILAR_ITEMS,
-    "item_audiences": ITEM_AUDIENCES,
-    "quality": QUALITY_METRICS,
-}
+# Which stage publishes which: longtail.registry.PUBLISHED_BY.
 
 BRONZE_EVENTS = "bronze_events"
 BRONZE_ITEMS = "bronze_items"
@@ -40,6 +34,9 @@ ITEM_COOCCURRENCE = "item_cooccurrence"
 ALS_USER_FACTORS = "als_user_factors"
 ALS_ITEM_FACTORS = "als_item_factors"
 RANKER = "ranker"
+ALS_FACTORS = (ALS_USER_FACTORS, ALS_ITEM_FACTORS)
+# What a night's item space is assembled from (stages/fusion_inputs.space_at).
+ITEM_SPACE_INPUTS = (CATALOGUE, ITEM_STATS, ITEM_COOCCURRENCE, ITEM_EMBEDDINGS, ALS_ITEM_FACTORS)
 INTERMEDIATE = (
     *BRONZE,
     *SILVER,

@@ -23,7 +23,8 @@ DAG_FILE = REPO / "dags" / "longtail_nightly.py"
 DAG_ID = "longtail_nightly"
 CONSUMER_FILE = REPO / "dags" / "longtail_segment_export.py"
 CONSUMER_ID = "longtail_segment_export"
-# task -> its upstream tasks: the whole graph, exactly.
+# task -> its upstream tasks: the whole graph, exactly (the registry derives it from the tables
+# each stage reads and writes; this is what that derivation must give).
 UPSTREAM = {
     "resolve_run": set(),
     "ingest": {"resolve_run"},
@@ -92,8 +93,10 @@ def test_the_spine_runs_in_order_after_validation(dag: Any) -> None:
 
 def test_every_spark_stage_has_a_validated_config(dag: Any) -> None:
     from longtail.dagargs import STAGE_CONFIGS
+    from longtail.registry import NAMES, PUBLISHED_BY
 
-    assert set(STAGE_CONFIGS) == set(SPARK_STAGES)
+    assert set(STAGE_CONFIGS) == set(SPARK_STAGES) == set(NAMES)
+    assert PUBLISHED_BY == OUTLETS
 
 
 def test_retries(dag: Any) -> None:
@@ -179,14 +182,13 @@ def test_spark_tasks_use_the_longtail_connection_and_existing_jobs(dag: Any) -> 
 
     spark_tasks = [t for t in dag.tasks if isinstance(t, SparkSubmitOperator)]
     assert sorted(t.task_id for t in spark_tasks) == sorted(SPARK_STAGES)
-    jobs = (REPO / "jobs").resolve()
+    job = (REPO / "jobs" / "run_stage.py").resolve()
     for task in spark_tasks:
         assert task._conn_id == "longtail_spark", task.task_id
-        app = Path(task.application).resolve()
-        assert app.is_file(), app
-        assert app.parent == jobs and app.name == f"{task.task_id}.py"
-        # The stage's validated config comes from resolve_run, through XCom.
-        args = " ".join(task.application_args)
+        assert Path(task.application).resolve() == job, task.application
+        # jobs/run_stage.py <stage>: the stage's validated config comes from resolve_run.
+        assert task.application_args[0] == task.task_id
+        args = " ".join(task.application_args[1:])
         assert "resolve_run" in args and f"'{task.task_id}'" in args
         assert task.env_vars.get("PYSPARK_PYTHON"), task.task_id
 

@@ -11,21 +11,8 @@ import pytest
 
 from longtail.config import ConfigError
 from longtail.dagargs import STAGE_CONFIGS, resolve
+from longtail.registry import NAMES as STAGES
 
-STAGES = (
-    "ingest",
-    "clean",
-    "content",
-    "train_als",
-    "item_space",
-    "train_ranker",
-    "score",
-    "publish",
-    "similar_items",
-    "item_audiences",
-    "quality",
-    "retention",
-)
 INTERVAL_START = datetime(2026, 2, 4, 1, 30, tzinfo=UTC)
 
 
@@ -141,10 +128,11 @@ def test_top_n_out_of_range_is_a_config_error(top_n: int) -> None:
     [
         {"clean": {"ds": "2025-12-31"}},
         {"publish": {"warehouse": "/elsewhere"}},
+        {"ingest": {"landing": "/elsewhere"}},
         {"train_als": 64},
     ],
 )
 def test_overrides_cannot_split_the_run(overrides: dict[str, Any]) -> None:
-    """One run = one date and one warehouse: a stage reading another night's data is a bug."""
+    """One run = one date, warehouse and landing: a stage reading another night's data is a bug."""
     with pytest.raises(ConfigError):
         resolve(params(ds="2026-01-31", overrides=overrides), None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
@@ -14,8 +13,9 @@ from typing import Any
 
 import pyarrow.dataset as pads
 
+from longtail import registry, tables
 from longtail.config import CleanConfig, IngestConfig, StageConfig
-from longtail.stages.common import run_and_record
+from longtail.stages.common import run_stage as _run_stage
 
 DS = date(2024, 5, 10)
 EARLIER_DS = date(2024, 5, 9)
@@ -23,14 +23,8 @@ N_ITEMS = 12
 N_USERS = 6
 EVENTS_HEADER = "user_id,item_id,ts,event_type,quantity,value"
 ITEMS_HEADER = "item_id,title,category,price,first_seen,non_product"
-INGEST_CLEAN_TABLES = (
-    "bronze_events",
-    "bronze_items",
-    "quarantine",
-    "catalogue",
-    "silver_events",
-    "interactions",
-)
+# What ingest and clean write from a landing without users/ (bronze_users is written only with it).
+INGEST_CLEAN_TABLES = (tables.BRONZE_EVENTS, tables.BRONZE_ITEMS, *tables.SILVER)
 TOP_N = 5
 # Small models: seconds on two cores, the same code paths as the nightly run. Also given to the
 # backfill through Airflow (dag run conf), so both build the very same configs.
@@ -125,8 +119,7 @@ def write(path: Path, content: str | bytes) -> Path:
 
 
 def run_stage(spark: Any, name: str, cfg: StageConfig) -> dict[str, Any]:
-    module = importlib.import_module(f"longtail.stages.{name}")
-    return run_and_record(spark, name, cfg, module.run)
+    return _run_stage(spark, name, cfg)
 
 
 def ingest_clean(spark: Any, landing: Path | str, warehouse: Path | str, ds: date = DS) -> dict:
@@ -137,8 +130,8 @@ def ingest_clean(spark: Any, landing: Path | str, warehouse: Path | str, ds: dat
 def resolved_configs(
     landing: Path | str, warehouse: Path | str, ds: date, overrides: dict | None = None
 ) -> dict[str, StageConfig]:
-    """Every stage's config exactly as the DAG's resolve_run task builds it, in DAG order."""
-    from longtail.dagargs import STAGE_CONFIGS, resolve
+    """Every stage's config exactly as the DAG's resolve_run task builds it, in registry order."""
+    from longtail.dagargs import resolve
 
     params = {
         "ds": ds.isoformat(),
@@ -148,7 +141,7 @@ def resolved_configs(
         "overrides": PIPELINE_OVERRIDES if overrides is None else overrides,
     }
     configs = resolve(params, None)["configs"]
-    return {name: STAGE_CONFIGS[name](**configs[name]) for name in STAGE_CONFIGS}
+    return {s.name: s.config_class(**configs[s.name]) for s in registry.STAGES}
 
 
 def full_pipeline(
@@ -160,9 +153,9 @@ def full_pipeline(
     skip: tuple[str, ...] = (),
     before: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """Every stage of the nightly DAG in-process, in DAG order (ingest .. publish .. quality).
+    """Every stage of the nightly DAG in-process, in registry order (ingest .. retention).
 
-    Follows the DAG's stage list (dagargs.STAGE_CONFIGS), so stages added there are run here too.
+    Follows the registry (longtail.registry.STAGES), so stages added there are run here too.
     before(name), if given, is called before each stage: a schedule test holds a stage there.
     """
     done = []

@@ -43,7 +43,7 @@ import pandas as pd
 import psutil
 
 from longtail import columns as C
-from longtail import fusion, tables
+from longtail import fusion, registry, tables
 from longtail.bench import audiences as audience_eval
 from longtail.bench import metrics, peers, uncertainty
 from longtail.bench.landings import derive_landing
@@ -59,33 +59,12 @@ from longtail.bench.split import (
     split_events,
     validation_split,
 )
-from longtail.config import (
-    AlsConfig,
-    CleanConfig,
-    ContentConfig,
-    IngestConfig,
-    ItemAudiencesConfig,
-    ItemSpaceConfig,
-    PublishConfig,
-    RankerConfig,
-    ScoreConfig,
-)
+from longtail.config import ScoreConfig
 from longtail.lastday import last_day
 from longtail.ranker import load_scorer
 from longtail.sparkutil import get_spark
-from longtail.stages import (
-    clean,
-    content,
-    ingest,
-    item_audiences,
-    item_space,
-    publish,
-    score,
-    train_als,
-    train_ranker,
-)
 from longtail.stages import fusion_inputs as inputs
-from longtail.stages.common import run_and_record
+from longtail.stages.common import run_stage
 from longtail.stages.train_als import USER_FACTORS
 from longtail.storage import read_table
 
@@ -130,6 +109,15 @@ class BenchConfig:
             raise ValueError("cold_fraction must be in (0, 1)")
 
 
+# The stages the published recommendations need, in run order (ingest .. publish); the clean
+# events alone need the first of them (ingest, clean); a seed changes what comes after content.
+PIPELINE = registry.lineage(registry.writer_of(tables.RECOMMENDATIONS))
+CLEAN_EVENTS = registry.lineage(registry.writer_of(tables.SILVER_EVENTS))
+LEARNED = tuple(
+    n for n in PIPELINE if n not in registry.lineage(registry.writer_of(tables.ITEM_EMBEDDINGS))
+)
+
+
 def run_pipeline(
     spark: Any, landing: str, wh: str, ds: Any, *, full: bool, seed: int | None = None
 ) -> dict[str, dict]:
@@ -137,32 +125,32 @@ def run_pipeline(
 
     seed: the seed of the learned stages (ALS, the ranker), None = the default configuration's.
     """
-    stages: list[tuple[str, Any, Any]] = [
-        ("ingest", ingest, IngestConfig(ds=ds, warehouse=wh, landing=landing)),
-        ("clean", clean, CleanConfig(ds=ds, warehouse=wh)),
-    ]
-    if full:
-        stages += [("content", content, ContentConfig(ds=ds, warehouse=wh))]
-        stages += _learned_stages(wh, ds, seed)
-    return {name: run_and_record(spark, name, cfg, mod.run) for name, mod, cfg in stages}
+    names = PIPELINE if full else CLEAN_EVENTS
+    configs = _configs(names, wh, ds, seed, landing)
+    return {name: run_stage(spark, name, cfg) for name, cfg in configs.items()}
 
 
-def _learned_stages(wh: str, ds: Any, seed: int | None) -> list[tuple[str, Any, Any]]:
-    seeded = {} if seed is None else {"seed": seed}
-    return [
-        ("train_als", train_als, AlsConfig(ds=ds, warehouse=wh, **seeded)),
-        ("item_space", item_space, ItemSpaceConfig(ds=ds, warehouse=wh)),
-        ("train_ranker", train_ranker, RankerConfig(ds=ds, warehouse=wh, **seeded)),
-        ("score", score, ScoreConfig(ds=ds, warehouse=wh, top_n=K)),
-        ("publish", publish, PublishConfig(ds=ds, warehouse=wh, top_n=K)),
-    ]
+def _configs(
+    names: tuple[str, ...], wh: str, ds: Any, seed: int | None, landing: str | None = None
+) -> dict[str, Any]:
+    """The named stages' default configs for this run; `seed` for every stage that has one."""
+    seeded = {
+        n: {"seed": seed}
+        for n in names
+        if seed is not None and "seed" in registry.stage(n).config_class.field_names()
+    }
+    return registry.build_configs(ds, wh, landing=landing, top_n=K, overrides=seeded, names=names)
+
+
+def _learned_stages(wh: str, ds: Any, seed: int | None) -> dict[str, Any]:
+    """The night's stages from ALS on (everything after content), with their configs."""
+    return _configs(LEARNED, wh, ds, seed)
 
 
 def run_learned_stages(spark: Any, wh: str, ds: Any, seed: int | None) -> dict[str, dict]:
     """Re-run the night's stages from ALS on (same data, content and date) with another seed."""
     return {
-        name: run_and_record(spark, name, cfg, mod.run)
-        for name, mod, cfg in _learned_stages(wh, ds, seed)
+        name: run_stage(spark, name, cfg) for name, cfg in _learned_stages(wh, ds, seed).items()
     }
 
 
@@ -236,7 +224,7 @@ def _pipeline_parts(
         out["candidates"] = (0.0, pool.groupby(C.USER_ID)[C.ITEM_ID].agg(list).to_dict())
         # Each point is the published re-ranking at that tail target, its new-item slots
         # included (a share of the tail target at most); 0.0 is the ranker's own order.
-        new_share = ScoreConfig.new_item_share
+        new_share = ScoreConfig.default("new_item_share")
         shares = _tail_shares(interactions, space)
         by_target = {
             t: metrics.recs_from_frame(
@@ -260,7 +248,7 @@ def _tail_shares(interactions: pd.DataFrame, space: fusion.ItemSpace) -> pd.Data
 
 def _user_targets(shares: pd.DataFrame, tail_target: float) -> float | dict[str, float]:
     """The published run's tail targets at `tail_target`: calibrated per user, as in score."""
-    if not ScoreConfig.calibrate_tail or tail_target == 0:
+    if not ScoreConfig.default("calibrate_tail") or tail_target == 0:
         return tail_target
     counts = shares[["t", "n"]].to_numpy()
     prior, shift = fusion.tail_calibration(counts, tail_target)
@@ -487,8 +475,9 @@ def _cold_audiences(
 ) -> dict[str, Any]:
     """The nightly item_audiences stage on the cold-start warehouse, judged by audience recall
     on the cold items' held-out buyers against the popularity and content-neighbour baselines."""
-    cfg = ItemAudiencesConfig(ds=ds, warehouse=wh_cold)
-    record = run_and_record(spark, "item_audiences", cfg, item_audiences.run)
+    name = registry.writer_of(tables.ITEM_AUDIENCES)
+    cfg = registry.build_configs(ds, wh_cold, names=(name,))[name]
+    record = run_stage(spark, name, cfg)
     k = cfg.audience_size
     buyers = audience_eval.buyers_of(truth, cold_items)
     space = inputs.space_at(spark, wh_cold, ds)

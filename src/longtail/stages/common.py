@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from pyspark.sql import SparkSession
 
-from longtail import __version__
+from longtail import __version__, registry
 from longtail.config import StageConfig
 from longtail.errors import ERROR_PREFIX, PERMANENT_EXIT_CODE, PermanentError
 from longtail.sparkutil import get_spark
@@ -74,3 +74,8 @@ def run_and_record(
     write_record(spark, cfg.warehouse, cfg.ds, name, record)
     clear_failure(spark, cfg.warehouse, cfg.ds, name)  # an earlier attempt's, now superseded
     return record
+
+
+def run_stage(spark: SparkSession, name: str, cfg: StageConfig) -> dict[str, Any]:
+    """The registry's stage `name` in-process on `spark`, recorded like a spark-submit run."""
+    return run_and_record(spark, name, cfg, registry.stage(name).load().run)
