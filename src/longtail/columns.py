@@ -66,3 +66,7 @@ RECOMMENDATION_COLUMNS = (*REQUIRED_RECOMMENDATION_COLUMNS, REASON_ITEM_ID, REAS
 
 # Model factors
 FACTORS = "factors"
+
+# Text embeddings (item_embeddings and the embedding cache)
+EMBEDDING = "embedding"
+TEXT_HASH = "text_hash"

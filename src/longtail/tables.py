@@ -48,6 +48,10 @@ INTERMEDIATE = (
     RANKER,
 )
 
+# Key of the score stage's run record naming the staged recommendations attempt that publish
+# audits and swaps in.
+STAGED_ATTEMPT = "staged_attempt"
+
 # Text embeddings by (model, text) hash, one folder per model, partitioned by the night that
 # first embedded each text; compacted by retention, never expired (see stages/content.py).
 EMBEDDING_CACHE = "_cache/embeddings"

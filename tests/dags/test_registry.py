@@ -115,3 +115,44 @@ def test_the_registry_imports_the_standard_library_only(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def _stage_imports(path: Path) -> set[str]:
+    """The registry stages a module imports (`longtail.stages.<stage>` in any import form)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module == "longtail.stages":
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            "longtail.stages."
+        ):
+            found.add(node.module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            found |= {
+                a.name.split(".")[2] for a in node.names if a.name.startswith("longtail.stages.")
+            }
+    return found & set(registry.NAMES)
+
+
+@pytest.mark.parametrize("stage", registry.NAMES)
+def test_stages_do_not_import_their_siblings(stage: str) -> None:
+    """Shared names live in tables.py and columns.py, shared code in modules of its own."""
+    path = SRC / "stages" / f"{stage}.py"
+    assert _stage_imports(path) - {stage} == set()
+
+
+def test_no_table_name_is_a_string_literal_in_a_read() -> None:
+    """Every read_table names its table with a constant of longtail.tables."""
+    literal = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "read_table"
+                and any(
+                    isinstance(a, ast.Constant) and isinstance(a.value, str)
+                    for a in (*node.args, *(k.value for k in node.keywords))
+                )
+            ):
+                literal.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert literal == []

@@ -65,7 +65,6 @@ from longtail.ranker import load_scorer
 from longtail.sparkutil import get_spark
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import run_stage
-from longtail.stages.train_als import USER_FACTORS
 from longtail.storage import read_table
 
 REPO = Path(__file__).resolve().parents[3]
@@ -183,13 +182,13 @@ def _pipeline_parts(
 ) -> dict[str, tuple[float, Any]]:
     """Single sources and the un-re-ranked fusion from the item space and ranker the published
     run used: name -> (score seconds, lists); fusion's lists are {tail_target: lists}."""
-    meta_path = Path(wh) / "ranker" / f"ds={ds.isoformat()}"
+    meta_path = Path(wh) / tables.RANKER / f"ds={ds.isoformat()}"
     meta = json.loads((meta_path / "meta.json").read_text())
     text = (meta_path / "model.txt").read_text()
     booster = load_scorer(text, meta)
     space = inputs.space_at(spark, wh, ds)
     # every user's factors: the offline benchmark's driver holds them, the pipeline never does
-    user_factors = read_table(spark, wh, USER_FACTORS, ds).orderBy(C.USER_ID).toPandas()
+    user_factors = read_table(spark, wh, tables.ALS_USER_FACTORS, ds).orderBy(C.USER_ID).toPandas()
     frame = fusion.user_frame(interactions[interactions[C.USER_ID].isin(set(users))], user_factors)
     index = space.index
 
@@ -436,17 +435,20 @@ def _cold_start(
         user_cutoffs=split.user_cutoffs,
     )
     run_pipeline(spark, str(landing), wh_cold, ds, full=True)
-    cold_inter = read_table(spark, wh_cold, "interactions", ds).toPandas()
+    cold_inter = read_table(spark, wh_cold, tables.INTERACTIONS, ds).toPandas()
     lists: dict[str, dict[str, list[str]]] = {}
     lists["popularity"] = peers.popularity(cold_inter, users, cfg.top_k).recs
     if als_params is not None:
         lists["als"] = peers.als(cold_inter, users, cfg.top_k, als_params, seed).recs
     parts = _pipeline_parts(spark, wh_cold, ds, cold_inter, users, ("content",), False)
     lists["content"] = parts["content"][1]
-    published = read_table(spark, wh_cold, "recommendations", ds).toPandas()
+    published = read_table(spark, wh_cold, tables.RECOMMENDATIONS, ds).toPandas()
     lists["published"] = metrics.recs_from_frame(published[published[C.USER_ID].isin(set(users))])
     cold_catalogue = (
-        read_table(spark, wh_cold, "catalogue", ds).select(C.ITEM_ID).toPandas()[C.ITEM_ID].tolist()
+        read_table(spark, wh_cold, tables.CATALOGUE, ds)
+        .select(C.ITEM_ID)
+        .toPandas()[C.ITEM_ID]
+        .tolist()
     )
     _, cold_tail = metrics.head_tail_split(cold_inter.groupby(C.ITEM_ID).size(), cold_catalogue)
     systems = {}
@@ -522,13 +524,13 @@ def prepare(spark: Any, cfg: BenchConfig, wh: str, log: Any) -> Prepared:
     log(f"ingest + clean up to {ds_final}")
     run_pipeline(spark, cfg.landing, wh, ds_final, full=False)
     events = (
-        read_table(spark, wh, "silver_events", ds_final)
+        read_table(spark, wh, tables.SILVER_EVENTS, ds_final)
         .select(C.USER_ID, C.ITEM_ID, C.TS, C.EVENT_TYPE, C.WEIGHT)
         .toPandas()
     )
     events[C.TS] = pd.to_datetime(events[C.TS], utc=True)
     given = (
-        read_table(spark, wh, "catalogue", ds_final)
+        read_table(spark, wh, tables.CATALOGUE, ds_final)
         .select(C.ITEM_ID, C.FIRST_SEEN)
         .toPandas()
         .set_index(C.ITEM_ID)[C.FIRST_SEEN]
@@ -564,14 +566,14 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     # 3. The pipeline itself, run for the last training day.
     with PeakMemory() as mem:
         records = run_pipeline(spark, bench_landing, wh, ds_train, full=True)
-    interactions = read_table(spark, wh, "interactions", ds_train).toPandas()
+    interactions = read_table(spark, wh, tables.INTERACTIONS, ds_train).toPandas()
     catalogue = (
-        read_table(spark, wh, "catalogue", ds_train)
+        read_table(spark, wh, tables.CATALOGUE, ds_train)
         .select(C.ITEM_ID)
         .toPandas()[C.ITEM_ID]
         .tolist()
     )
-    published = read_table(spark, wh, "recommendations", ds_train).toPandas()
+    published = read_table(spark, wh, tables.RECOMMENDATIONS, ds_train).toPandas()
     users = split.eval_users
     train_counts = interactions.groupby(C.ITEM_ID).size()
     n_train_users = interactions[C.USER_ID].nunique()

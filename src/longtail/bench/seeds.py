@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from longtail import columns as C
+from longtail import tables
 from longtail.bench import metrics
 from longtail.bench.adapters import adapt
 from longtail.bench.replay import REPO, BenchConfig, prepare, run_learned_stages, run_pipeline
@@ -55,8 +56,8 @@ def run_seeds(cfg: BenchConfig, seeds: list[int]) -> dict[str, Any]:
     prep = prepare(spark, cfg, wh, log)
     ds = prep.ds_train
     run_pipeline(spark, prep.landing, wh, ds, full=True, seed=seeds[0])
-    interactions = read_table(spark, wh, "interactions", ds).select(C.ITEM_ID).toPandas()
-    catalogue = read_table(spark, wh, "catalogue", ds).select(C.ITEM_ID).toPandas()[C.ITEM_ID]
+    interactions = read_table(spark, wh, tables.INTERACTIONS, ds).select(C.ITEM_ID).toPandas()
+    catalogue = read_table(spark, wh, tables.CATALOGUE, ds).select(C.ITEM_ID).toPandas()[C.ITEM_ID]
     train_counts = interactions.groupby(C.ITEM_ID).size()
     _, tail = metrics.head_tail_split(train_counts, catalogue.tolist(), 0.8)
     users = list(prep.split.eval_users)
@@ -65,7 +66,7 @@ def run_seeds(cfg: BenchConfig, seeds: list[int]) -> dict[str, Any]:
     for i, seed in enumerate(seeds):
         if i:
             run_learned_stages(spark, wh, ds, seed)
-        published = read_table(spark, wh, "recommendations", ds).toPandas()
+        published = read_table(spark, wh, tables.RECOMMENDATIONS, ds).toPandas()
         recs = metrics.recs_from_frame(published[published[C.USER_ID].isin(wanted)])
         m = published_metrics(recs, prep.split.truth, set(tail), users)
         log(f"seed {seed}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items()))

@@ -40,8 +40,8 @@ def run(spark: SparkSession, cfg: CleanConfig) -> dict[str, Any]:
 
 
 def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
-    bronze_events = read_table(spark, cfg.warehouse, "bronze_events", cfg.ds)
-    bronze_items = read_table(spark, cfg.warehouse, "bronze_items", cfg.ds)
+    bronze_events = read_table(spark, cfg.warehouse, tables.BRONZE_EVENTS, cfg.ds)
+    bronze_items = read_table(spark, cfg.warehouse, tables.BRONZE_ITEMS, cfg.ds)
 
     def once(classified: DataFrame) -> DataFrame:
         # Three outputs derive from the classification (two joins, two windows over all events):
@@ -53,10 +53,10 @@ def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
     result = clean(bronze_events, bronze_items, cfg, once)
     wh, ds = cfg.warehouse, cfg.ds
     outputs = {
-        "quarantine": (result.quarantine, None),
-        "catalogue": (result.catalogue, gates.gate_catalogue),
-        "silver_events": (result.events, lambda df: gates.gate_events(df, ds)),
-        "interactions": (result.interactions, gates.gate_interactions),
+        tables.QUARANTINE: (result.quarantine, None),
+        tables.CATALOGUE: (result.catalogue, gates.gate_catalogue),
+        tables.SILVER_EVENTS: (result.events, lambda df: gates.gate_events(df, ds)),
+        tables.INTERACTIONS: (result.interactions, gates.gate_interactions),
     }
     staged = {
         t: spark.read.parquet(write_staging(df, wh, t, ds, attempt))
@@ -70,7 +70,7 @@ def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
     ).count()
     n_items_in = bronze_items.count()
     n_items_deferred = bronze_items.where(F.col(C.FIRST_SEEN) > F.lit(ds)).count()
-    quarantine = staged["quarantine"]
+    quarantine = staged[tables.QUARANTINE]
     reasons = {
         f"{r['table']}/{r['reason']}": r["count"]
         for r in quarantine.groupBy("table", C.REASON).count().collect()
@@ -79,14 +79,14 @@ def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
     q_items = sum(v for k, v in reasons.items() if k.startswith("items/"))
     counts = {
         "events_in": n_events_in,
-        "events_accepted": staged["silver_events"].count(),
+        "events_accepted": staged[tables.SILVER_EVENTS].count(),
         "events_quarantined": q_events,
         "events_deferred": n_events_deferred,
         "items_in": n_items_in,
-        "items_accepted": staged["catalogue"].count(),
+        "items_accepted": staged[tables.CATALOGUE].count(),
         "items_quarantined": q_items,
         "items_deferred": n_items_deferred,
-        "interactions": staged["interactions"].count(),
+        "interactions": staged[tables.INTERACTIONS].count(),
     }
     for kind in ("events", "items"):
         parts = sum(counts[f"{kind}_{p}"] for p in ("accepted", "quarantined", "deferred"))

@@ -35,8 +35,8 @@ from longtail.text_ngrams import decide
 log = logging.getLogger("longtail")
 
 TABLE = tables.ITEM_EMBEDDINGS
-EMBEDDING = "embedding"
-TEXT_HASH = "text_hash"
+EMBEDDING = C.EMBEDDING
+TEXT_HASH = C.TEXT_HASH
 _SCHEMA = StructType(
     [StructField(TEXT_HASH, StringType()), StructField(EMBEDDING, ArrayType(FloatType()))]
 )
@@ -71,7 +71,7 @@ def run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
 
 def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
     wh, ds = cfg.warehouse, cfg.ds
-    catalogue = read_table(spark, wh, "catalogue", ds).orderBy(C.ITEM_ID).toPandas()
+    catalogue = read_table(spark, wh, tables.CATALOGUE, ds).orderBy(C.ITEM_ID).toPandas()
     texts = catalogue_texts(catalogue, cfg)
     cache_root = f"{wh}/{cache_table(cfg.model)}"
     fs = Fs(spark, cache_root)

@@ -10,14 +10,10 @@ from pyspark.sql import SparkSession
 
 from longtail import columns as C
 from longtail import rules as business_rules
-from longtail import text_ngrams
+from longtail import tables, text_ngrams
 from longtail.fusion import ItemSpace, assemble_item_space
 from longtail.rules import Rules
-from longtail.stages.content import EMBEDDING
-from longtail.stages.content import TABLE as EMBEDDINGS
-from longtail.stages.train_als import ITEM_FACTORS
 from longtail.storage import read_record, read_table
-from longtail.tables import ITEM_COOCCURRENCE, ITEM_STATS
 
 
 def window_end(ds: date) -> pd.Timestamp:
@@ -25,15 +21,17 @@ def window_end(ds: date) -> pd.Timestamp:
 
 
 def catalogue(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
-    return read_table(spark, wh, "catalogue", ds).orderBy(C.ITEM_ID).toPandas()
+    return read_table(spark, wh, tables.CATALOGUE, ds).orderBy(C.ITEM_ID).toPandas()
 
 
 def embeddings(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
-    return read_table(spark, wh, EMBEDDINGS, ds).select(C.ITEM_ID, EMBEDDING).toPandas()
+    return (
+        read_table(spark, wh, tables.ITEM_EMBEDDINGS, ds).select(C.ITEM_ID, C.EMBEDDING).toPandas()
+    )
 
 
 def item_factors(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
-    return read_table(spark, wh, ITEM_FACTORS, ds).orderBy(C.ITEM_ID).toPandas()
+    return read_table(spark, wh, tables.ALS_ITEM_FACTORS, ds).orderBy(C.ITEM_ID).toPandas()
 
 
 def night_rules(spark: SparkSession, wh: str, ds: date) -> Rules | None:
@@ -69,8 +67,8 @@ def space_at(
     cat = catalogue(spark, wh, ds)
     space = assemble_item_space(
         cat,
-        read_table(spark, wh, ITEM_STATS, ds).toPandas(),
-        read_table(spark, wh, ITEM_COOCCURRENCE, ds).toPandas(),
+        read_table(spark, wh, tables.ITEM_STATS, ds).toPandas(),
+        read_table(spark, wh, tables.ITEM_COOCCURRENCE, ds).toPandas(),
         embeddings(spark, wh, ds),
         item_factors(spark, wh, ds),
         window_end(ds),

@@ -56,12 +56,12 @@ def run(spark: SparkSession, cfg: IngestConfig) -> dict[str, Any]:
     # First, before anything is read or written: a bad rules file stops the night here.
     shop_rules = read_rules(spark, cfg.landing)
     frames = {
-        "bronze_events": (landing.read_events(spark, cfg.landing), C.EVENTS_REQUIRED),
-        "bronze_items": (landing.read_items(spark, cfg.landing), C.ITEMS_REQUIRED),
+        tables.BRONZE_EVENTS: (landing.read_events(spark, cfg.landing), C.EVENTS_REQUIRED),
+        tables.BRONZE_ITEMS: (landing.read_items(spark, cfg.landing), C.ITEMS_REQUIRED),
     }
     users = landing.read_users(spark, cfg.landing)
     if users is not None:
-        frames["bronze_users"] = (users, C.USERS_REQUIRED)
+        frames[tables.BRONZE_USERS] = (users, C.USERS_REQUIRED)
     wh, ds = cfg.warehouse, cfg.ds
     # Every table is staged and audited before any is published: a file that turns out to be
     # unreadable half-way (a truncated .gz) or a failed gate leaves all bronze tables as they were.

@@ -11,13 +11,12 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from longtail import gates
+from longtail import gates, tables
 from longtail.config import PublishConfig
 from longtail.errors import PermanentError
 from longtail.fusion import SOURCES
 from longtail.stages.common import stage_main
 from longtail.stages.fusion_inputs import night_rules
-from longtail.stages.score import STAGED_ATTEMPT, TABLE
 from longtail.storage import (
     MANIFEST_KEY,
     discard_staged,
@@ -27,21 +26,23 @@ from longtail.storage import (
     table_path,
 )
 
+TABLE = tables.RECOMMENDATIONS
+
 
 def run(spark: SparkSession, cfg: PublishConfig) -> dict[str, Any]:
     score = read_record(spark, cfg.warehouse, cfg.ds, "score")
     if score is None:
         raise FileNotFoundError(f"no score record for ds={cfg.ds}: run score first")
     expected_users = int(score["counts"]["users"])
-    attempt = score.get(STAGED_ATTEMPT)
+    attempt = score.get(tables.STAGED_ATTEMPT)
     # The shop's rules and the night's availability are checked when there is something to
     # check; otherwise the gate is the output contract alone, as before rules existed.
     rules = night_rules(spark, cfg.warehouse, cfg.ds)
-    catalogue = read_table(spark, cfg.warehouse, "catalogue", cfg.ds)
+    catalogue = read_table(spark, cfg.warehouse, tables.CATALOGUE, cfg.ds)
     if rules is None and catalogue.where(~gates.allowed_item(catalogue, None)).isEmpty():
         catalogue = None
     # Every reason item must be one of the user's own history items (the night's interactions).
-    history = read_table(spark, cfg.warehouse, "interactions", cfg.ds)
+    history = read_table(spark, cfg.warehouse, tables.INTERACTIONS, cfg.ds)
     try:
         result = publish_staged(
             spark,

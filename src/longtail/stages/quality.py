@@ -194,7 +194,7 @@ def run(spark: SparkSession, cfg: QualityConfig) -> dict[str, Any]:
     row: dict[str, Any] = {"ds": ds.isoformat(), "evaluated_run": None}
     if prev is not None:
         start = datetime.combine(prev + timedelta(days=1), time.min)
-        events = read_table(spark, wh, "silver_events", ds)
+        events = read_table(spark, wh, tables.SILVER_EVENTS, ds)
         arrived = events.where(F.col(C.TS) >= F.lit(start.isoformat(sep=" ")).cast("timestamp"))
         with read_lease(spark, wh, night_key(prev)):  # retention keeps prev while we read it
             row.update(

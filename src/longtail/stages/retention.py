@@ -20,7 +20,6 @@ from longtail import tables
 from longtail.config import RetentionConfig
 from longtail.retention import ds_of, expired, first_copies, window_start
 from longtail.stages.common import stage_main
-from longtail.stages.content import TEXT_HASH
 from longtail.storage import (
     CACHE_KEY,
     LEASE_STALE_S,
@@ -112,15 +111,17 @@ def compact_cache(spark: SparkSession, fs: Fs, warehouse: str) -> dict[str, Any]
             root = f"{warehouse}/{name}"
             if not fs.list_files(root):
                 continue
-            held = spark.read.parquet(root).select(TEXT_HASH, C.DS)
-            copied = held.groupBy(TEXT_HASH).count().where(F.col("count") > 1).select(TEXT_HASH)
-            rows = held.join(copied, TEXT_HASH, "left_semi").collect()  # only the copies
-            extra = first_copies((r[TEXT_HASH], r[C.DS]) for r in rows)
+            held = spark.read.parquet(root).select(C.TEXT_HASH, C.DS)
+            copied = held.groupBy(C.TEXT_HASH).count().where(F.col("count") > 1).select(C.TEXT_HASH)
+            rows = held.join(copied, C.TEXT_HASH, "left_semi").collect()  # only the copies
+            extra = first_copies((r[C.TEXT_HASH], r[C.DS]) for r in rows)
             rewritten, removed = [], []
             for day, hashes in sorted(extra.items()):
                 part = spark.read.parquet(table_path(warehouse, name, day))
-                drop = spark.createDataFrame([(h,) for h in sorted(hashes)], f"{TEXT_HASH} string")
-                kept = part.join(F.broadcast(drop), TEXT_HASH, "left_anti")
+                drop = spark.createDataFrame(
+                    [(h,) for h in sorted(hashes)], f"{C.TEXT_HASH} string"
+                )
+                kept = part.join(F.broadcast(drop), C.TEXT_HASH, "left_anti")
                 if kept.isEmpty():
                     if remove_partition(spark, warehouse, name, day):
                         removed.append(day.isoformat())

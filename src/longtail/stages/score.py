@@ -40,8 +40,6 @@ from longtail.scoring import (
 )
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
-from longtail.stages.train_als import ITEM_FACTORS, USER_FACTORS
-from longtail.stages.train_ranker import TABLE as RANKER
 from longtail.storage import (
     Fs,
     discard_staged,
@@ -54,8 +52,6 @@ from longtail.storage import (
 from longtail.user_histories import fusion_users
 
 TABLE = tables.RECOMMENDATIONS
-# Key of the score run record naming the staged attempt that publish audits and swaps in.
-STAGED_ATTEMPT = "staged_attempt"
 OUTPUT_SCHEMA = StructType(
     [
         *RECOMMENDATION_SCHEMA.fields,
@@ -199,16 +195,16 @@ def _run_fusion(
     spark: SparkSession, cfg: ScoreConfig, rules: Rules | None
 ) -> tuple[DataFrame, str, tuple[float, float] | None]:
     wh, ds = cfg.warehouse, cfg.ds
-    meta_uri = f"{table_path(wh, RANKER, ds)}/meta.json"
+    meta_uri = f"{table_path(wh, tables.RANKER, ds)}/meta.json"
     fs = Fs(spark, meta_uri)
     if not fs.exists(meta_uri):
         raise FileNotFoundError(f"no ranker for ds={ds}: run train_ranker first ({meta_uri})")
     meta = json.loads(fs.read_text(meta_uri))
-    model_text = fs.read_text(f"{table_path(wh, RANKER, ds)}/model.txt")
+    model_text = fs.read_text(f"{table_path(wh, tables.RANKER, ds)}/model.txt")
     space = inputs.space_at(spark, wh, ds, cfg.head_share, rules)
     counts, retrieval = fusion.retrieval_from_meta(space, meta)
-    interactions = read_table(spark, wh, "interactions", ds)
-    users = fusion_users(interactions, read_table(spark, wh, USER_FACTORS, ds))
+    interactions = read_table(spark, wh, tables.INTERACTIONS, ds)
+    users = fusion_users(interactions, read_table(spark, wh, tables.ALS_USER_FACTORS, ds))
     calibration = night_tail_calibration(interactions, space, cfg)
     bc = spark.sparkContext.broadcast((space, retrieval, model_text, meta))
     version = versioned(meta["model_version"], rules)
@@ -235,11 +231,11 @@ def _run_als(
     if rules is not None and (rules.boost or rules.max_per_category or rules.max_per_brand):
         raise ConfigError("the rules file's caps and boosts need strategy=fusion")
     space = inputs.space_at(spark, wh, ds, cfg.head_share, rules)
-    events = read_table(spark, wh, "silver_events", ds)
-    catalogue = read_table(spark, wh, "catalogue", ds)
+    events = read_table(spark, wh, tables.SILVER_EVENTS, ds)
+    catalogue = read_table(spark, wh, tables.CATALOGUE, ds)
     since = (ds - timedelta(days=cfg.popularity_days - 1)).isoformat()
     pop = popularity(events, catalogue, since).toPandas()
-    items = read_table(spark, wh, ITEM_FACTORS, ds).orderBy(C.ITEM_ID).toPandas()
+    items = read_table(spark, wh, tables.ALS_ITEM_FACTORS, ds).orderBy(C.ITEM_ID).toPandas()
     if space.allowed is not None:  # unavailable and excluded items are never recommended
         shown = set(space.item_ids[space.allowed])
         pop = pop[pop[C.ITEM_ID].isin(shown)].reset_index(drop=True)
@@ -256,14 +252,17 @@ def _run_als(
         model_version=versioned(als_record["model_version"], rules),
     )
     users = users_to_score(
-        read_table(spark, wh, "interactions", ds), read_table(spark, wh, USER_FACTORS, ds)
+        read_table(spark, wh, tables.INTERACTIONS, ds),
+        read_table(spark, wh, tables.ALS_USER_FACTORS, ds),
     )
     tail = spark.createDataFrame(
         pd.DataFrame({C.ITEM_ID: space.item_ids, C.IS_LONG_TAIL: space.is_tail.astype(bool)})
     )
     recs = score_all(spark, users, model).join(F.broadcast(tail), C.ITEM_ID, "left")
     recs = with_als_reasons(
-        recs, read_table(spark, wh, "interactions", ds), read_table(spark, wh, ITEM_FACTORS, ds)
+        recs,
+        read_table(spark, wh, tables.INTERACTIONS, ds),
+        read_table(spark, wh, tables.ALS_ITEM_FACTORS, ds),
     )
     return recs.select(*[f.name for f in OUTPUT_SCHEMA.fields]), model.model_version
 
@@ -279,7 +278,7 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     als_record = read_record(spark, wh, ds, "train_als")
     if als_record is None:
         raise FileNotFoundError(f"no train_als record for ds={ds}: run train_als first")
-    n_catalogue = read_table(spark, wh, "catalogue", ds).count()
+    n_catalogue = read_table(spark, wh, tables.CATALOGUE, ds).count()
     if n_catalogue < cfg.top_n:
         raise ValueError(f"the catalogue has {n_catalogue} items, fewer than top_n={cfg.top_n}")
     rules = inputs.night_rules(spark, wh, ds)
@@ -295,7 +294,9 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     try:
         staged = spark.read.parquet(write_staging(recs, wh, TABLE, ds, attempt))
         by_source = {r[C.SOURCE]: r["count"] for r in staged.groupBy(C.SOURCE).count().collect()}
-        n_users = read_table(spark, wh, "interactions", ds).select(C.USER_ID).distinct().count()
+        n_users = (
+            read_table(spark, wh, tables.INTERACTIONS, ds).select(C.USER_ID).distinct().count()
+        )
         top10 = staged.where(F.col(C.RANK) <= 10)
         tail_share = top10.agg(F.avg(F.col(C.IS_LONG_TAIL).cast("double"))).first()[0]
     except BaseException:
@@ -306,7 +307,7 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
         "model_version": version,
         "strategy": cfg.strategy,
         **({"rules": rules.to_record(), "rules_fingerprint": rules.fingerprint()} if rules else {}),
-        STAGED_ATTEMPT: attempt,
+        tables.STAGED_ATTEMPT: attempt,
         # Per-user tail targets: own history's share shrunk to `prior`, plus `shift`.
         "tail_calibration": None
         if calibration is None

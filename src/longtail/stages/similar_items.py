@@ -150,7 +150,7 @@ def gate_similar(df: Any, n_items: int, k: int, hidden: Sequence[str] = ()) -> d
     )
     return gates.run_suite(
         checked,
-        "similar_items",
+        TABLE,
         [
             *(e.ExpectColumnValuesToNotBeNull(column=c) for c in SCHEMA.fieldNames()),
             e.ExpectColumnValuesToBeBetween(column=C.RANK, min_value=1, max_value=k),

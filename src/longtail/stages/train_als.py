@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from pyspark.sql import DataFrame, SparkSession, Window
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
 from longtail import als_selection, gates, tables
 from longtail import columns as C
-from longtail.als import IndexedInteractions, factors_frame, fit_als
+from longtail.als import factors_frame, fit_als
 from longtail.config import AlsConfig
+from longtail.indexing import collect_indexed, collect_indexed_with_firsts
 from longtail.stages.common import stage_main
 from longtail.storage import read_table, write_audit_publish_set
 
@@ -24,72 +23,8 @@ def model_version(cfg: AlsConfig) -> str:
     return f"als-{cfg.ds.isoformat()}-{cfg.fingerprint()}"
 
 
-_IDX = "idx"
-
-
-def _id_index(df: DataFrame, key: str) -> DataFrame:
-    """(key, idx): 0-based position of each distinct id in sorted order.
-
-    Spark compares strings by their UTF-8 bytes, which is code point order, the order of
-    ``np.unique`` in ``als.build_matrix``; ids are distinct, so row_number is a dense rank. The
-    window has no partition key: one task sorts the distinct ids (not the interactions).
-    """
-    ids = df.select(key).distinct()
-    return ids.select(key, (F.row_number().over(Window.orderBy(key)) - 1).alias(_IDX)).cache()
-
-
-def _ids(index: DataFrame, key: str) -> np.ndarray:
-    """The index's ids in idx order, as the str array ``np.unique`` would return."""
-    column = index.orderBy(_IDX).select(key).toArrow().column(0)
-    return np.asarray(column.to_pylist(), dtype=str)
-
-
-def collect_indexed(interactions: DataFrame) -> IndexedInteractions:
-    """The interaction matrix on the driver in compact form, indexed in Spark.
-
-    implicit fits on one machine, so the matrix has to reach the driver; only int32 coordinates
-    and float64 weights per interaction travel (via Arrow), the id strings once per user/item.
-    """
-    return _collect(interactions, False)[0]
-
-
-def collect_indexed_with_firsts(interactions: DataFrame) -> tuple[IndexedInteractions, np.ndarray]:
-    """collect_indexed plus each pair's first event (epoch microseconds, int64)."""
-    ii, first_us = _collect(interactions, True)
-    assert first_us is not None
-    return ii, first_us
-
-
-def _collect(
-    interactions: DataFrame, with_firsts: bool
-) -> tuple[IndexedInteractions, np.ndarray | None]:
-    users, items = _id_index(interactions, C.USER_ID), _id_index(interactions, C.ITEM_ID)
-    try:
-        coo = (
-            interactions.join(users.withColumnRenamed(_IDX, "u"), C.USER_ID)
-            .join(items.withColumnRenamed(_IDX, "i"), C.ITEM_ID)
-            .select(
-                F.col("u").cast("int"),
-                F.col("i").cast("int"),
-                F.col(C.WEIGHT).cast("double"),
-                *([F.unix_micros(F.col("first_ts")).alias("f")] if with_firsts else []),
-            )
-            .toArrow()
-        )
-        user_ids, item_ids = _ids(users, C.USER_ID), _ids(items, C.ITEM_ID)
-    finally:
-        users.unpersist()
-        items.unpersist()
-    u, i, w = (coo.column(k).to_numpy() for k in range(3))
-    first_us = coo.column(3).to_numpy().astype(np.int64) if with_firsts else None
-    ii = IndexedInteractions(
-        u.astype(np.int32), i.astype(np.int32), w.astype(np.float64), user_ids, item_ids
-    )
-    return ii, first_us
-
-
 def run(spark: SparkSession, cfg: AlsConfig) -> dict[str, Any]:
-    table = read_table(spark, cfg.warehouse, "interactions", cfg.ds)
+    table = read_table(spark, cfg.warehouse, tables.INTERACTIONS, cfg.ds)
     chosen = {"regularization": cfg.regularization, "alpha": cfg.alpha}
     selection: dict[str, Any] | None = None
     if cfg.select:

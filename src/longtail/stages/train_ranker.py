@@ -38,11 +38,11 @@ from longtail.fusion import (
     assemble_item_space,
     frame_features,
 )
+from longtail.indexing import collect_indexed
 from longtail.item_stats import cooccurrence_pairs, item_statistics
 from longtail.ranker import TrainingSet, fallback, fit, training_set
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
-from longtail.stages.train_als import collect_indexed
 from longtail.storage import (
     Fs,
     claim_staging,
@@ -72,7 +72,7 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     if space_record is None:
         raise FileNotFoundError(f"no item_space record for ds={ds}: run item_space first")
     end = inputs.window_end(ds)
-    events = read_table(spark, wh, "silver_events", ds).select(
+    events = read_table(spark, wh, tables.SILVER_EVENTS, ds).select(
         C.USER_ID, C.ITEM_ID, C.TS, C.EVENT_TYPE, C.WEIGHT
     )
     firsts = label_window.pair_firsts(events, end).cache()
