@@ -18,7 +18,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Param, task, teardown
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from longtail import registry
+from longtail import registry, runtime_env
 from longtail.assets import table_asset
 from longtail.manifest import RUN_ID_ENV
 from longtail.operators import StageSubmitOperator
@@ -130,14 +130,11 @@ with DAG(
             env_vars={
                 "PYSPARK_PYTHON": os.environ.get("LONGTAIL_PYSPARK_PYTHON", sys.executable),
                 "PYSPARK_DRIVER_PYTHON": sys.executable,
-                "OPENBLAS_NUM_THREADS": "1",
-                "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1",
-                "GX_ANALYTICS_ENABLED": "false",
+                **runtime_env.WORKER_ENV,
                 RUN_ID_ENV: "{{ run_id }}",  # recorded in the manifests, checked by the operator
             },
-            driver_memory=os.environ.get("LONGTAIL_DRIVER_MEMORY", "3g"),
-            executor_memory=os.environ.get("LONGTAIL_EXECUTOR_MEMORY", "2g"),
+            driver_memory=runtime_env.driver_memory(),
+            executor_memory=runtime_env.executor_memory(),
             verbose=False,
             outlets=[table_asset(DEFAULT_WAREHOUSE, stage.publishes)] if stage.publishes else [],
         )

@@ -9,7 +9,6 @@ factors.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +16,6 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 
 from longtail import columns as C
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit is slower with threaded BLAS
 
 
 @dataclass(frozen=True)

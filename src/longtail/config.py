@@ -1,25 +1,46 @@
-"""Typed, frozen configuration: one object per stage, validated at start and recorded with the run.
+"""Typed, frozen configuration: one pydantic model per stage, validated at start and recorded
+with the run.
 
 Every stage is a pure function of (input data, run date, config); the config is therefore part of
-the run's identity and is hashed into the model version.
+the run's identity and is hashed into the model version (`fingerprint`). Types are strict: an
+integer field refuses 64.5, "64" and true; a number field takes integers and decimals (and keeps
+what it was given, so a recorded config hashes as it did); an unknown field is an error. Every
+mistake is a ConfigError, raised before any work starts. `json_schema()` is each stage's
+overridable fields as JSON Schema (the DAG's `overrides` Param validates the trigger form with it).
+
+Light at import (the stdlib and pydantic): the DAG file and resolve_run import it.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
 from datetime import date
-from typing import Any, Self, get_type_hints
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from longtail.errors import PermanentError
 
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# A number: an integer or a decimal, never a bool or a string; kept as given (10 stays 10, so
+# a config recorded before these models hashes the same).
+Number = Annotated[StrictInt | StrictFloat, WithJsonSchema({"type": "number"})]
 
 
 class ConfigError(PermanentError, ValueError):
@@ -40,44 +61,104 @@ def parse_ds(value: str | date) -> date:
         return value
     try:
         return date.fromisoformat(value)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"run date must be YYYY-MM-DD, got {value!r}") from exc
 
 
-@dataclass(frozen=True)
-class StageConfig:
+def _config_error(cls: type, exc: ValidationError) -> ConfigError:
+    """One ConfigError for a failed validation: a ConfigError a validator raised, as it was;
+    otherwise every type error, with the field and the value given."""
+    for err in exc.errors():
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):
+            return cause
+    parts = []
+    for err in exc.errors(include_url=False):
+        field = ".".join(str(p) for p in err["loc"] if p not in ("int", "float"))
+        got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+        parts.append(f"{field}: {err['msg']}{got}")
+    return ConfigError(f"{cls.__name__}: " + "; ".join(dict.fromkeys(parts)))
+
+
+class StageConfig(BaseModel):
     """Fields shared by every stage: which night, which warehouse."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+
+    # Fields added after the fingerprints were pinned (tests/unit/test_fingerprints.py): while
+    # such a field holds its default it is left out of the fingerprint, so a setting that names
+    # what the code already did changes no model version; any other value counts like every
+    # other field. A new field that changes results by its default does not belong here.
+    NEW_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
     ds: date
-    warehouse: str
+    warehouse: StrictStr
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ds", parse_ds(self.ds))
-        object.__setattr__(self, "warehouse", normalise_location(self.warehouse))
-        self.validate()
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _config_error(type(self), exc) from None
 
-    def validate(self) -> None:
-        """Subclasses raise ConfigError on values that make no sense."""
+    @field_validator("ds", mode="before")
+    @classmethod
+    def _ds(cls, value: Any) -> date:
+        return parse_ds(value)
+
+    @field_validator("warehouse")
+    @classmethod
+    def _warehouse(cls, value: str) -> str:
+        return normalise_location(value)
+
+    @model_validator(mode="after")
+    def _checked(self) -> Self:
+        self.check()
+        return self
+
+    def check(self) -> None:
+        """Subclasses raise ConfigError on values that make no sense (types are checked first)."""
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return tuple(cls.model_fields)
 
     @classmethod
     def default(cls, name: str) -> Any:
-        """A field's default value."""
-        f = next(f for f in fields(cls) if f.name == name)
-        return f.default_factory() if f.default is dataclasses.MISSING else f.default
+        """A field's default value (the one source of every default)."""
+        return cls.model_fields[name].get_default(call_default_factory=True)
+
+    @classmethod
+    def json_schema(cls, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+        """JSON Schema of the fields (less `exclude`): typed, no others allowed."""
+        schema = cls.model_json_schema()
+        props = {k: v for k, v in schema["properties"].items() if k not in exclude}
+        return {
+            "type": "object",
+            "title": schema.get("title", cls.__name__),
+            **({"description": cls.__doc__.strip().splitlines()[0]} if cls.__doc__ else {}),
+            "properties": props,
+            "additionalProperties": False,
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
+        out = self.model_dump()
         out["ds"] = self.ds.isoformat()
         return out
 
     def fingerprint(self, exclude: tuple[str, ...] = ("warehouse", "landing")) -> str:
-        """Hash of what changes results (locations excluded: moving data changes nothing)."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in exclude}
+        """Hash of what changes results (locations excluded: moving data changes nothing; a
+        NEW_FIELDS field only when it differs from its default)."""
+        payload = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in exclude and not (k in self.NEW_FIELDS and v == self.default(k))
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        """The config a stage ran with, from its run record (`config`)."""
+        return cls(**record["config"])
 
     @classmethod
     def from_argv(cls, argv: list[str] | None = None) -> Self:
@@ -87,43 +168,41 @@ class StageConfig:
             if len(argv) != 2:
                 raise ConfigError("--config-json takes exactly one JSON object")
             try:
-                return cls(**json.loads(argv[1]))
-            except TypeError as exc:
-                raise ConfigError(str(exc)) from exc
-        parser = argparse.ArgumentParser(prog=cls.__name__)
-        hints = get_type_hints(cls)
-        for f in fields(cls):
-            kind = hints[f.name]
-            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            if kind is bool:
-                parser.add_argument(
-                    f"--{f.name.replace('_', '-')}",
-                    type=lambda s: s.lower() in ("1", "true", "yes"),
-                    required=required,
-                )
-            elif kind in (int, float):
-                parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, required=required)
-            elif kind in (str, date):
-                parser.add_argument(f"--{f.name.replace('_', '-')}", type=str, required=required)
-            else:  # dict-valued fields are given as JSON
-                parser.add_argument(
-                    f"--{f.name.replace('_', '-')}", type=json.loads, required=required
-                )
-        ns = parser.parse_args(argv)
-        given = {k: v for k, v in vars(ns).items() if v is not None}
-        try:
+                given = json.loads(argv[1])
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"--config-json is not JSON: {exc}") from exc
+            if not isinstance(given, dict):
+                raise ConfigError("--config-json takes exactly one JSON object")
             return cls(**given)
-        except TypeError as exc:
-            raise ConfigError(str(exc)) from exc
+        parser = argparse.ArgumentParser(prog=cls.__name__)
+        properties = cls.model_json_schema()["properties"]
+        for name, info in cls.model_fields.items():
+            kind = properties[name].get("type")
+            option = f"--{name.replace('_', '-')}"
+            required = info.is_required()
+            if kind == "boolean":
+                parser.add_argument(
+                    option, type=lambda s: s.lower() in ("1", "true", "yes"), required=required
+                )
+            elif kind in ("integer", "number"):
+                parser.add_argument(
+                    option, type=int if kind == "integer" else float, required=required
+                )
+            elif kind == "string":
+                parser.add_argument(option, type=str, required=required)
+            else:  # lists, objects and nullable fields are given as JSON
+                parser.add_argument(option, type=json.loads, required=required)
+        ns = parser.parse_args(argv)
+        return cls(**{k: v for k, v in vars(ns).items() if v is not None})
 
 
-@dataclass(frozen=True)
 class IngestConfig(StageConfig):
-    landing: str = "data/landing"
+    landing: StrictStr = "data/landing"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "landing", normalise_location(self.landing))
-        super().__post_init__()
+    @field_validator("landing")
+    @classmethod
+    def _landing(cls, value: str) -> str:
+        return normalise_location(value)
 
 
 DEFAULT_EVENT_WEIGHTS = {
@@ -135,24 +214,24 @@ DEFAULT_EVENT_WEIGHTS = {
 }
 
 
-@dataclass(frozen=True)
 class CleanConfig(StageConfig):
-    event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    event_weights: dict[str, Number] = Field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     # Events older than this are a broken clock (epoch 0), not history.
-    min_valid_date: str = "1995-01-01"
+    min_valid_date: StrictStr = "1995-01-01"
     # Events this many days or more after the run date are a broken clock (year 2099), not data of
     # a later run: quarantined as timestamp_in_future. Nearer ones wait for their own run date.
-    max_future_days: int = 366
+    max_future_days: StrictInt = 366
     # More accepted events than this for one user in one day is a bot: that user-day is quarantined.
-    bot_max_events_per_day: int = 500
-    max_title_chars: int = 500
+    bot_max_events_per_day: StrictInt = 500
+    max_title_chars: StrictInt = 500
 
-    def __post_init__(self) -> None:
+    @field_validator("event_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
         # A partial override keeps the defaults for the event types it does not name.
-        object.__setattr__(self, "event_weights", {**DEFAULT_EVENT_WEIGHTS, **self.event_weights})
-        super().__post_init__()
+        return {**DEFAULT_EVENT_WEIGHTS, **value}
 
-    def validate(self) -> None:
+    def check(self) -> None:
         unknown = set(self.event_weights) - set(DEFAULT_EVENT_WEIGHTS)
         if unknown:
             raise ConfigError(f"event_weights has unknown event types: {sorted(unknown)}")
@@ -165,39 +244,33 @@ class CleanConfig(StageConfig):
             raise ConfigError("bot_max_events_per_day must be >= 1")
 
 
-@dataclass(frozen=True)
 class AlsConfig(StageConfig):
-    factors: int = 64
-    regularization: float = 0.05
-    alpha: float = 2.0
-    iterations: int = 15
-    seed: int = 42
+    factors: StrictInt = 64
+    regularization: Number = 0.05
+    alpha: Number = 2.0
+    iterations: StrictInt = 15
+    seed: StrictInt = 42
     # Users with fewer distinct items than this get the popularity fallback instead of ALS.
-    min_user_items: int = 2
-    num_threads: int = 0
+    min_user_items: StrictInt = 2
+    num_threads: StrictInt = 0
     # Choose regularization and alpha each night on the newest `validation_share` of the pairs
     # (als_selection): the configured pair is where the search starts and what is kept when
     # fewer than `min_validation_users` users can judge.
-    select: bool = True
-    regularization_grid: tuple[float, ...] = (0.05, 0.5, 5.0, 50.0)
-    alpha_factors: tuple[float, ...] = (0.25, 4.0)
-    validation_share: float = 0.1
-    validation_users: int = 2000
-    min_validation_users: int = 50
+    select: StrictBool = True
+    regularization_grid: tuple[Number, ...] = (0.05, 0.5, 5.0, 50.0)
+    alpha_factors: tuple[Number, ...] = (0.25, 4.0)
+    validation_share: Number = 0.1
+    validation_users: StrictInt = 2000
+    min_validation_users: StrictInt = 50
 
-    def validate(self) -> None:
-        for name in ("regularization_grid", "alpha_factors"):
-            values = getattr(self, name)
-            if (
-                isinstance(values, str | bytes)
-                or not isinstance(values, Sequence)
-                or not values
-                or not all(
-                    isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values
-                )
-            ):
-                raise ConfigError(f"{name} must be a non-empty list of positive numbers")
-            object.__setattr__(self, name, tuple(float(v) for v in values))
+    @field_validator("regularization_grid", "alpha_factors")
+    @classmethod
+    def _grid(cls, values: tuple[float, ...], info: Any) -> tuple[float, ...]:
+        if not values or not all(v > 0 for v in values):
+            raise ConfigError(f"{info.field_name} must be a non-empty list of positive numbers")
+        return tuple(float(v) for v in values)
+
+    def check(self) -> None:
         if not 0 < self.validation_share < 1:
             raise ConfigError("validation_share must be in (0, 1)")
         if self.validation_users < 1 or self.min_validation_users < 1:
@@ -210,44 +283,42 @@ class AlsConfig(StageConfig):
             raise ConfigError("min_user_items must be >= 1")
 
 
-@dataclass(frozen=True)
 class ItemSpaceConfig(StageConfig):
     """The night's item-sized reductions of the interactions, read by score and similar_items
     (and applied by train_ranker to its own window, so training sees the same definitions)."""
 
     # An item's recent popularity counts distinct users active on it over this many days.
-    recent_days: int = 28
+    recent_days: StrictInt = 28
     # Co-occurrence neighbours kept per item, and the most recent items of each user counted
     # (so one heavy user cannot blow up the item x item product).
-    cooccurrence_top: int = 50
-    cooccurrence_user_cap: int = 200
+    cooccurrence_top: StrictInt = 50
+    cooccurrence_user_cap: StrictInt = 200
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.recent_days < 1:
             raise ConfigError("recent_days must be >= 1")
         if not 1 <= self.cooccurrence_top <= 1000 or self.cooccurrence_user_cap < 2:
             raise ConfigError("cooccurrence_top must be in 1..1000, cooccurrence_user_cap >= 2")
 
 
-@dataclass(frozen=True)
 class ScoreConfig(StageConfig):
-    top_n: int = 20
+    top_n: StrictInt = 20
     # Popularity counts distinct users over this many days before the run date.
-    popularity_days: int = 28
+    popularity_days: StrictInt = 28
     # Minimum share of long-tail items at every prefix of a list (0 = pure ranker order).
-    tail_target: float = 0.3
+    tail_target: Number = 0.3
     # Minimum share of new items (listed, never sold) at every prefix of a list, taken from the
     # shopper's own candidates (text matches): the only way a new product earns its first sale.
-    new_item_share: float = 0.1
+    new_item_share: Number = 0.1
     # Each shopper's own tail target: their history's tail share (shrunk to the night's mean),
     # shifted so that the mean over shoppers is tail_target (calibration, Steck 2018).
-    calibrate_tail: bool = True
+    calibrate_tail: StrictBool = True
     # Head = the fewest most-interacted items holding this share of interactions; the rest is tail.
-    head_share: float = 0.8
+    head_share: Number = 0.8
     # "fusion" (candidates + ranker + tail-aware re-ranking) or "als" (ALS top-N only).
-    strategy: str = "fusion"
+    strategy: StrictStr = "fusion"
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not 1 <= self.top_n <= 1000:
             raise ConfigError("top_n must be in 1..1000")
         if self.popularity_days < 1:
@@ -260,48 +331,45 @@ class ScoreConfig(StageConfig):
             raise ConfigError("strategy must be 'fusion' or 'als'")
 
 
-@dataclass(frozen=True)
 class PublishConfig(StageConfig):
-    top_n: int = 20
+    top_n: StrictInt = 20
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not 1 <= self.top_n <= 1000:
             raise ConfigError("top_n must be in 1..1000")
 
 
-@dataclass(frozen=True)
 class QualityConfig(StageConfig):
     """Score the previous night's published list against the events that arrived since."""
 
     # Look back at most this many days for the previous published list.
-    max_lookback_days: int = 7
+    max_lookback_days: StrictInt = 7
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.max_lookback_days < 1:
             raise ConfigError("max_lookback_days must be >= 1")
 
 
-@dataclass(frozen=True)
 class ContentConfig(StageConfig):
     """Item text embeddings; `model` is the packaged default or a local model folder."""
 
-    model: str = "all-MiniLM-L6-v2"
-    device: str = "auto"
+    model: StrictStr = "all-MiniLM-L6-v2"
+    device: StrictStr = "auto"
     # Texts of equal token length are encoded together, at most batch_size at a time: no batch
     # is padded, so a vector is byte-identical whatever else is embedded with it (re-runs,
     # backfills and the cache's history give the same tables), and batches are several times
     # faster than one text at a time.
-    batch_size: int = 32
-    max_text_chars: int = 1000
+    batch_size: StrictInt = 32
+    max_text_chars: StrictInt = 1000
     # Above this share of unknown tokens (under the encoder's tokenizer, over every catalogue
     # text) the encoder cannot read the shop's text: the night warns (log, run record, data
     # docs), and `ngram_channel=auto` switches the character n-gram channel on.
-    unknown_token_warn_share: float = 0.05
+    unknown_token_warn_share: Number = 0.05
     # auto | on | off: the language-independent character n-gram text channel (text_ngrams.py),
     # a candidate source and ranker features beside the dense vectors.
-    ngram_channel: str = "auto"
+    ngram_channel: StrictStr = "auto"
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not 0 <= self.unknown_token_warn_share <= 1:
             raise ConfigError("unknown_token_warn_share must be in [0, 1]")
         if self.ngram_channel not in ("auto", "on", "off"):
@@ -314,39 +382,85 @@ class ContentConfig(StageConfig):
             raise ConfigError("batch_size >= 1 and max_text_chars >= 16 are required")
 
 
-@dataclass(frozen=True)
 class RankerConfig(StageConfig):
     """Fusion ranker: temporal label window, candidate counts (scoring reuses them), LightGBM."""
 
-    label_window_days: int = 7
-    max_label_window_days: int = 365
-    min_label_pairs: int = 2000
-    max_train_users: int = 4000
-    k_als: int = 100
-    k_content: int = 50
-    k_cooccurrence: int = 50
-    k_category: int = 20
-    k_tail_explorer: int = 30
-    k_cold_text: int = 20
-    k_popularity: int = 20
+    # Added after the fingerprints were pinned, each with the value the code had hard-coded.
+    NEW_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "k_text_ngram",
+            "recent_items",
+            "colsample_bytree",
+            "num_threads",
+            "early_stopping_rounds",
+            "valid_share",
+        }
+    )
+    # candidate source (fusion.CandidateCounts) -> the field that holds its count
+    CANDIDATE_FIELDS: ClassVar[dict[str, str]] = {
+        "als": "k_als",
+        "content": "k_content",
+        "cooccurrence": "k_cooccurrence",
+        "category": "k_category",
+        "tail_explorer": "k_tail_explorer",
+        "cold_text": "k_cold_text",
+        "popularity": "k_popularity",
+        "recent_items": "recent_items",
+        "text_ngram": "k_text_ngram",
+    }
+    # LightGBM setting -> the field that holds it (ranker.fit)
+    LIGHTGBM_FIELDS: ClassVar[tuple[str, ...]] = (
+        "n_estimators",
+        "learning_rate",
+        "num_leaves",
+        "min_child_samples",
+        "colsample_bytree",
+        "num_threads",
+        "early_stopping_rounds",
+        "valid_share",
+    )
+
+    label_window_days: StrictInt = 7
+    max_label_window_days: StrictInt = 365
+    min_label_pairs: StrictInt = 2000
+    max_train_users: StrictInt = 4000
+    k_als: StrictInt = 100
+    k_content: StrictInt = 50
+    k_cooccurrence: StrictInt = 50
+    k_category: StrictInt = 20
+    k_tail_explorer: StrictInt = 30
+    k_cold_text: StrictInt = 20
+    k_popularity: StrictInt = 20
+    # Only on nights the item space carries the character n-gram channel (text_ngrams.py).
+    k_text_ngram: StrictInt = 50
+    # The user's most recent items that the content source's "recent" half searches from.
+    recent_items: StrictInt = 5
     # Catalogues up to this size are searched exactly, larger ones with an HNSW graph index.
-    retrieval_exact_max_items: int = 10_000
-    n_estimators: int = 300
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_child_samples: int = 50
+    retrieval_exact_max_items: StrictInt = 10_000
+    n_estimators: StrictInt = 300
+    learning_rate: Number = 0.05
+    num_leaves: StrictInt = 31
+    min_child_samples: StrictInt = 50
+    colsample_bytree: Number = 0.9
+    # LightGBM's threads (deterministic=True: the same model whatever the count; the model text
+    # records it).
+    num_threads: StrictInt = 2
+    # Training stops when the held-out users' ndcg@10 has not improved for this many rounds;
+    # `valid_share` of the training users (a seeded sample) are held out for it.
+    early_stopping_rounds: StrictInt = 30
+    valid_share: Number = 0.2
     # Share of items whose events before the window start are hidden while building training
     # candidates and features (DropoutNet, Volkovs et al. 2017): they look brand-new there, so
     # the ranker sees cold items that later sell and learns what a cold success looks like.
-    item_dropout: float = 0.1
+    item_dropout: Number = 0.1
     # Fewer labelled users than this in the widest temporal window (rating data, where users
     # rarely come back) and labels become each user's own last `last_items_share` of distinct
     # items instead (users with at least 3), features from everything else before the end.
-    min_label_users: int = 100
-    last_items_share: float = 0.2
-    seed: int = 42
+    min_label_users: StrictInt = 100
+    last_items_share: Number = 0.2
+    seed: StrictInt = 42
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not 0 <= self.item_dropout < 1:
             raise ConfigError("item_dropout must be in [0, 1)")
         if self.min_label_users < 0 or not 0 < self.last_items_share < 1:
@@ -359,55 +473,65 @@ class RankerConfig(StageConfig):
         ks += [self.k_tail_explorer, self.k_cold_text, self.k_popularity]
         if any(k < 0 for k in ks) or sum(ks) < 1:
             raise ConfigError("candidate counts must be >= 0 and not all 0")
+        if self.k_text_ngram < 0 or self.recent_items < 0:
+            raise ConfigError("k_text_ngram and recent_items must be >= 0")
         if self.retrieval_exact_max_items < 0:
             raise ConfigError("retrieval_exact_max_items must be >= 0")
         if self.n_estimators < 1 or not 0 < self.learning_rate <= 1:
             raise ConfigError("n_estimators >= 1 and 0 < learning_rate <= 1 are required")
+        if self.num_leaves < 2 or self.min_child_samples < 1:
+            raise ConfigError("num_leaves >= 2 and min_child_samples >= 1 are required")
+        if not 0 < self.colsample_bytree <= 1 or not 0 <= self.valid_share < 1:
+            raise ConfigError("0 < colsample_bytree <= 1 and 0 <= valid_share < 1 are required")
+        if self.num_threads < 0 or self.early_stopping_rounds < 1:
+            raise ConfigError("num_threads >= 0 and early_stopping_rounds >= 1 are required")
 
     def candidate_counts(self) -> dict[str, int]:
-        return {
-            "als": self.k_als,
-            "content": self.k_content,
-            "cooccurrence": self.k_cooccurrence,
-            "category": self.k_category,
-            "tail_explorer": self.k_tail_explorer,
-            "cold_text": self.k_cold_text,
-            "popularity": self.k_popularity,
-        }
+        """Candidate source -> count (fusion.CandidateCounts(**...); the ranker's meta.json)."""
+        return {source: getattr(self, name) for source, name in self.CANDIDATE_FIELDS.items()}
+
+    @classmethod
+    def default_candidate_counts(cls) -> dict[str, int]:
+        return {source: cls.default(name) for source, name in cls.CANDIDATE_FIELDS.items()}
+
+    def lightgbm(self) -> dict[str, Any]:
+        """The LightGBM settings (ranker.fit)."""
+        return {name: getattr(self, name) for name in self.LIGHTGBM_FIELDS}
+
+    @classmethod
+    def default_lightgbm(cls) -> dict[str, Any]:
+        return {name: cls.default(name) for name in cls.LIGHTGBM_FIELDS}
 
 
-@dataclass(frozen=True)
 class SimilarItemsConfig(StageConfig):
     """ "You may also like" lists for product pages, cold items included."""
 
-    top_k: int = 20
-    cooccurrence_weight: float = 1.0
+    top_k: StrictInt = 20
+    cooccurrence_weight: Number = 1.0
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not 1 <= self.top_k <= 200:
             raise ConfigError("top_k must be in 1..200")
         if self.cooccurrence_weight < 0:
             raise ConfigError("cooccurrence_weight must be >= 0")
 
 
-@dataclass(frozen=True)
 class ItemAudiencesConfig(StageConfig):
     """Audiences for new products: each item's best shoppers, for launches and campaigns."""
 
     # Items listed at most this many days before the night's end (or never sold) are new.
-    new_item_days: int = 14
-    audience_size: int = 500
+    new_item_days: StrictInt = 14
+    audience_size: StrictInt = 500
     # Also every long-tail item (the fewest items holding 80% of interactions are the head).
-    include_long_tail: bool = False
+    include_long_tail: StrictBool = False
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not 0 <= self.new_item_days <= 3660:
             raise ConfigError("new_item_days must be in 0..3660")
         if not 1 <= self.audience_size <= 100_000:
             raise ConfigError("audience_size must be in 1..100000")
 
 
-@dataclass(frozen=True)
 class RetentionConfig(StageConfig):
     """How many nights to keep, counted back from the run date (the newest partition always stays).
 
@@ -417,11 +541,11 @@ class RetentionConfig(StageConfig):
     compacted (each text hash stored once), never expired: unchanged items are never re-embedded.
     """
 
-    keep_nights: int = 30
-    keep_published_nights: int | None = None
-    compact_embedding_cache: bool = True
+    keep_nights: StrictInt = 30
+    keep_published_nights: StrictInt | None = None
+    compact_embedding_cache: StrictBool = True
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.keep_nights < 1:
             raise ConfigError("keep_nights must be >= 1")
         if self.keep_published_nights is not None and self.keep_published_nights < 1:

@@ -25,7 +25,7 @@ from scipy.sparse import csr_matrix
 
 from longtail import columns as C
 from longtail import rules as business_rules
-from longtail.config import ItemSpaceConfig
+from longtail.config import ItemSpaceConfig, RankerConfig
 from longtail.retrieval import EXACT_MAX_ITEMS, VectorIndex, content_neighbours, is_excluded
 from longtail.rules import ItemRules
 
@@ -70,18 +70,28 @@ IS_LONG_TAIL = C.IS_LONG_TAIL
 CALIBRATION_PSEUDO = 5.0
 
 
+_COUNTS = RankerConfig.default_candidate_counts()
+
+
 @dataclass(frozen=True)
 class CandidateCounts:
-    als: int = 100
-    content: int = 50
-    cooccurrence: int = 50
-    category: int = 20
-    tail_explorer: int = 30
-    cold_text: int = 20
-    popularity: int = 20
-    recent_items: int = 5
+    """Candidates per source; the defaults are RankerConfig's (`RankerConfig.candidate_counts`
+    gives a config's counts, `of` makes them)."""
+
+    als: int = _COUNTS["als"]
+    content: int = _COUNTS["content"]
+    cooccurrence: int = _COUNTS["cooccurrence"]
+    category: int = _COUNTS["category"]
+    tail_explorer: int = _COUNTS["tail_explorer"]
+    cold_text: int = _COUNTS["cold_text"]
+    popularity: int = _COUNTS["popularity"]
+    recent_items: int = _COUNTS["recent_items"]
     # Off unless the space carries the n-gram channel; half as many again from recent items.
-    text_ngram: int = 50
+    text_ngram: int = _COUNTS["text_ngram"]
+
+    @classmethod
+    def of(cls, cfg: RankerConfig) -> CandidateCounts:
+        return cls(**cfg.candidate_counts())
 
 
 @dataclass(frozen=True)
@@ -140,8 +150,8 @@ def head_tail(counts: np.ndarray, head_share: float = 0.8) -> np.ndarray:
     return is_tail
 
 
-COOCCURRENCE_TOP = ItemSpaceConfig.cooccurrence_top
-COOCCURRENCE_USER_CAP = ItemSpaceConfig.cooccurrence_user_cap
+COOCCURRENCE_TOP = ItemSpaceConfig.default("cooccurrence_top")
+COOCCURRENCE_USER_CAP = ItemSpaceConfig.default("cooccurrence_user_cap")
 
 
 def cooccurrence(
@@ -202,7 +212,7 @@ def _keep_top(m: csr_matrix, top: int) -> csr_matrix:
 
 
 # Item-sized inputs of assemble_item_space; item_stats.py computes the same frames in Spark.
-RECENT_DAYS = ItemSpaceConfig.recent_days
+RECENT_DAYS = ItemSpaceConfig.default("recent_days")
 N_USERS = "n_users"
 N_RECENT_USERS = "n_recent_users"
 FIRST_TS = "first_ts"

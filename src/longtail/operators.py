@@ -19,16 +19,12 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from longtail.assets import config_from_args, emit_published
 from longtail.errors import PERMANENT_EXIT_CODE
 from longtail.manifest import RUN_ID_ENV
+from longtail.runtime_env import WORKER_ENV
 
 _EXIT_CODE = re.compile(r"Error code is: (\d+)")
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 # Settings every Python worker needs, wherever it runs (read at import by the libraries).
-EXECUTOR_ENV = {
-    "OPENBLAS_NUM_THREADS": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "GX_ANALYTICS_ENABLED": "false",
-}
+EXECUTOR_ENV = WORKER_ENV
 PACKED_ENV_NAME = "longtail-env"
 
 

@@ -9,7 +9,6 @@ on the driver (single node), applied inside Spark.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from longtail import columns as C
+from longtail.config import RankerConfig
 from longtail.fusion import (
     FEATURES,
     CandidateCounts,
@@ -28,8 +28,6 @@ from longtail.fusion import (
 )
 from longtail.label_window import pick_start, window_days
 from longtail.retrieval import EXACT_MAX_ITEMS
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def new_pairs(before: pd.DataFrame, window: pd.DataFrame) -> dict[str, set[str]]:
@@ -127,14 +125,16 @@ def _ndcg_at_10(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> f
     return float(np.mean(out)) if out else float("nan")
 
 
-def fit(
-    ts: TrainingSet, params: dict[str, Any], seed: int, valid_share: float = 0.2
-) -> tuple[Any, dict[str, Any]]:
-    """LightGBM lambdarank with a held-out share of users for early stopping and reporting."""
+def fit(ts: TrainingSet, settings: dict[str, Any], seed: int) -> tuple[Any, dict[str, Any]]:
+    """LightGBM lambdarank with a held-out share of users for early stopping and reporting.
+
+    settings: `RankerConfig.lightgbm()`, or some of it (RankerConfig's defaults for the rest).
+    """
     import lightgbm as lgb
 
+    params = {**RankerConfig.default_lightgbm(), **settings}
     users = ts.frame[C.USER_ID].drop_duplicates().tolist()
-    valid_users = set(sample_users(users, int(len(users) * valid_share), seed + 1))
+    valid_users = set(sample_users(users, int(len(users) * params["valid_share"]), seed + 1))
     is_valid = ts.frame[C.USER_ID].isin(valid_users).to_numpy()
     tr, va = ts.frame[~is_valid], ts.frame[is_valid]
     g_tr = tr.groupby(C.USER_ID, sort=True).size().to_numpy()
@@ -143,18 +143,20 @@ def fit(
     x_tr, x_va = feature_matrix(tr, features), feature_matrix(va, features)
     model = lgb.LGBMRanker(
         objective="lambdarank",
-        n_estimators=params.get("n_estimators", 300),
-        learning_rate=params.get("learning_rate", 0.05),
-        num_leaves=params.get("num_leaves", 31),
-        min_child_samples=params.get("min_child_samples", 50),
-        colsample_bytree=0.9,
+        n_estimators=params["n_estimators"],
+        learning_rate=params["learning_rate"],
+        num_leaves=params["num_leaves"],
+        min_child_samples=params["min_child_samples"],
+        colsample_bytree=params["colsample_bytree"],
         random_state=seed,
         deterministic=True,
         force_row_wise=True,
-        n_jobs=params.get("num_threads", 2),
+        n_jobs=params["num_threads"],
         verbose=-1,
     )
-    callbacks = [lgb.early_stopping(30, verbose=False)] if len(g_va) else []
+    callbacks = (
+        [lgb.early_stopping(params["early_stopping_rounds"], verbose=False)] if len(g_va) else []
+    )
     model.fit(
         x_tr,
         tr["label"].to_numpy(),

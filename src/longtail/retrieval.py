@@ -26,7 +26,7 @@ from longtail.scoring import top_n_indices
 # Catalogues up to this many items are searched exactly (the ranker's config holds the default).
 # Measured on one core with 384-dim text vectors: exact 0.5 ms per query at 12k items, growing
 # with items; HNSW (M 32, ef 128) 0.3-0.6 ms at 96-98% recall, nearly flat.
-EXACT_MAX_ITEMS = RankerConfig.retrieval_exact_max_items
+EXACT_MAX_ITEMS = RankerConfig.default("retrieval_exact_max_items")
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 128

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
+
+from longtail import runtime_env
 
 # Settings that make results independent of the machine: UTC everywhere, Arrow for pandas UDFs.
 BASE_CONF = {
@@ -39,9 +40,7 @@ SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
 
 def get_spark(app_name: str = "longtail", extra: dict[str, str] | None = None) -> SparkSession:
     """Session from spark-submit when launched by it; otherwise a local one (tests, benchmark)."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    runtime_env.apply()  # before the JVM and its Python workers start: they inherit it
     builder = SparkSession.builder.appName(app_name)
     # Under spark-submit the Python driver talks to spark-submit's JVM (PYSPARK_GATEWAY_PORT):
     # its --master and memory settings rule. A bare SparkConf() cannot tell, since it reads the
@@ -49,9 +48,7 @@ def get_spark(app_name: str = "longtail", extra: dict[str, str] | None = None) -
     launched_by_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     if not launched_by_submit and not SparkConf().contains("spark.master"):
         builder = builder.master(os.environ.get("LONGTAIL_SPARK_MASTER", "local[2]"))
-        builder = builder.config(
-            "spark.driver.memory", os.environ.get("LONGTAIL_DRIVER_MEMORY", "4g")
-        )
+        builder = builder.config("spark.driver.memory", runtime_env.driver_memory())
     for key, value in {**BASE_CONF, **(extra or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

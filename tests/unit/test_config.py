@@ -14,6 +14,7 @@ from longtail.config import (
     CleanConfig,
     ConfigError,
     IngestConfig,
+    RankerConfig,
     ScoreConfig,
 )
 
@@ -129,3 +130,67 @@ def test_fingerprint_ignores_landing() -> None:
     b = IngestConfig(ds="2024-05-01", warehouse="/tmp/wh-b", landing="/tmp/land-b")
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != IngestConfig(ds="2024-05-02", warehouse=WH).fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("factors", 64.5),
+        ("factors", "x"),
+        ("factors", "64"),
+        ("factors", True),
+        ("alpha", "2"),
+        ("alpha", True),
+        ("select", "yes"),
+        ("regularization_grid", ["x"]),
+        ("regularization_grid", []),
+    ],
+)
+def test_types_are_strict(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=field):
+        AlsConfig(ds="2024-05-01", warehouse=WH, **{field: value})
+
+
+def test_numbers_take_integers_and_grids_become_decimals() -> None:
+    cfg = AlsConfig(ds="2024-05-01", warehouse=WH, alpha=10, regularization_grid=[1, 2.5])
+    assert cfg.alpha == 10
+    assert cfg.regularization_grid == (1.0, 2.5)
+
+
+def test_unknown_fields_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="no_such_field"):
+        ScoreConfig(ds="2024-05-01", warehouse=WH, no_such_field=1)
+
+
+def test_configs_are_frozen() -> None:
+    cfg = AlsConfig(ds="2024-05-01", warehouse=WH)
+    with pytest.raises(ValueError):
+        cfg.factors = 8  # type: ignore[misc]
+
+
+def test_a_run_record_parses_back_into_its_config() -> None:
+    cfg = AlsConfig(ds="2024-05-01", warehouse=WH, factors=8, alpha_factors=[0.5])
+    record = json.loads(json.dumps({"config": cfg.to_dict()}))
+    assert AlsConfig.from_record(record) == cfg
+
+
+def test_the_ranker_config_is_the_one_source_of_candidate_counts_and_lightgbm_settings() -> None:
+    from longtail.fusion import CandidateCounts
+
+    cfg = RankerConfig(ds="2024-05-01", warehouse=WH)
+    assert CandidateCounts() == CandidateCounts.of(cfg)
+    assert CandidateCounts.of(RankerConfig(ds="2024-05-01", warehouse=WH, k_text_ngram=7)) == (
+        CandidateCounts(text_ngram=7)
+    )
+    # what ranker.fit had hard-coded
+    assert RankerConfig.default_lightgbm() == {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_child_samples": 50,
+        "colsample_bytree": 0.9,
+        "num_threads": 2,
+        "early_stopping_rounds": 30,
+        "valid_share": 0.2,
+    }
+    assert cfg.lightgbm() == RankerConfig.default_lightgbm()

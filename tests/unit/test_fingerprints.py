@@ -78,3 +78,23 @@ def test_a_recorded_config_parses_back_to_the_same_fingerprint(
     """Run records hold `to_dict()`; parsed back, the config is the one that ran."""
     recorded = cls(ds=DS, warehouse=WH, **changes).to_dict()
     assert cls(**recorded).fingerprint() == expected
+
+
+def test_new_fields_count_only_when_they_differ_from_their_default() -> None:
+    base = cfgs.RankerConfig(ds=DS, warehouse=WH)
+    assert set(base.to_dict()) >= cfgs.RankerConfig.NEW_FIELDS  # recorded, like every field
+    spelled = {name: base.default(name) for name in cfgs.RankerConfig.NEW_FIELDS}
+    assert (
+        cfgs.RankerConfig(ds=DS, warehouse=WH, **spelled).fingerprint()
+        == DEFAULTS[cfgs.RankerConfig]
+    )
+    for name, value in {"colsample_bytree": 0.8, "k_text_ngram": 10, "valid_share": 0.3}.items():
+        changed = cfgs.RankerConfig(ds=DS, warehouse=WH, **{name: value})
+        assert changed.fingerprint() != DEFAULTS[cfgs.RankerConfig], name
+
+
+def test_an_integer_for_a_number_field_hashes_as_it_did() -> None:
+    """`{"alpha": 10}` in an override: kept as given, so its model version is what it was."""
+    cfg = cfgs.AlsConfig(ds=DS, warehouse=WH, alpha=10)
+    assert cfg.alpha == 10 and isinstance(cfg.alpha, int)
+    assert cfg.fingerprint() == "40e8be64c93b"  # computed before the change

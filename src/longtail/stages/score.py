@@ -25,7 +25,7 @@ from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
 from longtail import columns as C
 from longtail import fusion, reasons, tables
-from longtail.config import ConfigError, ScoreConfig
+from longtail.config import AlsConfig, ConfigError, ScoreConfig
 from longtail.ranker import load_scorer
 from longtail.rules import CapCounter, Rules
 from longtail.scoring import (
@@ -248,7 +248,7 @@ def _run_als(
         popular_ids=pop[C.ITEM_ID].to_numpy(dtype=str),
         popular_scores=pop["recent_users"].to_numpy(dtype=np.float64),
         top_n=cfg.top_n,
-        min_user_items=int(als_record["config"]["min_user_items"]),
+        min_user_items=AlsConfig.from_record(als_record).min_user_items,
         model_version=versioned(als_record["model_version"], rules),
     )
     users = users_to_score(

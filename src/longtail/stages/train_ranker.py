@@ -30,7 +30,7 @@ from longtail import columns as C
 from longtail import label_window, tables
 from longtail.als import factors_frame, fit_als
 from longtail.cleaning import build_interactions
-from longtail.config import RankerConfig
+from longtail.config import AlsConfig, ItemSpaceConfig, RankerConfig
 from longtail.fusion import (
     FEATURES,
     CandidateCounts,
@@ -67,10 +67,11 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     if als_record is None:
         raise FileNotFoundError(f"no train_als record for ds={ds}: run train_als first")
     # The night's ALS settings as fitted: chosen on its validation window where it chose them.
-    als_cfg = {**als_record["config"], **(als_record.get("chosen") or {})}
+    als_cfg = AlsConfig(**{**als_record["config"], **(als_record.get("chosen") or {})})
     space_record = read_record(spark, wh, ds, "item_space")
     if space_record is None:
         raise FileNotFoundError(f"no item_space record for ds={ds}: run item_space first")
+    space_cfg = ItemSpaceConfig.from_record(space_record)
     end = inputs.window_end(ds)
     events = read_table(spark, wh, tables.SILVER_EVENTS, ds).select(
         C.USER_ID, C.ITEM_ID, C.TS, C.EVENT_TYPE, C.WEIGHT
@@ -126,19 +127,11 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         if rule == "last_items":  # the sample's own labels leave its feature history
             pairs = [(u, i) for u, items in sorted(truth.items()) for i in sorted(items)]
             held = spark.createDataFrame(pairs, [C.USER_ID, C.ITEM_ID])
-        ts = _training_set(
-            spark, cfg, als_cfg, space_record["config"], events, start, sample, truth, held
-        )
+        ts = _training_set(spark, cfg, als_cfg, space_cfg, events, start, sample, truth, held)
         meta["candidate_recall"] = ts.candidate_recall
         meta["features"] = list(frame_features(ts.frame))  # + the n-gram channel's, when on
         if ts.n_users >= 10:
-            params = {
-                "n_estimators": cfg.n_estimators,
-                "learning_rate": cfg.learning_rate,
-                "num_leaves": cfg.num_leaves,
-                "min_child_samples": cfg.min_child_samples,
-            }
-            booster, report = fit(ts, params, cfg.seed)
+            booster, report = fit(ts, cfg.lightgbm(), cfg.seed)
             booster_text = booster.model_to_string()
             meta["training"] = report
             weak = fallback(report)
@@ -168,8 +161,8 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
 def _training_set(
     spark: SparkSession,
     cfg: RankerConfig,
-    als_cfg: dict[str, Any],
-    space_cfg: dict[str, Any],
+    als_cfg: AlsConfig,
+    space_cfg: ItemSpaceConfig,
     events: DataFrame,
     start: pd.Timestamp,
     sample: DataFrame,
@@ -193,11 +186,11 @@ def _training_set(
     try:
         model = fit_als(
             collect_indexed(interactions),
-            factors=als_cfg["factors"],
-            regularization=als_cfg["regularization"],
-            alpha=als_cfg["alpha"],
-            iterations=als_cfg["iterations"],
-            seed=als_cfg["seed"],
+            factors=als_cfg.factors,
+            regularization=als_cfg.regularization,
+            alpha=als_cfg.alpha,
+            iterations=als_cfg.iterations,
+            seed=als_cfg.seed,
         )
         # The whole catalogue: an item first listed or first sold inside the window is a cold
         # success, exactly what the ranker has to learn to find.
@@ -208,9 +201,9 @@ def _training_set(
         in_catalogue = interactions.join(ids, C.ITEM_ID, "left_semi")
         space = assemble_item_space(
             cat,
-            item_statistics(in_catalogue, start, space_cfg["recent_days"]).toPandas(),
+            item_statistics(in_catalogue, start, space_cfg.recent_days).toPandas(),
             cooccurrence_pairs(
-                in_catalogue, space_cfg["cooccurrence_top"], space_cfg["cooccurrence_user_cap"]
+                in_catalogue, space_cfg.cooccurrence_top, space_cfg.cooccurrence_user_cap
             ).toPandas(),
             inputs.embeddings(spark, cfg.warehouse, cfg.ds),
             factors_frame(model.item_ids, model.item_factors, C.ITEM_ID),
@@ -230,7 +223,7 @@ def _training_set(
         space,
         rows,
         truth,
-        CandidateCounts(**cfg.candidate_counts()),
+        CandidateCounts.of(cfg),
         exact_max_items=cfg.retrieval_exact_max_items,
     )
 
