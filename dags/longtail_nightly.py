@@ -85,10 +85,12 @@ with DAG(
         "top_n": Param(20, type="integer", minimum=1, maximum=1000),
         "landing": Param(DEFAULT_LANDING, type="string", minLength=1),
         "warehouse": Param(DEFAULT_WAREHOUSE, type="string", minLength=1),
+        # Typed per stage from the registry's config classes: the trigger form and the REST API
+        # refuse a wrong type or an unknown stage or field before any task starts.
         "overrides": Param(
             {},
-            type="object",
             description='Per-stage config overrides, e.g. {"train_als": {"factors": 128}}.',
+            **registry.overrides_schema(),
         ),
     },
 ) as dag:

@@ -5,10 +5,10 @@ A `Stage` names its module (`run(spark, cfg) -> record` and `main(argv)`), its c
 `longtail.config`, the tables it reads and writes (names from `longtail.tables`), the run records
 of other stages it reads, and the published table whose Airflow asset it updates. Everything that
 walks the stages is built from `STAGES`: the DAG (`dags/longtail_nightly.py`: one task per stage,
-its dependencies, outlets and teardown), the argument resolver (`dagargs`), the overrides Param's
-JSON Schema, the assets and the data-docs site (`PUBLISHED_BY`), the spark-submit entry point
-(`jobs/run_stage.py <stage>`), the benchmark's runner (`bench/replay.py`), the reliability kit
-and the tests.
+its dependencies, outlets and teardown), the argument resolver (`dagargs`), the JSON Schema of the
+overrides Param (`overrides_schema`), the assets and the data-docs site (`PUBLISHED_BY`), the
+spark-submit entry point (`jobs/run_stage.py <stage>`), the benchmark's runner
+(`bench/replay.py`), the reliability kit and the tests.
 
 The DAG's dependencies are derived, never listed: a stage runs after every stage that writes a
 table it reads, expires, or whose run record it reads (`needs`), reduced to the direct edges
@@ -219,6 +219,16 @@ def check() -> None:
         late = [n for n in needs(s.name) if NAMES.index(n) > NAMES.index(s.name)]
         if late or s.name in ancestors(s.name):
             raise RegistryError(f"{s.name} is listed before {late or 'itself'}, which it needs")
+
+
+def overrides_schema() -> dict[str, Any]:
+    """JSON Schema of the DAG's `overrides` param: per stage an object of its config's typed
+    fields (less RUN_FIELDS), nothing else; unknown stages refused. Imports longtail.config."""
+    return {
+        "type": "object",
+        "properties": {s.name: s.config_class.json_schema(exclude=RUN_FIELDS) for s in STAGES},
+        "additionalProperties": False,
+    }
 
 
 def build_configs(

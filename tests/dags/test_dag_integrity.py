@@ -291,3 +291,76 @@ def test_config_validation_imports_nothing_heavy(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rejected:" in proc.stdout
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"train_als": {"factors": "x"}},
+        {"train_als": {"factors": 64.5}},
+        {"train_als": {"factors": True}},
+        {"train_als": {"no_such_field": 1}},
+        {"train_ALS": {"factors": 8}},
+        {"clean": {"event_weights": {"view": "heavy"}}},
+        {"ingest": {"landing": "/elsewhere"}},
+        {"publish": {"warehouse": "/elsewhere"}},
+        {"score": {"ds": "2026-01-31"}},
+        {"train_als": 64},
+    ],
+)
+def test_the_trigger_form_refuses_bad_overrides(dag: Any, overrides: dict) -> None:
+    """The overrides Param's schema comes from the stage configs: a wrong type, an unknown stage
+    or field is refused when the run is triggered, before any task starts."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("overrides").resolve(overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"train_als": {"factors": 128, "alpha": 10, "regularization_grid": [1, 2.5]}},
+        {"clean": {"event_weights": {"view": 0.5}}, "score": {"strategy": "als", "top_n": 5}},
+        {"retention": {"keep_published_nights": None}},
+        {"ingest": {}},
+    ],
+)
+def test_the_trigger_form_accepts_good_overrides(dag: Any, overrides: dict) -> None:
+    assert dag.params.get_param("overrides").resolve(overrides) == overrides
+
+
+def test_the_overrides_schema_covers_every_stage_and_field(dag: Any) -> None:
+    import jsonschema
+
+    from longtail import registry
+
+    schema = dag.params.get_param("overrides").schema
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == set(registry.NAMES)
+    for stage in registry.STAGES:
+        sub = schema["properties"][stage.name]
+        assert sub["additionalProperties"] is False, stage.name
+        fields = set(stage.config_class.field_names()) - set(registry.RUN_FIELDS)
+        assert set(sub["properties"]) == fields, stage.name
+        # every default is a valid override of its own stage
+        cfg = stage.config_class(ds="2026-01-31", warehouse="/w")
+        defaults = json.loads(json.dumps({k: v for k, v in cfg.to_dict().items() if k in fields}))
+        jsonschema.validate({stage.name: defaults}, schema)
+
+
+@pytest.mark.parametrize("factors", ["x", 64.5])
+def test_the_serialized_dag_refuses_a_bad_override_as_the_rest_api_does(
+    dag: Any, factors: Any
+) -> None:
+    """The API server validates a triggered run's conf against the serialized DAG's params
+    (`ParamValidationError` -> HTTP 400 in the dagRuns route); the schema survives serialization."""
+    from airflow.exceptions import ParamValidationError
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    with pytest.raises(ParamValidationError, match="overrides"):
+        served.params.deep_merge({"overrides": {"train_als": {"factors": factors}}}).validate()
+    good = served.params.deep_merge({"overrides": {"train_als": {"factors": 8}}}).validate()
+    assert good["overrides"] == {"train_als": {"factors": 8}}

@@ -24,25 +24,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import DAG_ID, RUN_TIMEOUT_S, Deployed, Triggered, no_backfill_running
+from longtail import registry
 from longtail.manifest import published_schema
 
 pytestmark = [pytest.mark.slow, pytest.mark.deployment]
 
 TOP_N = 20  # the DAG's default
-STAGE_APPS = {
-    "longtail-ingest",
-    "longtail-clean",
-    "longtail-content",
-    "longtail-train_als",
-    "longtail-item_space",
-    "longtail-train_ranker",
-    "longtail-score",
-    "longtail-publish",
-    "longtail-similar_items",
-    "longtail-item_audiences",
-    "longtail-quality",
-    "longtail-retention",
-}
+STAGE_APPS = {f"longtail-{name}" for name in registry.NAMES}
 
 
 def _json(url: str) -> Any:
@@ -130,6 +118,19 @@ def test_triggered_run_succeeds_on_the_cluster(deployed: Deployed, rest_runs: Re
     check_published(partition, ds)
     record = json.loads((deployed.warehouse / "_runs" / f"ds={ds}" / "publish.json").read_text())
     assert record["config"]["ds"] == ds
+
+
+@pytest.mark.parametrize("factors", ["x", 64.5])
+def test_the_api_refuses_a_mistyped_override(deployed: Deployed, factors: object) -> None:
+    """The overrides param's schema (the stage configs') is checked when a run is triggered:
+    HTTP 400, the run refused before any task starts."""
+    body = deployed.api.request(
+        "POST",
+        f"/api/v2/dags/{DAG_ID}/dagRuns",
+        {"logical_date": None, "conf": {"overrides": {"train_als": {"factors": factors}}}},
+        ok=(400,),
+    )
+    assert "overrides" in json.dumps(body), body
 
 
 def test_every_stage_ran_on_the_spark_cluster(deployed: Deployed, rest_runs: RestRuns) -> None:
