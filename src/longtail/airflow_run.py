@@ -60,8 +60,8 @@ def _report_published(record: Path, warehouse: Path, ds: str, elapsed: float) ->
     if audiences.is_file():
         c = json.loads(audiences.read_text())["counts"]
         print(
-            f"longtail: item_audiences: {c['items']} products ({c['new_items']} new), {c['rows']} rows "
-            f"({warehouse}/item_audiences/ds={ds}/)"
+            f"longtail: item_audiences: {c['items']} products ({c['new_items']} new), "
+            f"{c['rows']} rows ({warehouse}/item_audiences/ds={ds}/)"
         )
     return 0
 
