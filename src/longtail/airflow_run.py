@@ -56,6 +56,13 @@ def _report_published(record: Path, warehouse: Path, ds: str, elapsed: float) ->
         f"longtail: published {out['published']} ({out['counts']['rows']} rows) in {elapsed:.0f}s"
     )
     print(accounting_line(warehouse, ds))
+    audiences = record.with_name("item_audiences.json")
+    if audiences.is_file():
+        c = json.loads(audiences.read_text())["counts"]
+        print(
+            f"longtail: item_audiences: {c['items']} products ({c['new_items']} new), "
+            f"{c['rows']} rows ({warehouse}/item_audiences/ds={ds}/)"
+        )
     return 0
 
 

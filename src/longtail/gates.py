@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from longtail import columns as C
 from longtail.errors import PermanentError
 from longtail.rules import Rules
+from longtail.spark_jobs import counted_gate
 
 SCORE_DROP = "_score_drop"
 # Checked columns of the reasons (schema v2): the item is there exactly when the code needs one,
@@ -71,7 +72,11 @@ def pandas_max_rows() -> int:
 
 def run_suite(df: DataFrame, name: str, expectations: Sequence[Any]) -> dict:
     """Validate df against expectations; raise GateFailed with the failures, else return results."""
-    gx = _gx()
+    with counted_gate(df.sparkSession, name):
+        return _run_suite(_gx(), df, name, expectations)
+
+
+def _run_suite(gx: Any, df: DataFrame, name: str, expectations: Sequence[Any]) -> dict:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     ctx = gx.get_context(mode="ephemeral")

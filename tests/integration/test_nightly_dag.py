@@ -56,6 +56,13 @@ TOP_N = 10
 RUN_TIMEOUT_S = 1200  # one DAG run: ~4 min on 2 idle cores, twice that on a busy machine
 CONSUMER_TIMEOUT_S = 600  # scheduler and api-server start, then a short consumer run a night
 PUBLISHED = ("recommendations", "similar_items", "item_audiences", "quality_metrics")
+# table -> the DAG task whose outlet it is
+PUBLISHER = {
+    "recommendations": "publish",
+    "similar_items": "similar_items",
+    "item_audiences": "item_audiences",
+    "quality_metrics": "quality",
+}
 INTERMEDIATE = (
     "bronze_events",
     "bronze_items",
@@ -854,7 +861,7 @@ def test_asset_events_through_the_rest_api(
             extra = event["extra"]
             assert set(extra) == EXTRA_KEYS, extra
             assert event["partition_key"] == extra["ds"]
-            assert event["source_task_id"] in ("publish", "similar_items", "quality")
+            assert event["source_task_id"] == PUBLISHER[table]
             partition = nightly.warehouse / table / f"ds={extra['ds']}"
             assert extra["path"] == str(partition)
             assert extra["rows"] == _partition_rows(partition)

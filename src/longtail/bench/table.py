@@ -169,36 +169,48 @@ def peer_table(datasets: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def cold_start_table(datasets: Sequence[Mapping[str, Any]]) -> str:
-    """One row per (dataset, system) of the cold-start protocol; its sizes on the first row."""
-    lines = [
-        "| dataset | cold items | held-out pairs | eval users | system | "
-        + " | ".join(COLD_COLUMNS)
-        + " |",
-        "|---|---:|---:|---:|---|" + "---:|" * len(COLD_COLUMNS),
-    ]
+def _protocol_rows(
+    datasets: Sequence[Mapping[str, Any]],
+    block_of: Any,
+    sizes: Sequence[str],
+    columns: Sequence[str],
+    header: str,
+    empty: str,
+) -> str:
+    """One row per (dataset, system) of a protocol block (`block_of(report)`: protocol and
+    systems), its sizes on the dataset's first row; `empty` when no report has the block."""
+    lines = [header, "|---|" + "---:|" * len(sizes) + "---|" + "---:|" * len(columns)]
     n_rows = len(lines)
     for data in datasets:
-        cold = data.get("cold_start")
-        if not isinstance(cold, Mapping) or not isinstance(cold.get("systems"), Mapping):
+        block = block_of(data)
+        if not isinstance(block, Mapping) or not isinstance(block.get("systems"), Mapping):
             continue
-        p = cold.get("protocol") or {}
-        first = [
-            _name(data),
-            *(_fmt(p.get(k)) for k in ("n_items", "n_test_pairs", "n_eval_users")),
-        ]
-        for name, row in cold["systems"].items():
+        p = block.get("protocol") or {}
+        first = [_name(data), *(_fmt(p.get(k)) for k in sizes)]
+        for name, row in block["systems"].items():
             if not isinstance(row, Mapping):
                 continue
             if "skipped" in row:
-                values = [f"skipped: {_cell(row['skipped'])}"] + [""] * (len(COLD_COLUMNS) - 1)
+                values = [f"skipped: {_cell(row['skipped'])}"] + [""] * (len(columns) - 1)
             else:
-                values = [_fmt(row.get(c)) for c in COLD_COLUMNS]
+                values = [_fmt(row.get(c)) for c in columns]
             lines.append("| " + " | ".join([*first, _cell(name), *values]) + " |")
-            first = ["", "", "", ""]
-    if len(lines) == n_rows:
-        return "_No report has the cold-start protocol yet._"
-    return "\n".join(lines)
+            first = [""] * len(first)
+    return empty if len(lines) == n_rows else "\n".join(lines)
+
+
+def cold_start_table(datasets: Sequence[Mapping[str, Any]]) -> str:
+    """One row per (dataset, system) of the cold-start protocol; its sizes on the first row."""
+    return _protocol_rows(
+        datasets,
+        lambda data: data.get("cold_start"),
+        ("n_items", "n_test_pairs", "n_eval_users"),
+        COLD_COLUMNS,
+        "| dataset | cold items | held-out pairs | eval users | system | "
+        + " | ".join(COLD_COLUMNS)
+        + " |",
+        "_No report has the cold-start protocol yet._",
+    )
 
 
 AUDIENCE_COLUMNS = ("micro", "macro", "items_with_audience")
@@ -206,27 +218,15 @@ AUDIENCE_COLUMNS = ("micro", "macro", "items_with_audience")
 
 def audience_table(datasets: Sequence[Mapping[str, Any]]) -> str:
     """Audience recall of the cold items' held-out buyers, one row per (dataset, system)."""
-    lines = [
+    return _protocol_rows(
+        datasets,
+        lambda data: (data.get("cold_start") or {}).get("audiences"),
+        ("n_items_with_buyers", "n_pairs", "audience_size"),
+        AUDIENCE_COLUMNS,
         "| dataset | items with buyers | buyer pairs | audience size | system | "
         "recall (pairs) | recall (mean over items) | items with an audience |",
-        "|---|---:|---:|---:|---|---:|---:|---:|",
-    ]
-    n_rows = len(lines)
-    for data in datasets:
-        block = (data.get("cold_start") or {}).get("audiences")
-        if not isinstance(block, Mapping) or not isinstance(block.get("systems"), Mapping):
-            continue
-        p = block.get("protocol") or {}
-        first = [_name(data), *(_fmt(p.get(k)) for k in ("n_items_with_buyers", "n_pairs"))]
-        first.append(_fmt(p.get("audience_size")))
-        for name, row in block["systems"].items():
-            if isinstance(row, Mapping):
-                values = [_fmt(row.get(c)) for c in AUDIENCE_COLUMNS]
-                lines.append("| " + " | ".join([*first, _cell(name), *values]) + " |")
-                first = ["", "", "", ""]
-    if len(lines) == n_rows:
-        return "_No report has the audience protocol yet._"
-    return "\n".join(lines)
+        "_No report has the audience protocol yet._",
+    )
 
 
 def table(reports: Path) -> str:

@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 from longtail import __version__, registry
 from longtail.config import StageConfig
 from longtail.errors import ERROR_PREFIX, PERMANENT_EXIT_CODE, PermanentError
+from longtail.spark_jobs import counted_stage
 from longtail.sparkutil import get_spark
 from longtail.storage import clear_failure, night_key, read_lease, write_failure, write_record
 
@@ -55,7 +56,10 @@ def run_and_record(
     started = time.time()
     try:
         # Retention deletes nothing of this night while the stage runs (storage.read_lease).
-        with read_lease(spark, cfg.warehouse, night_key(cfg.ds)):
+        with (
+            counted_stage(spark, name, cfg.ds) as jobs,
+            read_lease(spark, cfg.warehouse, night_key(cfg.ds)),
+        ):
             record = run(spark, cfg)
     except Exception as exc:
         try:
@@ -69,6 +73,7 @@ def run_and_record(
         "config": cfg.to_dict(),
         "config_fingerprint": cfg.fingerprint(),
         "seconds": round(time.time() - started, 2),
+        "spark_jobs": jobs,
         **record,
     }
     write_record(spark, cfg.warehouse, cfg.ds, name, record)

@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 from longtail import columns as C
 from longtail import rules as business_rules
 from longtail import tables, text_ngrams
+from longtail.config import StageConfig
 from longtail.fusion import ItemSpace, assemble_item_space
 from longtail.rules import Rules
 from longtail.storage import read_record, read_table
@@ -37,6 +38,18 @@ def item_factors(spark: SparkSession, wh: str, ds: date) -> pd.DataFrame:
 def night_rules(spark: SparkSession, wh: str, ds: date) -> Rules | None:
     """The shop's rules as the night's ingest validated and recorded them (None: no file)."""
     return business_rules.from_record(read_record(spark, wh, ds, "ingest"))
+
+
+def text_model_version(
+    spark: SparkSession, prefix: str, cfg: StageConfig, rules: Rules | None
+) -> str:
+    """`<prefix>-<ds>-<config hash>-<embedding config hash>[-r<rules hash>]` for the tables built
+    from the night's text vectors: same data date, config, embeddings and rules, same version."""
+    content = (read_record(spark, cfg.warehouse, cfg.ds, "content") or {}).get(
+        "config_fingerprint", "none"
+    )
+    version = f"{prefix}-{cfg.ds.isoformat()}-{cfg.fingerprint()}-{content}"
+    return version if rules is None else f"{version}-r{rules.fingerprint()}"
 
 
 def restrict(space: ItemSpace, cat: pd.DataFrame, rules: Rules | None) -> ItemSpace:

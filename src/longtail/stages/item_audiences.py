@@ -29,7 +29,7 @@ from longtail import columns as C
 from longtail.config import ItemAudiencesConfig
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
-from longtail.storage import MANIFEST_KEY, read_record, read_table, write_audit_publish
+from longtail.storage import MANIFEST_KEY, read_table, write_audit_publish
 from longtail.user_histories import fusion_users
 
 TABLE = tables.ITEM_AUDIENCES
@@ -62,12 +62,6 @@ def merged(blocks: DataFrame, k: int) -> DataFrame:
     w = Window.partitionBy(C.ITEM_ID).orderBy(F.desc(C.SCORE), F.asc(C.USER_ID))
     ranked = blocks.withColumn(C.RANK, F.row_number().over(w).cast(IntegerType()))
     return ranked.where(F.col(C.RANK) <= k).select(*SCHEMA.fieldNames())
-
-
-def model_version(cfg: ItemAudiencesConfig, content_record: dict | None) -> str:
-    """Same data date, this config and the embedding config -> the same version string."""
-    content = (content_record or {}).get("config_fingerprint", "none")
-    return f"audience-{cfg.ds.isoformat()}-{cfg.fingerprint()}-{content}"
 
 
 def run(spark: SparkSession, cfg: ItemAudiencesConfig) -> dict[str, Any]:
@@ -104,8 +98,7 @@ def run(spark: SparkSession, cfg: ItemAudiencesConfig) -> dict[str, Any]:
         lambda df: gates.gate_item_audiences(df, k, target_ids, interactions),
         manifest={
             "top_n": k,
-            "model_version": model_version(cfg, read_record(spark, wh, ds, "content"))
-            + ("" if rules is None else f"-r{rules.fingerprint()}"),
+            "model_version": inputs.text_model_version(spark, "audience", cfg, rules),
         },
     )
     manifest = published[MANIFEST_KEY]

@@ -25,7 +25,7 @@ from longtail.fusion import ItemSpace
 from longtail.retrieval import VectorIndex
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
-from longtail.storage import MANIFEST_KEY, read_record, write_audit_publish
+from longtail.storage import MANIFEST_KEY, write_audit_publish
 
 TABLE = tables.SIMILAR_ITEMS
 SIMILAR_ITEM_ID = "similar_item_id"
@@ -167,12 +167,6 @@ def gate_similar(df: Any, n_items: int, k: int, hidden: Sequence[str] = ()) -> d
     )
 
 
-def model_version(cfg: SimilarItemsConfig, content_record: dict | None) -> str:
-    """Same data date, this config and the embedding config -> the same version string."""
-    content = (content_record or {}).get("config_fingerprint", "none")
-    return f"similar-{cfg.ds.isoformat()}-{cfg.fingerprint()}-{content}"
-
-
 def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
     wh, ds = cfg.warehouse, cfg.ds
     rules = inputs.night_rules(spark, wh, ds)
@@ -205,8 +199,7 @@ def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
         lambda df: gate_similar(df, n_items, k, hidden),
         manifest={
             "top_n": k,
-            "model_version": model_version(cfg, read_record(spark, wh, ds, "content"))
-            + ("" if rules is None else f"-r{rules.fingerprint()}"),
+            "model_version": inputs.text_model_version(spark, "similar", cfg, rules),
         },
     )
     return {
