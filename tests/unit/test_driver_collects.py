@@ -19,7 +19,7 @@ DRIVER_CALLS = frozenset({"toPandas", "collect", "toLocalIterator", "toArrow"})
 
 # Bounded by the catalogue (items) or by a constant.
 BOUNDED: dict[str, str] = {
-    "longtail.gates.run_suite": "a pandas copy only of tables with at most "
+    "longtail.gates._run_suite": "a pandas copy only of tables with at most "
     "LONGTAIL_GATE_PANDAS_MAX_ROWS rows (200k); larger ones are validated in Spark",
     "longtail.stages.clean._run": "quarantine counts per (table, reason): a handful of rows",
     "longtail.stages.content._run": "the catalogue, and the distinct text hashes already in the "
@@ -48,10 +48,10 @@ BOUNDED: dict[str, str] = {
 # must reach the driver. It travels in compact form (int32 coordinates, float64 weights, each id
 # string once), and the id lists are the rows of the factor matrices the stage publishes.
 DRIVER_TRAINING: dict[str, str] = {
-    "longtail.stages.train_als._collect": "(user_idx int32, item_idx int32, weight[, first "
+    "longtail.indexing._collect": "(user_idx int32, item_idx int32, weight[, first "
     "event]) per interaction, built in Spark: the matrix implicit fits (and the night's "
     "validation window for choosing its settings)",
-    "longtail.stages.train_als._ids": "the sorted distinct user and item ids: one per row of the "
+    "longtail.indexing._ids": "the sorted distinct user and item ids: one per row of the "
     "fitted user / item factors",
 }
 
