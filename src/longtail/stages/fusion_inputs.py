@@ -16,8 +16,9 @@ from longtail.rules import Rules
 from longtail.stages.content import EMBEDDING
 from longtail.stages.content import TABLE as EMBEDDINGS
 from longtail.stages.train_als import ITEM_FACTORS
-from longtail.storage import read_record, read_table
 from longtail.tables import ITEM_COOCCURRENCE, ITEM_STATS
+from longtail.warehouse.publish import read_table
+from longtail.warehouse.records import read_record
 
 
 def window_end(ds: date) -> pd.Timestamp:
