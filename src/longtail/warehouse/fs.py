@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from longtail.warehouse.files import replace_local
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -82,11 +85,7 @@ class Fs:
         """Write via a temporary name and rename, so a reader never sees half a file."""
         tmp = f"{uri}.{uuid.uuid4().hex}.tmp"
         self.mkdirs(uri.rsplit("/", 1)[0])
-        out = self._fs.create(self._path(tmp), True)
-        try:
-            out.write(bytearray(text.encode("utf-8")))
-        finally:
-            out.close()
+        self._create(tmp, text)
         if self.exists(uri):
             self.delete(uri)
         self.rename(tmp, uri)
@@ -98,30 +97,25 @@ class Fs:
         on a local disk, FileContext's rename with OVERWRITE elsewhere (atomic on HDFS; on S3 a
         rename is a copy, as everywhere in this module).
         """
-        folder, name = uri.rsplit("/", 1)
-        tmp_name = f".{name}.{uuid.uuid4().hex}.tmp"
         if self._fs.getScheme() == "file":
-            local = self.local_path(uri)
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            tmp = os.path.join(os.path.dirname(local), tmp_name)
-            with open(tmp, "w", encoding="utf-8") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, local)
+            replace_local(Path(self.local_path(uri)), text.encode("utf-8"), sync=True)
             return
-        tmp = f"{folder}/{tmp_name}"
+        folder, name = uri.rsplit("/", 1)
+        tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
         self.mkdirs(folder)
-        out = self._fs.create(self._path(tmp), True)
-        try:
-            out.write(bytearray(text.encode("utf-8")))
-        finally:
-            out.close()
+        self._create(tmp, text)
         fs_api = self._jvm.org.apache.hadoop.fs
         context = fs_api.FileContext.getFileContext(self._path(uri).toUri(), self._conf)
         options = self._gateway.new_array(fs_api.Options.Rename, 1)
         options[0] = fs_api.Options.Rename.OVERWRITE
         context.rename(self._path(tmp), self._path(uri), options)
+
+    def _create(self, uri: str, text: str) -> None:
+        out = self._fs.create(self._path(uri), True)
+        try:
+            out.write(bytearray(text.encode("utf-8")))
+        finally:
+            out.close()
 
     def local_path(self, uri: str) -> str:
         return str(self._fs.pathToFile(self._path(uri)).getPath())
