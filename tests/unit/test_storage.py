@@ -18,11 +18,13 @@ from pyspark.testing import assertDataFrameEqual
 from longtail.warehouse import publish
 from longtail.warehouse.fs import Fs, PublishError
 from longtail.warehouse.leases import lock_holder, try_lock
+from longtail.warehouse.models import publish_model, read_model
 from longtail.warehouse.publish import (
     publish_staged,
     publish_staged_set,
     read_table,
     write_audit_publish,
+    write_audit_publish_set,
 )
 from longtail.warehouse.records import read_record, write_record
 from longtail.warehouse.staging import write_staging
@@ -269,3 +271,53 @@ def test_a_lock_held_by_a_live_process_is_respected(spark, tmp_path):
     fs.delete(lock)
     assert try_lock(fs, lock, elsewhere)
     assert try_lock(fs, lock, lock_holder()) is False  # another host's process: cannot tell
+
+
+def test_a_model_is_published_and_read_back_through_the_filesystem(spark, tmp_path):
+    wh = str(tmp_path / "wh")
+    assert read_model(spark, wh, "ranker", DS) is None
+    publish_model(spark, wh, "ranker", DS, "tree\n", {"model_version": "v1"})
+    publish_model(spark, wh, "ranker", DS, "tree 2", {"model_version": "v2"})
+    folder = tmp_path / "wh" / "ranker" / "ds=2024-05-01"
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".crc")) == [
+        "_SUCCESS",
+        "meta.json",
+        "model.txt",
+    ]
+    assert (folder / "meta.json").read_text() == '{\n  "model_version": "v2"\n}'
+    assert read_model(spark, f"file://{wh}", "ranker", DS) == ({"model_version": "v2"}, "tree 2")
+    for leftovers in ("_staging", "_trash", "_locks", "_txn"):
+        assert _snapshot(tmp_path / "wh" / leftovers) == {}
+
+
+def test_publish_hooks_explain_a_write_error_and_stop_before_the_audits(spark, tmp_path):
+    wh = str(tmp_path / "wh")
+    good = spark.createDataFrame([(1, "a")], SCHEMA)
+    write_audit_publish_set({"a": (good, None)}, wh, DS)
+    before = _snapshot(tmp_path / "wh" / "a")
+    audited: list[str] = []
+
+    def audit(df):
+        audited.append("ran")
+        return {}
+
+    class Lost(RuntimeError):
+        pass
+
+    def check(staged):
+        assert sorted(staged) == ["a", "b"] and staged["a"].count() == 2
+        raise Lost("2 in, 1 accounted for")
+
+    two = spark.createDataFrame([(2, "b"), (3, "c")], SCHEMA)
+    with pytest.raises(Lost):
+        write_audit_publish_set({"a": (two, audit), "b": (two, audit)}, wh, DS, before_audit=check)
+    assert audited == []
+
+    def unreadable(exc):
+        return Lost(f"explained: {type(exc).__name__}")
+
+    broken = spark.createDataFrame([(4, "d")], SCHEMA).selectExpr("id", "raise_error('x') AS v")
+    with pytest.raises(Lost, match="explained"):
+        write_audit_publish_set({"a": (broken, audit)}, wh, DS, explain_write_error=unreadable)
+    assert _snapshot(tmp_path / "wh" / "a") == before
+    assert list((tmp_path / "wh" / "_staging").rglob("ds=*")) == []
