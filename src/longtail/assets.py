@@ -20,7 +20,8 @@ from typing import Any
 from airflow.sdk import Asset
 
 from longtail import registry, tables
-from longtail.warehouse_files import read_json
+from longtail.warehouse.files import read_json
+from longtail.warehouse.layout import run_record_path
 
 GROUP = "longtail"
 # stage (= DAG task id) -> the published table whose asset it updates
@@ -60,7 +61,7 @@ def event_extra(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_record(warehouse: str, ds: str, stage: str) -> dict[str, Any] | None:
-    return read_json(f"{warehouse.rstrip('/')}/_runs/ds={ds}/{stage}.json")
+    return read_json(run_record_path(warehouse, ds, stage))
 
 
 def config_from_args(application_args: Iterable[str]) -> dict[str, Any]:

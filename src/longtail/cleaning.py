@@ -1,6 +1,6 @@
 """Bronze -> silver: accepted events with weights, the catalogue, interactions, and a quarantine.
 
-Pure transforms over DataFrames (the SQL lives in sql/); the clean stage wires them to storage.
+Pure transforms over DataFrames (the SQL lives in sql/); stages/clean.py publishes them.
 Every bronze row ends up either accepted or quarantined with a reason, except rows that belong to
 a later run date (events after the run date but within max_future_days of it, items first seen
 after it), which are counted as deferred.

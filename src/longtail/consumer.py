@@ -18,7 +18,8 @@ from typing import Any
 
 from longtail import manifest as mf
 from longtail import tables
-from longtail.warehouse_files import read_json, write_text
+from longtail.warehouse.files import read_json, write_text
+from longtail.warehouse.layout import latest_path, manifest_path
 
 BUCKETS = 10
 COLUMNS = ("user_id", "rank", "item_id", "score", "reason", "reason_item_id")
@@ -40,7 +41,7 @@ def newest_extra(events: Iterable[Any]) -> dict[str, Any] | None:
 
 def latest_partition(warehouse: str, table: str = tables.RECOMMENDATIONS) -> dict[str, Any]:
     """A run by hand exports the newest published partition, named by `_latest.json`."""
-    latest = read_json(f"{warehouse.rstrip('/')}/{table}/{mf.LATEST}")
+    latest = read_json(latest_path(warehouse, table))
     if latest is None:
         raise ExportError(f"{table} has no published partition yet in {warehouse}")
     return latest
@@ -83,7 +84,7 @@ def _read_rows(partition: str, manifest: Mapping[str, Any]) -> Any:
 def checked_partition(partition: str, table: str) -> tuple[Any, dict[str, Any]]:
     """(rows as a pyarrow Table, manifest) of a published partition whose files hold exactly the
     rows its manifest counts; ExportError otherwise."""
-    manifest = read_json(f"{partition}/{mf.MANIFEST}")
+    manifest = read_json(manifest_path(partition))
     if manifest is None:
         raise ExportError(f"{partition} has no {mf.MANIFEST}: not a published partition")
     if manifest.get("table") != table:

@@ -21,17 +21,23 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from longtail import registry, tables
-from longtail.warehouse_files import glob, read_json, write_text
+from longtail.warehouse.files import glob, read_json, write_text
+from longtail.warehouse.layout import (
+    FAILED_SUFFIX,
+    failure_record_name,
+    gate_record_name,
+    gate_table,
+    parse_run_record_path,
+    run_record_path,
+)
 
 SITE = "_data_docs"
 TREND_METRICS = ("ndcg@10", "recall@20", "aplt@10", "coverage@10", "tail_recall@20")
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
-_GATE = re.compile(r"/_runs/ds=(\d{4}-\d{2}-\d{2})/gates/([^/]+)\.json$")
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222;
@@ -349,17 +355,17 @@ def render_site(
 
 def collect(warehouse: str) -> tuple[dict, dict, dict]:
     """Gate records, quality metrics and published manifests of every night, from `_runs/`."""
-    root = warehouse.rstrip("/")
     gates: dict[str, dict[str, dict]] = {}
-    for uri in glob(f"{root}/_runs/ds=*/gates/*.json"):
-        m = _GATE.search(uri)
-        record = read_json(uri) if m else None
-        if m and record is not None:
-            gates.setdefault(m.group(1), {})[m.group(2)] = record
+    for uri in glob(run_record_path(warehouse, "*", gate_record_name("*"))):
+        night, name = parse_run_record_path(uri) or ("", "")
+        table = gate_table(name)
+        record = read_json(uri) if table else None
+        if table and record is not None:
+            gates.setdefault(night, {})[table] = record
     quality: dict[str, dict] = {}
     published: dict[str, dict[str, dict]] = {}
     for stage in registry.PUBLISHED_BY:
-        for uri in glob(f"{root}/_runs/ds=*/{stage}.json"):
+        for uri in glob(run_record_path(warehouse, "*", stage)):
             record = read_json(uri) or {}
             night = str((record.get("config") or {}).get("ds", ""))
             if not night:
@@ -371,22 +377,16 @@ def collect(warehouse: str) -> tuple[dict, dict, dict]:
     return gates, quality, published
 
 
-_RECORD = re.compile(r"/_runs/ds=(\d{4}-\d{2}-\d{2})/([^/]+)\.json$")
-# A stage's failure record, `<stage>.failed.json` (longtail.storage.failure_record_name; the
-# string is repeated here because this module is stdlib only).
-FAILED_SUFFIX = ".failed"
-
-
 def collect_warnings(warehouse: str) -> dict[str, list[tuple[str, str]]]:
     """night -> (stage, message) for every warning a stage's run record holds."""
     out: dict[str, list[tuple[str, str]]] = {}
-    for uri in glob(f"{warehouse.rstrip('/')}/_runs/ds=*/*.json"):
-        m = _RECORD.search(uri)
-        record = read_json(uri) if m and not m.group(2).endswith(FAILED_SUFFIX) else None
-        if not m or not isinstance(record, dict):
+    for uri in glob(run_record_path(warehouse, "*", "*")):
+        night, name = parse_run_record_path(uri) or ("", "")
+        record = read_json(uri) if night and not name.endswith(FAILED_SUFFIX) else None
+        if not isinstance(record, dict):
             continue
         for message in record.get("warnings") or []:
-            out.setdefault(m.group(1), []).append((str(record.get("stage", m.group(2))), message))
+            out.setdefault(night, []).append((str(record.get("stage", name)), message))
     return out
 
 
@@ -394,12 +394,12 @@ def collect_failures(warehouse: str) -> dict[str, list[dict[str, Any]]]:
     """night -> the failure records of its stages (`_runs/ds=<night>/<stage>.failed.json`), by
     stage name."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for uri in glob(f"{warehouse.rstrip('/')}/_runs/ds=*/*{FAILED_SUFFIX}.json"):
-        m = _RECORD.search(uri)
-        record = read_json(uri) if m else None
-        if m and isinstance(record, dict):
-            stage = m.group(2).removesuffix(FAILED_SUFFIX)
-            out.setdefault(m.group(1), []).append({"stage": stage, **record})
+    for uri in glob(run_record_path(warehouse, "*", failure_record_name("*"))):
+        night, name = parse_run_record_path(uri) or ("", "")
+        record = read_json(uri) if night else None
+        if isinstance(record, dict):
+            stage = name.removesuffix(FAILED_SUFFIX)
+            out.setdefault(night, []).append({"stage": stage, **record})
     return out
 
 

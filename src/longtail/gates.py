@@ -19,6 +19,7 @@ from longtail import columns as C
 from longtail.errors import PermanentError
 from longtail.rules import Rules
 from longtail.spark_jobs import counted_gate
+from longtail.warehouse.records import DATA_DOCS_HTML
 
 SCORE_DROP = "_score_drop"
 # Checked columns of the reasons (schema v2): the item is there exactly when the code needs one,
@@ -32,14 +33,14 @@ RULE_ALLOWED = "_allowed"
 class GateFailed(PermanentError, RuntimeError):
     """A data-quality gate failed; the message lists the failed expectations.
 
-    Carries the full validation result and its rendered GX data docs page, which storage keeps
-    under `_runs/ds=<ds>/gates/<table>.{json,html}`.
+    Carries the full validation result and its rendered GX data docs page, which the gate record
+    keeps under `_runs/ds=<ds>/gates/<table>.{json,html}` (longtail.warehouse.records).
     """
 
     def __init__(self, message: str, result: dict | None = None, html: str | None = None):
         super().__init__(message)
         self.result = result
-        self.data_docs_html = html
+        self.data_docs_html = html  # records.DATA_DOCS_HTML
 
 
 def _data_docs(result: Any) -> str | None:
@@ -100,7 +101,7 @@ def _run_suite(gx: Any, df: DataFrame, name: str, expectations: Sequence[Any]) -
         ]
         raise GateFailed(f"gate '{name}' failed: " + "; ".join(failed), summary, html)
     if html is not None:
-        summary["data_docs_html"] = html
+        summary[DATA_DOCS_HTML] = html
     return summary
 
 

@@ -19,7 +19,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from longtail import columns as C
 from longtail.errors import PermanentError
-from longtail.storage import Fs
+from longtail.warehouse.fs import Fs
 
 CORRUPT = "_corrupt_record"
 PARSE_ERROR = "parse_error"

@@ -1,7 +1,7 @@
 """The output contract for readers: published schemas, partition manifests, the latest pointer.
 
 Stdlib only, so the Airflow side (asset events, the example consumer) and tests can use it without
-Spark. Storage writes the files (see storage.publish_staged_set):
+Spark. The warehouse writes the files (see warehouse.publish.publish_staged_set):
 
 - `<table>/ds=<ds>/_manifest.json`, written into the staged partition after its audit and before
   the swap, so a partition is never visible without it: rows, schema, data files with sizes and

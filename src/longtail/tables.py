@@ -8,6 +8,8 @@ last `keep_nights` nights of them (30 by default).
 
 from __future__ import annotations
 
+from longtail.warehouse import layout
+
 RECOMMENDATIONS = "recommendations"
 SIMILAR_ITEMS = "similar_items"
 QUALITY_METRICS = "quality_metrics"
@@ -56,4 +58,4 @@ STAGED_ATTEMPT = "staged_attempt"
 # first embedded each text; compacted by retention, never expired (see stages/content.py).
 EMBEDDING_CACHE = "_cache/embeddings"
 # Folders beside the tables that hold a run's leftovers when it died: retention expires them.
-LEFTOVER_ROOTS = ("_staging", "_trash")
+LEFTOVER_ROOTS = (layout.STAGING, layout.TRASH)

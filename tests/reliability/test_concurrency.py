@@ -19,8 +19,9 @@ from reliability_kit import (
     table_hash,
 )
 
-from longtail import storage
-from longtail.storage import PublishError, publish_staged, write_audit_publish, write_staging
+from longtail.warehouse.fs import Fs, PublishError
+from longtail.warehouse.publish import publish_staged, write_audit_publish
+from longtail.warehouse.staging import write_staging
 
 SCHEMA = "user_id string, rank int, item_id string"
 
@@ -45,15 +46,15 @@ def test_second_publish_of_a_date_fails_while_the_first_holds_the_lock(
     }
 
     in_swap, release = threading.Event(), threading.Event()
-    real_rename = storage.Fs.rename
+    real_rename = Fs.rename
 
-    def rename(self: storage.Fs, src: str, dst: str) -> None:
+    def rename(self: Fs, src: str, dst: str) -> None:
         if src.endswith(".attempt-a"):  # A holds the lock and is about to move its output
             in_swap.set()
             assert release.wait(120)
         real_rename(self, src, dst)
 
-    monkeypatch.setattr(storage.Fs, "rename", rename)
+    monkeypatch.setattr(Fs, "rename", rename)
     with ThreadPoolExecutor(max_workers=1) as pool:
         first = pool.submit(publish_staged, spark, wh, "recs", DS, None, "a")
         assert in_swap.wait(120)

@@ -38,10 +38,10 @@ from reliability_kit import (
 )
 
 from longtail import landing as landing_mod
-from longtail import storage
 from longtail.config import CleanConfig, IngestConfig
 from longtail.stages import clean as clean_stage
 from longtail.stages.clean import AccountingError
+from longtail.warehouse.fs import Fs, PublishError
 
 BRONZE = ("bronze_events", "bronze_items")
 SILVER = ("quarantine", "catalogue", "silver_events", "interactions")
@@ -178,18 +178,18 @@ def test_publish_swap_fails_in_the_middle_of_a_rerun(
     """
     before, old = _rerun_setup(spark, standard_landing, seeded, tmp_path)
 
-    real_rename = storage.Fs.rename
+    real_rename = Fs.rename
     swaps: list[str] = []
 
-    def rename(self: storage.Fs, src: str, dst: str) -> None:
+    def rename(self: Fs, src: str, dst: str) -> None:
         if "/_staging/" in src and "/_staging/" not in dst:  # staged -> published
             swaps.append(dst)
             if len(swaps) == 2:
-                raise storage.PublishError(f"injected failure moving {src} to {dst}")
+                raise PublishError(f"injected failure moving {src} to {dst}")
         real_rename(self, src, dst)
 
-    monkeypatch.setattr(storage.Fs, "rename", rename)
-    with pytest.raises(storage.PublishError, match="injected failure"):
+    monkeypatch.setattr(Fs, "rename", rename)
+    with pytest.raises(PublishError, match="injected failure"):
         run_stage(spark, "clean", CleanConfig(ds=DS, warehouse=str(seeded)))
     monkeypatch.undo()
 
@@ -223,8 +223,8 @@ def test_failed_runs_leave_no_trace_in_a_fresh_warehouse(
 # second move of its four-table publish.
 _KILLED_MID_SET = """
 import os, sys
-from longtail import storage
-real_rename = storage.Fs.rename
+from longtail.warehouse.fs import Fs
+real_rename = Fs.rename
 swaps = []
 def rename(self, src, dst):
     if "/_staging/" in src and "/_staging/" not in dst:
@@ -232,7 +232,7 @@ def rename(self, src, dst):
         if len(swaps) == 2:
             os._exit(137)
     real_rename(self, src, dst)
-storage.Fs.rename = rename
+Fs.rename = rename
 from longtail.stages.clean import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -1,7 +1,7 @@
 """Gates: a failed gate publishes nothing and leaves earlier partitions untouched.
 
 Every audited table's validation result is kept with the run, pass or fail, in
-`_runs/ds=<ds>/gates/<table>.json` (written by storage.audit_staged).
+`_runs/ds=<ds>/gates/<table>.json` (written by warehouse.publish.audit_staged).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from reliability_kit import (
 
 from longtail import gates
 from longtail.config import CleanConfig, IngestConfig
-from longtail.storage import DATA_DOCS_HTML, write_audit_publish
+from longtail.warehouse.publish import write_audit_publish
+from longtail.warehouse.records import DATA_DOCS_HTML
 
 SCHEMA = "item_id string, title string"
 SILVER = ("quarantine", "catalogue", "silver_events", "interactions")

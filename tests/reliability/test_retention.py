@@ -27,9 +27,12 @@ from reliability_kit import (
     table_hash,
 )
 
-from longtail import storage, tables
+from longtail import tables
 from longtail.config import RetentionConfig
 from longtail.stages.content import cache_table
+from longtail.warehouse import layout, leases
+from longtail.warehouse.fs import PublishError
+from longtail.warehouse.publish import write_audit_publish
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -93,16 +96,16 @@ def test_nothing_a_running_job_reads_or_publishes_is_deleted(
     spark: Any, reference_published: Path, tmp_path: Path
 ) -> None:
     wh = copy_warehouse(reference_published, tmp_path / "warehouse")
-    lock = storage._lock_path(str(wh), "catalogue", EARLIER_DS)
+    lock = layout.lock_path(str(wh), "catalogue", EARLIER_DS)
     # a stage of EARLIER_DS is running (its read lease) ...
-    with storage.read_lease(spark, str(wh), storage.night_key(EARLIER_DS)):
+    with leases.read_lease(spark, str(wh), layout.night_key(EARLIER_DS)):
         record = _retention(spark, wh, keep_nights=1)
     assert record["deleted"] == {}
     assert {s["reason"] for s in record["skipped"]} == {"in use"}
     assert all(len(p) == 2 for p in _present(wh).values())
     # ... or only a publisher of one partition holds its lock
     Path(lock).parent.mkdir(parents=True, exist_ok=True)
-    Path(lock).write_text(storage.lock_holder())
+    Path(lock).write_text(leases.lock_holder())
     try:
         record = _retention(spark, wh, keep_nights=1)
     finally:
@@ -114,12 +117,12 @@ def test_nothing_a_running_job_reads_or_publishes_is_deleted(
 
 def test_a_read_lease_waits_for_a_removal_in_progress(spark: Any, tmp_path: Path) -> None:
     wh = str(tmp_path / "wh")
-    with storage.removal_lock(spark, wh, storage.night_key(DS)) as free:
+    with leases.removal_lock(spark, wh, layout.night_key(DS)) as free:
         assert free
         try:
-            with storage.read_lease(spark, wh, storage.night_key(DS)):
+            with leases.read_lease(spark, wh, layout.night_key(DS)):
                 raise AssertionError("a stage started while retention removes its night")
-        except storage.PublishError as exc:
+        except PublishError as exc:
             assert "retention is removing" in str(exc)
     assert leftovers(Path(wh)) == []
 
@@ -192,8 +195,8 @@ def test_compaction_keeps_the_first_copy_and_rewrites_partly_copied_nights(
     }
     for day, data in rows.items():
         frame = spark.createDataFrame(data, "text_hash string, embedding array<float>")
-        storage.write_audit_publish(frame, str(wh), name, day)
-    with storage.read_lease(spark, str(wh), storage.CACHE_KEY):
+        write_audit_publish(frame, str(wh), name, day)
+    with leases.read_lease(spark, str(wh), layout.CACHE_KEY):
         record = _retention(spark, wh)
     assert record["embedding_cache"] == {"skipped": "in use"}
     record = _retention(spark, wh)

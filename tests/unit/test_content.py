@@ -45,7 +45,7 @@ def test_item_text_and_hash() -> None:
 
 
 def _catalogue(spark: Any, wh: str, ds: str, titles: dict[str, str]) -> None:
-    from longtail.storage import write_audit_publish
+    from longtail.warehouse.publish import write_audit_publish
 
     pdf = pd.DataFrame(
         {

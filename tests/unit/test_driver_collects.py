@@ -21,7 +21,7 @@ DRIVER_CALLS = frozenset({"toPandas", "collect", "toLocalIterator", "toArrow"})
 BOUNDED: dict[str, str] = {
     "longtail.gates._run_suite": "a pandas copy only of tables with at most "
     "LONGTAIL_GATE_PANDAS_MAX_ROWS rows (200k); larger ones are validated in Spark",
-    "longtail.stages.clean._run": "quarantine counts per (table, reason): a handful of rows",
+    "longtail.stages.clean._account": "quarantine counts per (table, reason): a handful of rows",
     "longtail.stages.content._run": "the catalogue, and the distinct text hashes already in the "
     "embedding cache (one per item text): items",
     "longtail.stages.fusion_inputs.catalogue": "the catalogue: items",
@@ -41,7 +41,7 @@ BOUNDED: dict[str, str] = {
     "longtail.stages.retention.compact_cache": "embedding-cache rows whose text hash is stored "
     "more than once (nights that embedded the same new text side by side): items",
     "longtail.stages.score._run_als": "popularity per catalogue item and the item factors: items",
-    "longtail.stages.score.run": "recommendation counts per candidate source: a handful of rows",
+    "longtail.stages.score.run.inspect": "recommendation counts per candidate source: a few rows",
 }
 
 # Not bounded, but inherent: implicit's ALS trains on one machine, so the interaction matrix

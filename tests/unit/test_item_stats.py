@@ -19,7 +19,7 @@ from longtail.stages import fusion_inputs, item_space
 from longtail.stages.content import EMBEDDING
 from longtail.stages.content import TABLE as EMBEDDINGS
 from longtail.stages.train_als import ITEM_FACTORS
-from longtail.storage import table_path
+from longtail.warehouse.layout import table_path
 
 DS = date(2024, 5, 30)
 AS_OF = fusion_inputs.window_end(DS)  # 2024-05-31 00:00 UTC: a 7-day window starts 2024-05-24

@@ -111,7 +111,7 @@ def test_the_stage_publishes_the_reference_metrics(spark, tmp_path):
 
     from longtail.config import QualityConfig
     from longtail.stages.quality import run
-    from longtail.storage import read_table, write_audit_publish
+    from longtail.warehouse.publish import read_table, write_audit_publish
 
     prev, ds, wh = date(2024, 5, 1), date(2024, 5, 3), str(tmp_path / "wh")
     recs, history, arrived, catalogue = _handmade()

@@ -1,4 +1,5 @@
-"""Write-audit-publish via Hadoop's FileSystem: atomic replace, failed audits, locks, Fs helpers."""
+"""longtail.warehouse: write-audit-publish via Hadoop's FileSystem, atomic replace, failed audits,
+locks, Fs helpers."""
 
 from __future__ import annotations
 
@@ -14,19 +15,19 @@ from pathlib import Path
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from longtail import storage
-from longtail.storage import (
-    Fs,
-    PublishError,
-    lock_holder,
+from longtail.warehouse import publish
+from longtail.warehouse.fs import Fs, PublishError
+from longtail.warehouse.leases import lock_holder, try_lock
+from longtail.warehouse.models import publish_model, read_model
+from longtail.warehouse.publish import (
     publish_staged,
     publish_staged_set,
-    read_record,
     read_table,
     write_audit_publish,
-    write_record,
-    write_staging,
+    write_audit_publish_set,
 )
+from longtail.warehouse.records import read_record, write_record
+from longtail.warehouse.staging import write_staging
 
 DS = date(2024, 5, 1)
 OTHER_DS = date(2024, 4, 30)
@@ -98,8 +99,8 @@ def test_held_lock_blocks_publish(spark, tmp_path):
     write_staging(spark.createDataFrame([(1, "x")], SCHEMA), wh, "recs", DS)
     lock = f"{wh}/_locks/recs/ds=2024-05-01.lock"
     fs = Fs(spark, wh)
-    assert fs.try_lock(lock, "someone-else") is True
-    assert fs.try_lock(lock, "me") is False  # held and fresh
+    assert try_lock(fs, lock, "someone-else") is True
+    assert try_lock(fs, lock, "me") is False  # held and fresh
 
     with pytest.raises(PublishError, match="another run is publishing recs ds=2024-05-01"):
         publish_staged(spark, wh, "recs", DS)
@@ -111,7 +112,7 @@ def test_held_lock_blocks_publish(spark, tmp_path):
     # a lock older than LOCK_STALE_S is a crashed writer's: it is taken over
     hour_ago = time.time() - 3600
     os.utime(tmp_path / "wh" / "_locks" / "recs" / "ds=2024-05-01.lock", (hour_ago, hour_ago))
-    assert fs.try_lock(lock, "me") is True
+    assert try_lock(fs, lock, "me") is True
     assert fs.read_text(lock) == "me"
 
 
@@ -227,7 +228,7 @@ def test_a_set_left_half_done_by_a_dead_process_is_undone_first(spark, tmp_path)
         text=True,
     )
     holder = json.dumps({"id": "dead", "host": socket.gethostname(), "pid": int(dead.stdout)})
-    assert fs.try_lock(f"{wh}/_locks/a/ds=2024-05-01.lock", holder)
+    assert try_lock(fs, f"{wh}/_locks/a/ds=2024-05-01.lock", holder)
     fs.write_text(
         f"{wh}/_txn/ds=2024-05-01/dead.json",
         json.dumps({"owner": "dead", "had_old": {"a": True, "b": True}}),
@@ -240,18 +241,18 @@ def test_a_set_left_half_done_by_a_dead_process_is_undone_first(spark, tmp_path)
     # The next publisher takes the dead holder's lock at once, undoes the half-done set
     # (a and b back to the earlier partitions), then publishes its own.
     _stage_all(spark, wh, {"a": [(3, "a3")], "b": [(3, "b3")]}, "next")
-    real_undo = storage._undo
+    real_undo = publish._undo
     undone: list[dict[str, bytes]] = []
 
     def spy(fs_, wh_, tables, ds, owner, had_old):
         real_undo(fs_, wh_, tables, ds, owner, had_old)
         undone.extend(_snapshot(root / t / "ds=2024-05-01") for t in tables)
 
-    storage._undo = spy
+    publish._undo = spy
     try:
         publish_staged_set(spark, wh, ["a", "b"], DS, "next")
     finally:
-        storage._undo = real_undo
+        publish._undo = real_undo
     assert undone == [old["a"], old["b"]]
     for t in "ab":
         assertDataFrameEqual(read_table(spark, wh, t, DS), [(3, f"{t}3")])
@@ -264,9 +265,59 @@ def test_a_lock_held_by_a_live_process_is_respected(spark, tmp_path):
     fs = Fs(spark, wh)
     live = json.dumps({"id": "x", "host": socket.gethostname(), "pid": os.getppid()})
     lock = f"{wh}/_locks/recs/ds=2024-05-01.lock"
-    assert fs.try_lock(lock, live)
-    assert fs.try_lock(lock, lock_holder()) is False
+    assert try_lock(fs, lock, live)
+    assert try_lock(fs, lock, lock_holder()) is False
     elsewhere = json.dumps({"id": "y", "host": "another-host", "pid": 1})
     fs.delete(lock)
-    assert fs.try_lock(lock, elsewhere)
-    assert fs.try_lock(lock, lock_holder()) is False  # another host's process: cannot tell
+    assert try_lock(fs, lock, elsewhere)
+    assert try_lock(fs, lock, lock_holder()) is False  # another host's process: cannot tell
+
+
+def test_a_model_is_published_and_read_back_through_the_filesystem(spark, tmp_path):
+    wh = str(tmp_path / "wh")
+    assert read_model(spark, wh, "ranker", DS) is None
+    publish_model(spark, wh, "ranker", DS, "tree\n", {"model_version": "v1"})
+    publish_model(spark, wh, "ranker", DS, "tree 2", {"model_version": "v2"})
+    folder = tmp_path / "wh" / "ranker" / "ds=2024-05-01"
+    assert sorted(p.name for p in folder.iterdir() if not p.name.endswith(".crc")) == [
+        "_SUCCESS",
+        "meta.json",
+        "model.txt",
+    ]
+    assert (folder / "meta.json").read_text() == '{\n  "model_version": "v2"\n}'
+    assert read_model(spark, f"file://{wh}", "ranker", DS) == ({"model_version": "v2"}, "tree 2")
+    for leftovers in ("_staging", "_trash", "_locks", "_txn"):
+        assert _snapshot(tmp_path / "wh" / leftovers) == {}
+
+
+def test_publish_hooks_explain_a_write_error_and_stop_before_the_audits(spark, tmp_path):
+    wh = str(tmp_path / "wh")
+    good = spark.createDataFrame([(1, "a")], SCHEMA)
+    write_audit_publish_set({"a": (good, None)}, wh, DS)
+    before = _snapshot(tmp_path / "wh" / "a")
+    audited: list[str] = []
+
+    def audit(df):
+        audited.append("ran")
+        return {}
+
+    class Lost(RuntimeError):
+        pass
+
+    def check(staged):
+        assert sorted(staged) == ["a", "b"] and staged["a"].count() == 2
+        raise Lost("2 in, 1 accounted for")
+
+    two = spark.createDataFrame([(2, "b"), (3, "c")], SCHEMA)
+    with pytest.raises(Lost):
+        write_audit_publish_set({"a": (two, audit), "b": (two, audit)}, wh, DS, before_audit=check)
+    assert audited == []
+
+    def unreadable(exc):
+        return Lost(f"explained: {type(exc).__name__}")
+
+    broken = spark.createDataFrame([(4, "d")], SCHEMA).selectExpr("id", "raise_error('x') AS v")
+    with pytest.raises(Lost, match="explained"):
+        write_audit_publish_set({"a": (broken, audit)}, wh, DS, explain_write_error=unreadable)
+    assert _snapshot(tmp_path / "wh" / "a") == before
+    assert list((tmp_path / "wh" / "_staging").rglob("ds=*")) == []

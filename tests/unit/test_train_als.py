@@ -10,7 +10,7 @@ import pandas as pd
 from longtail.als import fit_als
 from longtail.config import AlsConfig
 from longtail.stages.train_als import ITEM_FACTORS, USER_FACTORS, run
-from longtail.storage import read_table, write_audit_publish
+from longtail.warehouse.publish import read_table, write_audit_publish
 
 
 def test_published_factors_equal_fit_als_on_pandas(spark, tmp_path):

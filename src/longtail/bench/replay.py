@@ -65,7 +65,8 @@ from longtail.ranker import load_scorer
 from longtail.sparkutil import get_spark
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import run_stage
-from longtail.storage import read_table
+from longtail.warehouse.models import meta_path, read_model
+from longtail.warehouse.publish import read_table
 
 REPO = Path(__file__).resolve().parents[3]
 K = 20
@@ -182,9 +183,10 @@ def _pipeline_parts(
 ) -> dict[str, tuple[float, Any]]:
     """Single sources and the un-re-ranked fusion from the item space and ranker the published
     run used: name -> (score seconds, lists); fusion's lists are {tail_target: lists}."""
-    meta_path = Path(wh) / tables.RANKER / f"ds={ds.isoformat()}"
-    meta = json.loads((meta_path / "meta.json").read_text())
-    text = (meta_path / "model.txt").read_text()
+    model = read_model(spark, wh, tables.RANKER, ds)
+    if model is None:
+        raise FileNotFoundError(f"no ranker for ds={ds}: {meta_path(wh, tables.RANKER, ds)}")
+    meta, text = model
     booster = load_scorer(text, meta)
     space = inputs.space_at(spark, wh, ds)
     # every user's factors: the offline benchmark's driver holds them, the pipeline never does

@@ -24,7 +24,7 @@ from longtail.bench import metrics
 from longtail.bench.adapters import adapt
 from longtail.bench.replay import REPO, BenchConfig, prepare, run_learned_stages, run_pipeline
 from longtail.sparkutil import get_spark
-from longtail.storage import read_table
+from longtail.warehouse.publish import read_table
 
 METRICS = ("ndcg@10", "aplt@10")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -14,13 +14,8 @@ from longtail.cleaning import clean, future_end, window_end
 from longtail.config import CleanConfig
 from longtail.errors import PermanentError
 from longtail.stages.common import stage_main
-from longtail.storage import (
-    audit_staged,
-    discard_staged,
-    publish_staged_set,
-    read_table,
-    write_staging,
-)
+from longtail.warehouse.publish import read_table, write_audit_publish_set
+from longtail.warehouse.staging import staging_attempt, write_staging
 
 TABLES = tables.SILVER
 
@@ -30,38 +25,53 @@ class AccountingError(PermanentError, RuntimeError):
 
 
 def run(spark: SparkSession, cfg: CleanConfig) -> dict[str, Any]:
-    # Staged in folders private to this attempt; cleaned up on failure, moved into place on success.
-    attempt = uuid.uuid4().hex[:12]
-    try:
-        return _run(spark, cfg, attempt)
-    finally:
-        for table in (*TABLES, tables.CLEAN_CLASSIFIED):
-            discard_staged(spark, cfg.warehouse, table, cfg.ds, attempt)
-
-
-def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
-    bronze_events = read_table(spark, cfg.warehouse, tables.BRONZE_EVENTS, cfg.ds)
-    bronze_items = read_table(spark, cfg.warehouse, tables.BRONZE_ITEMS, cfg.ds)
-
-    def once(classified: DataFrame) -> DataFrame:
-        # Three outputs derive from the classification (two joins, two windows over all events):
-        # written once to this attempt's staging instead of recomputed for each (91 -> 54 s on
-        # 4.6M events). Spark's in-memory cache was slower here: it spilled.
-        uri = write_staging(classified, cfg.warehouse, tables.CLEAN_CLASSIFIED, cfg.ds, attempt)
-        return spark.read.parquet(uri)
-
-    result = clean(bronze_events, bronze_items, cfg, once)
     wh, ds = cfg.warehouse, cfg.ds
-    outputs = {
-        tables.QUARANTINE: (result.quarantine, None),
-        tables.CATALOGUE: (result.catalogue, gates.gate_catalogue),
-        tables.SILVER_EVENTS: (result.events, lambda df: gates.gate_events(df, ds)),
-        tables.INTERACTIONS: (result.interactions, gates.gate_interactions),
+    bronze_events = read_table(spark, wh, tables.BRONZE_EVENTS, ds)
+    bronze_items = read_table(spark, wh, tables.BRONZE_ITEMS, ds)
+    # Staged in folders private to this attempt; cleaned up on failure, moved into place on success.
+    with staging_attempt(spark, wh, [tables.CLEAN_CLASSIFIED], ds) as attempt:
+
+        def once(classified: DataFrame) -> DataFrame:
+            # Three outputs derive from the classification (two joins, two windows over all
+            # events): written once to this attempt's staging instead of recomputed for each (91
+            # -> 54 s on 4.6M events). Spark's in-memory cache was slower here: it spilled.
+            uri = write_staging(classified, wh, tables.CLEAN_CLASSIFIED, ds, attempt)
+            return spark.read.parquet(uri)
+
+        result = clean(bronze_events, bronze_items, cfg, once)
+        outputs = {
+            tables.QUARANTINE: (result.quarantine, None),
+            tables.CATALOGUE: (result.catalogue, gates.gate_catalogue),
+            tables.SILVER_EVENTS: (result.events, lambda df: gates.gate_events(df, ds)),
+            tables.INTERACTIONS: (result.interactions, gates.gate_interactions),
+        }
+        facts: dict[str, Any] = {}
+        # Every gate runs after the accounting and before anything is published, so a failed
+        # gate (which raises) or lost rows leave all four tables as they were.
+        gate_results = write_audit_publish_set(
+            outputs,
+            wh,
+            ds,
+            attempt=attempt,
+            before_audit=lambda staged: facts.update(
+                _account(cfg, bronze_events, bronze_items, staged)
+            ),
+        )
+    return {
+        **facts,
+        "gates": {t: r.get("statistics") for t, r in gate_results.items()},
     }
-    staged = {
-        t: spark.read.parquet(write_staging(df, wh, t, ds, attempt))
-        for t, (df, _) in outputs.items()
-    }
+
+
+def _account(
+    cfg: CleanConfig,
+    bronze_events: DataFrame,
+    bronze_items: DataFrame,
+    staged: Mapping[str, DataFrame],
+) -> dict[str, Any]:
+    """The staged tables' row accounting (counts, quarantine reasons); AccountingError when
+    rows in != accepted + quarantined + deferred."""
+    ds = cfg.ds
     end = F.lit(window_end(cfg).isoformat(sep=" ")).cast("timestamp")
     broken_clock = F.lit(future_end(cfg).isoformat(sep=" ")).cast("timestamp")
     n_events_in = bronze_events.count()
@@ -92,18 +102,7 @@ def _run(spark: SparkSession, cfg: CleanConfig, attempt: str) -> dict[str, Any]:
         parts = sum(counts[f"{kind}_{p}"] for p in ("accepted", "quarantined", "deferred"))
         if parts != counts[f"{kind}_in"]:
             raise AccountingError(f"{kind}: {counts[f'{kind}_in']} in but {parts} accounted for")
-    # Accounted for: every gate runs before anything is published, so a failed gate (which
-    # raises) leaves all four tables as they were.
-    gate_results = {
-        t: audit_staged(spark, wh, t, ds, audit, attempt) if audit else {}
-        for t, (_, audit) in outputs.items()
-    }
-    publish_staged_set(spark, wh, list(outputs), ds, attempt)
-    return {
-        "counts": counts,
-        "quarantine_reasons": dict(sorted(reasons.items())),
-        "gates": {t: r.get("statistics") for t, r in gate_results.items()},
-    }
+    return {"counts": counts, "quarantine_reasons": dict(sorted(reasons.items()))}
 
 
 def main(argv: list[str] | None = None) -> int:

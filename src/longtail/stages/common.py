@@ -15,7 +15,9 @@ from longtail.config import StageConfig
 from longtail.errors import ERROR_PREFIX, PERMANENT_EXIT_CODE, PermanentError
 from longtail.spark_jobs import counted_stage
 from longtail.sparkutil import get_spark
-from longtail.storage import clear_failure, night_key, read_lease, write_failure, write_record
+from longtail.warehouse.layout import night_key
+from longtail.warehouse.leases import read_lease
+from longtail.warehouse.records import clear_failure, write_failure, write_record
 
 Cfg = TypeVar("Cfg", bound=StageConfig)
 log = logging.getLogger("longtail")
@@ -52,10 +54,10 @@ def run_and_record(
     spark: SparkSession, name: str, cfg: Cfg, run: Callable[[SparkSession, Cfg], dict[str, Any]]
 ) -> dict[str, Any]:
     """Run the stage and write its run record; on an exception, its failure record instead
-    (`storage.write_failure`), so a night that fails before any gate still shows why."""
+    (`warehouse.records.write_failure`), so a night that fails before any gate still shows why."""
     started = time.time()
     try:
-        # Retention deletes nothing of this night while the stage runs (storage.read_lease).
+        # Retention deletes nothing of this night while the stage runs (leases.read_lease).
         with (
             counted_stage(spark, name, cfg.ds) as jobs,
             read_lease(spark, cfg.warehouse, night_key(cfg.ds)),

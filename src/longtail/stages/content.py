@@ -29,8 +29,11 @@ from longtail import gates, tables
 from longtail.config import ContentConfig
 from longtail.content import count_unknown_tokens, embed_batches, item_text, text_hash
 from longtail.stages.common import stage_main
-from longtail.storage import CACHE_KEY, Fs, read_lease, read_table, write_audit_publish
 from longtail.text_ngrams import decide
+from longtail.warehouse.fs import Fs
+from longtail.warehouse.layout import CACHE_KEY
+from longtail.warehouse.leases import read_lease
+from longtail.warehouse.publish import read_table, write_audit_publish
 
 log = logging.getLogger("longtail")
 

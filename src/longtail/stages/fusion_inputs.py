@@ -14,7 +14,8 @@ from longtail import tables, text_ngrams
 from longtail.config import StageConfig
 from longtail.fusion import ItemSpace, assemble_item_space
 from longtail.rules import Rules
-from longtail.storage import read_record, read_table
+from longtail.warehouse.publish import read_table
+from longtail.warehouse.records import read_record
 
 
 def window_end(ds: date) -> pd.Timestamp:

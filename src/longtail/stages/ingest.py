@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -11,13 +10,8 @@ from longtail import columns as C
 from longtail import gates, landing, rules, tables
 from longtail.config import IngestConfig
 from longtail.stages.common import stage_main
-from longtail.storage import (
-    Fs,
-    audit_staged,
-    discard_staged,
-    publish_staged_set,
-    write_staging,
-)
+from longtail.warehouse.fs import Fs
+from longtail.warehouse.publish import read_table, write_audit_publish_set
 
 TABLES = tables.BRONZE
 
@@ -65,23 +59,13 @@ def run(spark: SparkSession, cfg: IngestConfig) -> dict[str, Any]:
     wh, ds = cfg.warehouse, cfg.ds
     # Every table is staged and audited before any is published: a file that turns out to be
     # unreadable half-way (a truncated .gz) or a failed gate leaves all bronze tables as they were.
-    attempt = uuid.uuid4().hex[:12]
-    try:
-        for table, (df, _) in frames.items():
-            try:
-                write_staging(df, wh, table, ds, attempt)
-            except Exception as exc:
-                explained = landing.explain_read_error(exc)
-                if explained is None:
-                    raise
-                raise explained from exc
-        for table, (_, required) in frames.items():
-            audit_staged(spark, wh, table, ds, _bronze_gate(required), attempt)
-        publish_staged_set(spark, wh, list(frames), ds, attempt)
-    finally:
-        for table in frames:
-            discard_staged(spark, wh, table, ds, attempt)
-    counts = {t: spark.read.parquet(f"{wh}/{t}/ds={ds}").count() for t in frames}
+    write_audit_publish_set(
+        {table: (df, _bronze_gate(required)) for table, (df, required) in frames.items()},
+        wh,
+        ds,
+        explain_write_error=landing.explain_read_error,
+    )
+    counts = {t: read_table(spark, wh, t, ds).count() for t in frames}
     record: dict[str, Any] = {"counts": counts}
     if shop_rules is not None:
         record[rules.RECORD_KEY] = rules.record_entry(shop_rules[1], shop_rules[0])

@@ -29,8 +29,8 @@ from longtail import columns as C
 from longtail.config import ItemAudiencesConfig
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
-from longtail.storage import MANIFEST_KEY, read_table, write_audit_publish
 from longtail.user_histories import fusion_users
+from longtail.warehouse.publish import MANIFEST_KEY, read_table, write_audit_publish
 
 TABLE = tables.ITEM_AUDIENCES
 BLOCK_SCHEMA = StructType(

@@ -17,7 +17,7 @@ from longtail import gates, tables
 from longtail.config import ItemSpaceConfig
 from longtail.item_stats import cooccurrence_pairs, item_statistics
 from longtail.stages.common import stage_main
-from longtail.storage import read_table, write_audit_publish_set
+from longtail.warehouse.publish import read_table, write_audit_publish_set
 
 STATS = tables.ITEM_STATS
 COOCCURRENCE = tables.ITEM_COOCCURRENCE

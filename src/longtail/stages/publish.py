@@ -17,14 +17,10 @@ from longtail.errors import PermanentError
 from longtail.fusion import SOURCES
 from longtail.stages.common import stage_main
 from longtail.stages.fusion_inputs import night_rules
-from longtail.storage import (
-    MANIFEST_KEY,
-    discard_staged,
-    publish_staged,
-    read_record,
-    read_table,
-    table_path,
-)
+from longtail.warehouse.layout import table_path
+from longtail.warehouse.publish import MANIFEST_KEY, publish_staged, read_table
+from longtail.warehouse.records import read_record
+from longtail.warehouse.staging import discard_staged
 
 TABLE = tables.RECOMMENDATIONS
 

@@ -23,15 +23,10 @@ from longtail import tables
 from longtail.bench import metrics
 from longtail.config import QualityConfig
 from longtail.stages.common import stage_main
-from longtail.storage import (
-    MANIFEST_KEY,
-    Fs,
-    night_key,
-    read_lease,
-    read_table,
-    table_path,
-    write_audit_publish,
-)
+from longtail.warehouse.fs import Fs
+from longtail.warehouse.layout import night_key, table_path
+from longtail.warehouse.leases import read_lease
+from longtail.warehouse.publish import MANIFEST_KEY, read_table, write_audit_publish
 
 TABLE = tables.QUALITY_METRICS
 METRICS = ("ndcg@10", "recall@20", "aplt@10", "coverage@10", "tail_recall@20")

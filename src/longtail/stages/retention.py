@@ -2,9 +2,10 @@
 
 Runs last each night (and from `make retention`). For each night with something to delete it takes
 that night's removal lock and deletes nothing while a running stage holds a read lease on it
-(storage.read_lease); each partition also goes under its publish lock, moved aside in one rename
-(readers see it whole or not at all), then deleted. The newest partition of every table stays.
-What was deleted, and what was skipped and why, is the run record `_runs/ds=<ds>/retention.json`.
+(warehouse.leases.read_lease); each partition also goes under its publish lock, moved aside in
+one rename (readers see it whole or not at all), then deleted. The newest partition of every
+table stays. What was deleted, and what was skipped and why, is the run record
+`_runs/ds=<ds>/retention.json`.
 """
 
 from __future__ import annotations
@@ -20,16 +21,10 @@ from longtail import tables
 from longtail.config import RetentionConfig
 from longtail.retention import ds_of, expired, first_copies, window_start
 from longtail.stages.common import stage_main
-from longtail.storage import (
-    CACHE_KEY,
-    LEASE_STALE_S,
-    Fs,
-    night_key,
-    removal_lock,
-    remove_partition,
-    table_path,
-    write_audit_publish,
-)
+from longtail.warehouse.fs import Fs
+from longtail.warehouse.layout import CACHE_KEY, night_key, table_path
+from longtail.warehouse.leases import LEASE_STALE_S, removal_lock
+from longtail.warehouse.publish import remove_partition, write_audit_publish
 
 
 def _plan_tables(fs: Fs, cfg: RetentionConfig) -> dict[date, list[str]]:

@@ -11,8 +11,6 @@ of users is scored as one block. Every final row then gets its reason and reason
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -40,16 +38,11 @@ from longtail.scoring import (
 )
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
-from longtail.storage import (
-    Fs,
-    discard_staged,
-    read_record,
-    read_table,
-    release_staging,
-    table_path,
-    write_staging,
-)
 from longtail.user_histories import fusion_users
+from longtail.warehouse.models import meta_path, read_model
+from longtail.warehouse.publish import read_table
+from longtail.warehouse.records import read_record
+from longtail.warehouse.staging import stage_for_later
 
 TABLE = tables.RECOMMENDATIONS
 OUTPUT_SCHEMA = StructType(
@@ -195,12 +188,12 @@ def _run_fusion(
     spark: SparkSession, cfg: ScoreConfig, rules: Rules | None
 ) -> tuple[DataFrame, str, tuple[float, float] | None]:
     wh, ds = cfg.warehouse, cfg.ds
-    meta_uri = f"{table_path(wh, tables.RANKER, ds)}/meta.json"
-    fs = Fs(spark, meta_uri)
-    if not fs.exists(meta_uri):
-        raise FileNotFoundError(f"no ranker for ds={ds}: run train_ranker first ({meta_uri})")
-    meta = json.loads(fs.read_text(meta_uri))
-    model_text = fs.read_text(f"{table_path(wh, tables.RANKER, ds)}/model.txt")
+    model = read_model(spark, wh, tables.RANKER, ds)
+    if model is None:
+        raise FileNotFoundError(
+            f"no ranker for ds={ds}: run train_ranker first ({meta_path(wh, tables.RANKER, ds)})"
+        )
+    meta, model_text = model
     space = inputs.space_at(spark, wh, ds, cfg.head_share, rules)
     counts, retrieval = fusion.retrieval_from_meta(space, meta)
     interactions = read_table(spark, wh, tables.INTERACTIONS, ds)
@@ -288,21 +281,18 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
         recs, version, calibration = _run_fusion(spark, cfg, rules)
     else:
         (recs, version), calibration = _run_als(spark, cfg, als_record, rules), None
+
     # Staged in a folder private to this attempt; publish takes the one named in this stage's run
     # record, so two runs of one date never publish a mixture of each other's output.
-    attempt = uuid.uuid4().hex[:12]
-    try:
-        staged = spark.read.parquet(write_staging(recs, wh, TABLE, ds, attempt))
+    def inspect(staged: DataFrame) -> tuple[dict[str, int], int, Any]:
         by_source = {r[C.SOURCE]: r["count"] for r in staged.groupBy(C.SOURCE).count().collect()}
         n_users = (
             read_table(spark, wh, tables.INTERACTIONS, ds).select(C.USER_ID).distinct().count()
         )
         top10 = staged.where(F.col(C.RANK) <= 10)
-        tail_share = top10.agg(F.avg(F.col(C.IS_LONG_TAIL).cast("double"))).first()[0]
-    except BaseException:
-        discard_staged(spark, wh, TABLE, ds, attempt)
-        raise
-    release_staging(spark, wh, TABLE, ds, attempt)  # now publish's to audit and swap in
+        return by_source, n_users, top10.agg(F.avg(F.col(C.IS_LONG_TAIL).cast("double"))).first()[0]
+
+    attempt, (by_source, n_users, tail_share) = stage_for_later(recs, wh, TABLE, ds, inspect)
     return {
         "model_version": version,
         "strategy": cfg.strategy,

@@ -25,7 +25,7 @@ from longtail.fusion import ItemSpace
 from longtail.retrieval import VectorIndex
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
-from longtail.storage import MANIFEST_KEY, write_audit_publish
+from longtail.warehouse.publish import MANIFEST_KEY, write_audit_publish
 
 TABLE = tables.SIMILAR_ITEMS
 SIMILAR_ITEM_ID = "similar_item_id"

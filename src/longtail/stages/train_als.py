@@ -12,7 +12,7 @@ from longtail.als import factors_frame, fit_als
 from longtail.config import AlsConfig
 from longtail.indexing import collect_indexed, collect_indexed_with_firsts
 from longtail.stages.common import stage_main
-from longtail.storage import read_table, write_audit_publish_set
+from longtail.warehouse.publish import read_table, write_audit_publish_set
 
 USER_FACTORS = tables.ALS_USER_FACTORS
 ITEM_FACTORS = tables.ALS_ITEM_FACTORS

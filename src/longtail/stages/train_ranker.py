@@ -16,8 +16,6 @@ feature list, candidate settings, window and feature importance are written to
 from __future__ import annotations
 
 import dataclasses
-import json
-import uuid
 from typing import Any
 
 import numpy as np
@@ -43,16 +41,10 @@ from longtail.item_stats import cooccurrence_pairs, item_statistics
 from longtail.ranker import TrainingSet, fallback, fit, training_set
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
-from longtail.storage import (
-    Fs,
-    claim_staging,
-    discard_staged,
-    publish_staged,
-    read_record,
-    read_table,
-    staging_path,
-)
 from longtail.user_histories import fusion_users
+from longtail.warehouse.models import publish_model
+from longtail.warehouse.publish import read_table
+from longtail.warehouse.records import read_record
 
 TABLE = tables.RANKER
 
@@ -141,17 +133,7 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         meta["ranker"] = "single-feature"
     else:
         meta["ranker"] = "lightgbm-lambdarank" if booster_text else "blend"
-    attempt = uuid.uuid4().hex[:12]
-    staged = staging_path(wh, TABLE, ds, attempt)
-    fs = Fs(spark, staged)
-    try:
-        claim_staging(fs, wh, TABLE, ds, attempt)
-        fs.write_text(f"{staged}/model.txt", booster_text)
-        fs.write_text(f"{staged}/meta.json", json.dumps(meta, indent=2, sort_keys=True))
-        fs.write_text(f"{staged}/_SUCCESS", "")
-        publish_staged(spark, wh, TABLE, ds, attempt=attempt)
-    finally:
-        discard_staged(spark, wh, TABLE, ds, attempt)
+    publish_model(spark, wh, TABLE, ds, booster_text, meta)
     return {
         "counts": {"label_pairs": meta["label_pairs"], "label_users": meta["label_users"]},
         **meta,

@@ -60,28 +60,28 @@ def glob(pattern: str) -> list[str]:
     return sorted(prefix + p for p in fs.glob(path))
 
 
+def replace_local(path: Path, data: bytes, sync: bool = False) -> None:
+    """Write a local file via a temporary name beside it and os.replace, so a reader sees the old
+    bytes or the new ones, never half a file and never none; sync: fsync before the replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "wb") as out:
+        out.write(data)
+        if sync:
+            out.flush()
+            os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
 def write_text(uri: str, text: str) -> None:
     """Write via a temporary name and a rename, so a reader never sees half a file."""
-    local = _local(uri)
-    if local is not None:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = local.parent / f".{local.name}.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, local)
-        return
-    import fsspec
-
-    with fsspec.open(_fsspec_url(uri), "w", encoding="utf-8") as f:
-        f.write(text)
+    write_bytes(uri, text.encode("utf-8"))
 
 
 def write_bytes(uri: str, data: bytes) -> None:
     local = _local(uri)
     if local is not None:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = local.parent / f".{local.name}.{uuid.uuid4().hex}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, local)
+        replace_local(local, data)
         return
     import fsspec
 
