@@ -18,6 +18,7 @@ from datetime import date
 from typing import Any, Self, get_type_hints
 
 from longtail.errors import PermanentError
+from longtail.evaluation import HEAD_SHARE
 
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -233,7 +234,7 @@ class ScoreConfig(StageConfig):
     # shifted so that the mean over shoppers is tail_target (calibration, Steck 2018).
     calibrate_tail: bool = True
     # Head = the fewest most-interacted items holding this share of interactions; the rest is tail.
-    head_share: float = 0.8
+    head_share: float = HEAD_SHARE
     # "fusion" (candidates + ranker + tail-aware re-ranking) or "als" (ALS top-N only).
     strategy: str = "fusion"
 

@@ -58,7 +58,7 @@ def run_seeds(cfg: BenchConfig, seeds: list[int]) -> dict[str, Any]:
     interactions = read_table(spark, wh, "interactions", ds).select(C.ITEM_ID).toPandas()
     catalogue = read_table(spark, wh, "catalogue", ds).select(C.ITEM_ID).toPandas()[C.ITEM_ID]
     train_counts = interactions.groupby(C.ITEM_ID).size()
-    _, tail = metrics.head_tail_split(train_counts, catalogue.tolist(), 0.8)
+    _, tail = metrics.head_tail_split(train_counts, catalogue.tolist(), metrics.HEAD_SHARE)
     users = list(prep.split.eval_users)
     wanted = set(users)
     runs = []
