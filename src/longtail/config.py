@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from longtail.errors import PermanentError
+from longtail.evaluation import HEAD_SHARE
 
 _URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 # A number: an integer or a decimal, never a bool or a string; kept as given (10 stays 10, so
@@ -314,7 +315,7 @@ class ScoreConfig(StageConfig):
     # shifted so that the mean over shoppers is tail_target (calibration, Steck 2018).
     calibrate_tail: StrictBool = True
     # Head = the fewest most-interacted items holding this share of interactions; the rest is tail.
-    head_share: Number = 0.8
+    head_share: Number = HEAD_SHARE
     # "fusion" (candidates + ranker + tail-aware re-ranking) or "als" (ALS top-N only).
     strategy: StrictStr = "fusion"
 

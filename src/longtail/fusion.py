@@ -26,6 +26,8 @@ from scipy.sparse import csr_matrix
 from longtail import columns as C
 from longtail import rules as business_rules
 from longtail.config import ItemSpaceConfig, RankerConfig
+from longtail.evaluation import HEAD_SHARE
+from longtail.evaluation.split import head_tail
 from longtail.retrieval import EXACT_MAX_ITEMS, VectorIndex, content_neighbours, is_excluded
 from longtail.rules import ItemRules
 
@@ -135,19 +137,6 @@ class ItemSpace:
     @property
     def index(self) -> dict[str, int]:
         return {str(x): i for i, x in enumerate(self.item_ids)}
-
-
-def head_tail(counts: np.ndarray, head_share: float = 0.8) -> np.ndarray:
-    """is_tail per item: outside the fewest most-interacted items holding head_share of all."""
-    order = np.lexsort((np.arange(len(counts)), -counts))
-    total = counts.sum()
-    is_tail = np.ones(len(counts), bool)
-    if total <= 0:
-        return is_tail
-    cum = np.cumsum(counts[order])
-    n_head = int(np.searchsorted(cum, head_share * total - 1e-9) + 1)
-    is_tail[order[:n_head]] = False
-    return is_tail
 
 
 COOCCURRENCE_TOP = ItemSpaceConfig.default("cooccurrence_top")
@@ -264,7 +253,7 @@ def build_item_space(
     item_factors: pd.DataFrame | None,
     as_of: pd.Timestamp,
     recent_days: int = RECENT_DAYS,
-    head_share: float = 0.8,
+    head_share: float = HEAD_SHARE,
 ) -> ItemSpace:
     """Item arrays as of `as_of` (exclusive) from pandas frames (training window, benchmark).
 
@@ -293,7 +282,7 @@ def assemble_item_space(
     embeddings: pd.DataFrame | None,
     item_factors: pd.DataFrame | None,
     as_of: pd.Timestamp,
-    head_share: float = 0.8,
+    head_share: float = HEAD_SHARE,
 ) -> ItemSpace:
     """Item arrays from item-sized frames only, so no user x item table has to reach the driver.
 

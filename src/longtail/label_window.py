@@ -2,8 +2,9 @@
 
 The ranker learns from the new (user, item) pairs of a recent window [S, end): pairs a user with
 history before S first touched inside it. Only counts, the sampled users and their labels reach
-the driver; the events stay in Spark. The same definitions in pandas are `ranker.new_pairs` and
-`ranker.label_window_start` (the benchmark and the tests use those).
+the driver; the events stay in Spark. The same definitions in pandas are
+`evaluation.split.new_pairs` (the one new-pair rule) and `ranker.label_window_start` (the
+benchmark and the tests use those).
 """
 
 from __future__ import annotations

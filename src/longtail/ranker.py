@@ -17,6 +17,8 @@ import pandas as pd
 
 from longtail import columns as C
 from longtail.config import RankerConfig
+from longtail.evaluation.ranking import ndcg_grouped
+from longtail.evaluation.split import new_pairs
 from longtail.fusion import (
     FEATURES,
     CandidateCounts,
@@ -28,17 +30,6 @@ from longtail.fusion import (
 )
 from longtail.label_window import pick_start, window_days
 from longtail.retrieval import EXACT_MAX_ITEMS
-
-
-def new_pairs(before: pd.DataFrame, window: pd.DataFrame) -> dict[str, set[str]]:
-    """Users with history before the window -> items they first touched inside it."""
-    seen = set(zip(before[C.USER_ID], before[C.ITEM_ID], strict=True))
-    users = set(before[C.USER_ID])
-    truth: dict[str, set[str]] = {}
-    for u, i in zip(window[C.USER_ID], window[C.ITEM_ID], strict=True):
-        if u in users and (u, i) not in seen:
-            truth.setdefault(u, set()).add(i)
-    return truth
 
 
 def label_window_start(
@@ -113,18 +104,6 @@ def training_set(
     )
 
 
-def _ndcg_at_10(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:
-    out, start = [], 0
-    for g in groups:
-        s, y = scores[start : start + g], labels[start : start + g]
-        start += g
-        order = np.lexsort((np.arange(len(s)), -s))[:10]
-        gains = y[order] / np.log2(np.arange(2, len(order) + 2))
-        ideal = np.sort(y)[::-1][:10] / np.log2(np.arange(2, min(10, len(y)) + 2))
-        out.append(gains.sum() / ideal.sum() if ideal.sum() > 0 else 0.0)
-    return float(np.mean(out)) if out else float("nan")
-
-
 def fit(ts: TrainingSet, settings: dict[str, Any], seed: int) -> tuple[Any, dict[str, Any]]:
     """LightGBM lambdarank with a held-out share of users for early stopping and reporting.
 
@@ -181,8 +160,8 @@ def fit(ts: TrainingSet, settings: dict[str, Any], seed: int) -> tuple[Any, dict
     }
     if len(g_va):
         y_va = va["label"].to_numpy()
-        report["valid_ndcg@10"] = _ndcg_at_10(booster.predict(x_va), y_va, g_va)
-        singles = {f: _ndcg_at_10(va[f].to_numpy(np.float64), y_va, g_va) for f in features}
+        report["valid_ndcg@10"] = ndcg_grouped(booster.predict(x_va), y_va, g_va, 10)
+        singles = {f: ndcg_grouped(va[f].to_numpy(np.float64), y_va, g_va, 10) for f in features}
         report["valid_ndcg@10_single_features"] = singles
         report["best_single_feature"] = max(singles, key=lambda f: singles[f])
     return booster, report

@@ -35,9 +35,9 @@ BOUNDED: dict[str, str] = {
     "longtail.stages.fusion_inputs.embeddings": "one text embedding per item: items",
     "longtail.stages.fusion_inputs.space_at": "the item_space tables: per-item statistics and "
     "at most cooccurrence_top neighbours per item, reduced in Spark: items",
-    "longtail.stages.quality._item_flags": "interaction counts per catalogue item for the "
+    "longtail.evaluation.spark.item_flags": "interaction counts per catalogue item for the "
     "head/tail split: items",
-    "longtail.stages.quality.spark_metrics": "one row of aggregates",
+    "longtail.evaluation.spark._row": "one row of aggregates (the quality stage's metrics)",
     "longtail.stages.retention.compact_cache": "embedding-cache rows whose text hash is stored "
     "more than once (nights that embedded the same new text side by side): items",
     "longtail.stages.score._run_als": "popularity per catalogue item and the item factors: items",
@@ -90,7 +90,7 @@ def call_sites(root: Path = SRC) -> Iterator[tuple[str, str, str]]:
 
 def test_the_scan_finds_driver_calls():
     sites = {name for name, _, _ in call_sites()}
-    assert "longtail.stages.quality.spark_metrics" in sites  # the scan itself works
+    assert "longtail.evaluation.spark._row" in sites  # the scan itself works
     assert not any(name.startswith("longtail.bench.") for name in sites)
 
 

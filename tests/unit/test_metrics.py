@@ -1,4 +1,5 @@
-"""Benchmark metrics against hand-computed values on tiny, literal cases (no Spark)."""
+"""The pandas evaluation metrics (`longtail.evaluation.ranking`, also the benchmark's) against
+hand-computed values on tiny, literal cases (no Spark)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from longtail.bench.metrics import (
+from longtail.evaluation.ranking import (
     PER_USER_METRICS,
     aplt_at_k,
+    candidate_recall,
     cold_item_recall_at_k,
     coverage_at_k,
     evaluate,
     gini_at_k,
-    head_tail_split,
     ndcg_at_k,
     novelty_at_k,
     per_user,
@@ -25,6 +26,7 @@ from longtail.bench.metrics import (
     recs_from_frame,
     tail_recall_at_k,
 )
+from longtail.evaluation.split import head_tail_split
 
 EVALUATE_KEYS = {
     "ndcg@10",
@@ -406,8 +408,6 @@ def test_per_user_sums_equal_evaluate_exactly() -> None:
 
 
 def test_candidate_recall_pools_pairs() -> None:
-    from longtail.bench.metrics import candidate_recall
-
     truth = {"u1": {"a", "b"}, "u2": {"c"}, "u3": {"d"}}
     cands = {"u1": ["b", "x", "a"], "u2": ["a"], "u4": ["d"]}
     # u1 finds both, u2 none (a is not its item), u3 has no candidates: 2 of 4 pairs

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from longtail.evaluation import HEAD_SHARE
 from longtail.stages.quality import evaluate_previous, spark_metrics
 
 PAIR = "user_id string, item_id string"
@@ -106,14 +107,9 @@ def test_no_truth_and_no_tail_truth(spark):
     _assert_same(got, want)
 
 
-def test_the_stage_publishes_the_reference_metrics(spark, tmp_path):
-    from datetime import date
+def _publish_inputs(spark, wh: str, prev, ds) -> tuple[list, list, list, list]:
+    from longtail.warehouse.publish import write_audit_publish
 
-    from longtail.config import QualityConfig
-    from longtail.stages.quality import run
-    from longtail.warehouse.publish import read_table, write_audit_publish
-
-    prev, ds, wh = date(2024, 5, 1), date(2024, 5, 3), str(tmp_path / "wh")
     recs, history, arrived, catalogue = _handmade()
     old = [("u3", "a", "2024-05-01 23:00:00")]  # before the window: u3 stays without truth
     events = [(u, i, "2024-05-03 08:00:00") for u, i in arrived] + old
@@ -127,6 +123,19 @@ def test_the_stage_publishes_the_reference_metrics(spark, tmp_path):
         if table == "silver_events":
             frame = frame.withColumn("ts", frame["ts"].cast("timestamp"))
         write_audit_publish(frame, wh, table, night)
+    return recs, history, arrived, catalogue
+
+
+def test_the_stage_publishes_the_reference_metrics(spark, tmp_path):
+    from datetime import date
+
+    from longtail.config import QualityConfig
+    from longtail.stages.quality import night_head_share, run
+    from longtail.warehouse.publish import read_table
+
+    prev, ds, wh = date(2024, 5, 1), date(2024, 5, 3), str(tmp_path / "wh")
+    recs, history, arrived, catalogue = _publish_inputs(spark, wh, prev, ds)
+    assert night_head_share(spark, wh, prev) == HEAD_SHARE  # no score record: the default
 
     out = run(spark, QualityConfig(ds=ds, warehouse=wh))
     want = evaluate_previous(*_frames(recs, history, arrived, catalogue)[:3], catalogue)
@@ -135,3 +144,22 @@ def test_the_stage_publishes_the_reference_metrics(spark, tmp_path):
     (row,) = read_table(spark, wh, "quality_metrics", ds).collect()
     assert row["n_test_pairs"] == want["n_test_pairs"]
     assert row["ndcg_at_10"] == pytest.approx(want["ndcg@10"], abs=1e-9, rel=0)
+
+
+def test_the_stage_splits_at_the_evaluated_nights_head_share(spark, tmp_path):
+    """A user's score.head_share decides the night's is_long_tail; aplt and tail recall use it."""
+    from datetime import date
+
+    from longtail.config import QualityConfig
+    from longtail.stages.quality import run
+    from longtail.warehouse.records import write_record
+
+    prev, ds, wh = date(2024, 5, 1), date(2024, 5, 3), str(tmp_path / "wh")
+    recs, history, arrived, catalogue = _publish_inputs(spark, wh, prev, ds)
+    write_record(spark, wh, prev, "score", {"config": {"head_share": 0.5}})
+
+    out = run(spark, QualityConfig(ds=ds, warehouse=wh))
+    frames = _frames(recs, history, arrived, catalogue)[:3]
+    want = evaluate_previous(*frames, catalogue, head_share=0.5)
+    _assert_same({k: out["metrics"][k] for k in want}, want)
+    assert want["aplt@10"] != evaluate_previous(*frames, catalogue)["aplt@10"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from longtail.bench.metrics import popularity_curve
 from longtail.bench.report import write_report
+from longtail.evaluation.ranking import popularity_curve
 
 EVIL = "<script>alert(1)</script>"
 CATALOGUE = [f"i{j}" for j in range(120)]

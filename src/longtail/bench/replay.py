@@ -579,7 +579,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     users = split.eval_users
     train_counts = interactions.groupby(C.ITEM_ID).size()
     n_train_users = interactions[C.USER_ID].nunique()
-    head, tail = metrics.head_tail_split(train_counts, catalogue, 0.8)
+    head, tail = metrics.head_tail_split(train_counts, catalogue, metrics.HEAD_SHARE)
     cold = set(catalogue) - set(train_counts.index)
     truth = split.truth
     n_pairs = sum(len(v) for v in truth.values())
@@ -654,7 +654,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
             "n_test_pairs_tail": sum(1 for u in truth for i in truth[u] if i in tail),
             "n_test_pairs_cold": sum(1 for u in truth for i in truth[u] if i in cold),
             "k": cfg.top_k,
-            "head_share": 0.8,
+            "head_share": metrics.HEAD_SHARE,
             "relevance": "binary; recall normalised by min(K, held-out count)",
             "validation": peer_out["validation"],
             "spark_als_params": peer_out.get("spark_als_params"),

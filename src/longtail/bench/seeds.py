@@ -59,7 +59,7 @@ def run_seeds(cfg: BenchConfig, seeds: list[int]) -> dict[str, Any]:
     interactions = read_table(spark, wh, tables.INTERACTIONS, ds).select(C.ITEM_ID).toPandas()
     catalogue = read_table(spark, wh, tables.CATALOGUE, ds).select(C.ITEM_ID).toPandas()[C.ITEM_ID]
     train_counts = interactions.groupby(C.ITEM_ID).size()
-    _, tail = metrics.head_tail_split(train_counts, catalogue.tolist(), 0.8)
+    _, tail = metrics.head_tail_split(train_counts, catalogue.tolist(), metrics.HEAD_SHARE)
     users = list(prep.split.eval_users)
     wanted = set(users)
     runs = []

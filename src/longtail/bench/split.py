@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from longtail import columns as C
-from longtail.ranker import new_pairs
+from longtail.evaluation.split import new_pairs
 
 PROTOCOLS = ("temporal", "user_holdout")
 LISTING_DATES = ("auto", "landing", "first_event")

@@ -12,6 +12,7 @@ from longtail import columns as C
 from longtail import rules as business_rules
 from longtail import tables, text_ngrams
 from longtail.config import StageConfig
+from longtail.evaluation import HEAD_SHARE
 from longtail.fusion import ItemSpace, assemble_item_space
 from longtail.rules import Rules
 from longtail.warehouse.publish import read_table
@@ -69,7 +70,11 @@ def restrict(space: ItemSpace, cat: pd.DataFrame, rules: Rules | None) -> ItemSp
 
 
 def space_at(
-    spark: SparkSession, wh: str, ds: date, head_share: float = 0.8, rules: Rules | None = None
+    spark: SparkSession,
+    wh: str,
+    ds: date,
+    head_share: float = HEAD_SHARE,
+    rules: Rules | None = None,
 ) -> ItemSpace:
     """The item space for scoring on ds: everything up to the end of ds, with the night's
     availability and the given rules (`restrict`).
