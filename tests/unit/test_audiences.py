@@ -2,8 +2,8 @@
 
 Space (test_fusion.space): text angles a 0, b 10, c 90, d 95, e 180, f 5 degrees; e and f never
 sold (age 1 day), the others 100 days old; tail: c, d, e, f. A shopper's profile is the
-direction of the (equally weighted) sum of their items' vectors, so the score of an item is the
-cosine of the angle between it and that direction.
+direction of the (equally weighted) sum of their items' vectors; the score of an item is the
+cosine of the angle between it and that direction times log(1 + the shopper's distinct items).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from longtail.fusion import ItemSpace
 
 def _cos(deg: float) -> float:
     return float(np.cos(np.radians(deg)))
+
+
+LN2, LN3 = float(np.log(2)), float(np.log(3))  # activity weights of one and two items
 
 
 def _ids(sp: ItemSpace, positions: np.ndarray) -> list[str]:
@@ -72,10 +75,10 @@ def test_block_audiences_by_hand() -> None:
     # f (5 degrees): u at 5 degrees, w at 40, v at 85 (y owns it; z is at 90: cosine 0)
     # e (180 degrees): only z (95 degrees) is within 90 degrees of it
     assert set(rows) == {("f", "u"), ("f", "w"), ("f", "v"), ("e", "z")}
-    assert rows[("f", "u")][0] == pytest.approx(_cos(5), abs=1e-6)
-    assert rows[("f", "w")][0] == pytest.approx(_cos(40), abs=1e-6)
-    assert rows[("f", "v")][0] == pytest.approx(_cos(85), abs=1e-6)
-    assert rows[("e", "z")][0] == pytest.approx(_cos(85), abs=1e-6)
+    assert rows[("f", "u")][0] == pytest.approx(_cos(5) * LN2, abs=1e-6)
+    assert rows[("f", "w")][0] == pytest.approx(_cos(40) * LN3, abs=1e-6)  # two items: first
+    assert rows[("f", "v")][0] == pytest.approx(_cos(85) * LN2, abs=1e-6)
+    assert rows[("e", "z")][0] == pytest.approx(_cos(85) * LN2, abs=1e-6)
     # the history item closest to the target: w's a (5 degrees from f) rather than c (85)
     assert {key: v[1] for key, v in rows.items()} == {
         ("f", "u"): "a",
@@ -86,8 +89,16 @@ def test_block_audiences_by_hand() -> None:
     assert got[audiences.IS_NEW].all()
 
 
+def test_activity_weights_count_distinct_items() -> None:
+    from scipy.sparse import csr_matrix as csr
+
+    hist = csr(np.array([[1.0, 2.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 5.0]]))
+    assert audiences.activity_weights(hist) == pytest.approx([np.log(3), 0.0, np.log(2)])
+
+
 def test_block_keeps_each_items_best_k() -> None:
     got = _block(HISTORY, k=2)
+    # w (cos 40 x ln 3 = 0.84) and u (cos 5 x ln 2 = 0.69), not v (cos 85 x ln 2 = 0.06)
     assert sorted(got.loc[got[C.ITEM_ID] == "f", C.USER_ID]) == ["u", "w"]
 
 
@@ -99,8 +110,8 @@ def test_merging_blocks_gives_the_single_block_answer() -> None:
     pd.testing.assert_frame_equal(merged, whole)
     assert whole[[C.ITEM_ID, C.RANK, C.USER_ID]].values.tolist() == [
         ["e", 1, "z"],
-        ["f", 1, "u"],
-        ["f", 2, "w"],
+        ["f", 1, "w"],
+        ["f", 2, "u"],
     ]
 
 
@@ -132,7 +143,9 @@ def test_the_ngram_channel_scores_by_ngram_cosine() -> None:
     got = audiences.block_audiences(batch, sp, items, is_new, 5)
     rows = {(r.item_id, r.user_id): r.score for r in got.itertuples()}
     assert set(rows) == {("f", "u"), ("e", "v")}
-    assert rows[("f", "u")] == pytest.approx(0.8) and rows[("e", "v")] == pytest.approx(0.8)
+    assert rows[("f", "u")] == pytest.approx(0.8 * LN2) and rows[("e", "v")] == pytest.approx(
+        0.8 * LN2
+    )
 
 
 def test_spark_blocks_and_merge_equal_the_pandas_reference(spark: Any) -> None:
@@ -153,4 +166,4 @@ def test_spark_blocks_and_merge_equal_the_pandas_reference(spark: Any) -> None:
     got = got.sort_values([C.ITEM_ID, C.RANK]).reset_index(drop=True)
     expected = audiences.merge(audiences.block_audiences(batch, sp, items, is_new, 3), 2)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
-    assert got[[C.ITEM_ID, C.USER_ID]].values.tolist() == [["e", "z"], ["f", "u"], ["f", "w"]]
+    assert got[[C.ITEM_ID, C.USER_ID]].values.tolist() == [["e", "z"], ["f", "w"], ["f", "u"]]
