@@ -3,6 +3,7 @@ that still finds same-kind products (and cold ones) in Chinese titles."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -213,3 +214,28 @@ def test_similar_items_use_the_ngram_channel_exactly() -> None:
             assert kinds[want[0]] == kinds[i]
     first = got[got["item_id"] == ids[0]]
     assert first[SIMILAR_ITEM_ID].iloc[0] == ids[7] and first["source"].iloc[0] == "cooccurrence"
+
+
+def test_ngram_similar_items_never_offer_an_item_that_may_not_be_shown() -> None:
+    """The n-gram path keeps the availability mask (a Chinese catalogue switches it on): the
+    exhaustive top-k among the items that may be shown."""
+    from longtail.stages.similar_items import SIMILAR_ITEM_ID, similar_block
+
+    titles = [t for kind in TITLES.values() for t in kind]
+    n = len(titles)
+    ids = np.array([f"z{j:02d}" for j in range(n)])
+    cooc = csr_matrix((n, n), dtype=np.float32)
+    space = _space(ids, cooc, np.ones(n, bool))
+    on = text_ngrams.attach(space, pd.DataFrame({C.ITEM_ID: ids, C.TITLE: titles}))
+    hidden = {1, 2, 5}
+    allowed = np.array([j not in hidden for j in range(n)])
+    on = dataclasses.replace(on, allowed=allowed)
+    k = 3
+    got = similar_block(np.arange(n), on, k, 1.0, None)  # type: ignore[arg-type]
+    assert not set(got[SIMILAR_ITEM_ID]) & set(ids[sorted(hidden)])
+    x = on.ngram_vectors.toarray().astype(np.float64)  # type: ignore[union-attr]
+    score = x @ x.T
+    for i in range(n):
+        pool = [j for j in range(n) if j != i and allowed[j]]
+        want = sorted(pool, key=lambda j: (-score[i, j], j))[:k]
+        assert got.loc[got["item_id"] == ids[i], SIMILAR_ITEM_ID].tolist() == ids[want].tolist()

@@ -80,15 +80,17 @@ def ngram_block(rows: np.ndarray, space: ItemSpace, k: int, cooc_weight: float) 
     """similar_block with the n-gram cosine as the text similarity.
 
     Candidates per item: its n-gram neighbours (text_ngrams.NEIGHBOURS of them), its
-    co-occurrence neighbours and the first k + 1 items (the ties an exhaustive scan would take):
-    the exact top-k for k up to the neighbours kept, since an item outside both rows scores at
-    most its n-gram similarity, no more than the last neighbour's.
+    co-occurrence neighbours and the first k + 1 items that may be shown (the ties an exhaustive
+    scan would take): the exact top-k for k up to the neighbours kept, since an item outside both
+    rows scores at most its n-gram similarity, no more than the last neighbour's. Unavailable or
+    excluded items are never anyone's similar item, as in `similar_block`.
     """
     x, nb = space.ngram_vectors, space.ngram_neighbours
     assert x is not None and nb is not None
     n_items = len(space.item_ids)
+    shown = space.allowed
     cooc = space.cooc[rows]
-    fill = np.arange(min(n_items, k + 1))
+    fill = (np.arange(n_items) if shown is None else np.flatnonzero(shown))[: k + 1]
     nb_r, nb_c = _flat_csr(nb[rows])
     cooc_r, cooc_c = _flat_csr(cooc)
     r_all = np.concatenate([nb_r, cooc_r, np.repeat(np.arange(len(rows)), len(fill))])
@@ -96,6 +98,8 @@ def ngram_block(rows: np.ndarray, space: ItemSpace, k: int, cooc_weight: float) 
     keys = np.unique(r_all * n_items + c_all)
     r, c = keys // n_items, keys % n_items
     keep = c != rows[r]  # never an item itself
+    if shown is not None:
+        keep &= shown[c]
     r, c = r[keep], c[keep]
     text_v = np.asarray(x[rows[r]].multiply(x[c]).sum(axis=1), dtype=np.float32).ravel()
     return _ranked(rows, r, c, text_v, cooc, space, k, cooc_weight)
