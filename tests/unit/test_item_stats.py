@@ -1,5 +1,6 @@
 """Spark item reductions against hand-computed values and a dense numpy reference, and the
-Spark-built item space (space_at) against the pandas build_item_space on the same data."""
+Spark-built item space (space_at) against the pandas build_item_space (fusion_reference) on the
+same data."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from tests.unit import fusion_reference
 
 from longtail import columns as C
 from longtail import fusion
@@ -112,8 +114,8 @@ def test_cooccurrence_pairs_match_a_dense_reference(spark: Any, cap: int, top: i
     # the same pairs as the pandas path on the same cap and top
     ids = np.array(sorted(inter[C.ITEM_ID].unique()))
     index = {x: i for i, x in enumerate(ids)}
-    matrix = fusion.cooccurrence(inter, index, len(ids), top=top, cap=cap)
-    pandas_path = as_neighbours(fusion.cooc_pairs_frame(matrix, ids))
+    matrix = fusion_reference.cooccurrence(inter, index, len(ids), top=top, cap=cap)
+    pandas_path = as_neighbours(fusion_reference.cooc_pairs_frame(matrix, ids))
     assert {k: [j for j, _ in v] for k, v in pandas_path.items()} == {
         k: [j for j, _ in v] for k, v in got.items()
     }
@@ -187,7 +189,7 @@ def test_space_at_equals_build_item_space_on_the_same_data(spark: Any, tmp_path:
     record = item_space.run(spark, ItemSpaceConfig(ds=DS, warehouse=wh))
     assert record["counts"] == {"item_stats": 5, "item_cooccurrence": int(want_pairs(inter))}
     got = fusion_inputs.space_at(spark, wh, DS, head_share=0.6)
-    want = fusion.build_item_space(cat, inter, emb, fac, AS_OF, head_share=0.6)
+    want = fusion_reference.build_item_space(cat, inter, emb, fac, AS_OF, head_share=0.6)
 
     assert got.item_ids.tolist() == want.item_ids.tolist() == ids
     for name in ("popularity", "recent_popularity", "age_days", "embeddings", "als_factors"):

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from tests.unit import dense_reference
+from tests.unit import dense_reference, fusion_reference
 
 from longtail import columns as C
 from longtail import fusion
@@ -55,7 +55,7 @@ def random_shop(
         embeddings=emb,
         als_factors=fac,
         has_factors=has_f,
-        cooc=fusion.cooccurrence(inter, index, n_items),
+        cooc=fusion_reference.cooccurrence(inter, index, n_items),
         popularity=np.log1p(counts).astype(np.float32),
         recent_popularity=np.log1p(rng.integers(0, 5, n_items)).astype(np.float32),
         age_days=rng.random(n_items).astype(np.float32) * 100,
