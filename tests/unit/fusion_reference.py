@@ -14,17 +14,8 @@ from scipy.sparse import csr_matrix
 
 from longtail import columns as C
 from longtail.evaluation import HEAD_SHARE
-from longtail.fusion import (
-    COOCCURRENCE_TOP,
-    COOCCURRENCE_USER_CAP,
-    FIRST_TS,
-    N_RECENT_USERS,
-    N_USERS,
-    NEIGHBOUR_ID,
-    RECENT_DAYS,
-    ItemSpace,
-    assemble_item_space,
-)
+from longtail.fusion import FIRST_TS, N_RECENT_USERS, N_USERS, NEIGHBOUR_ID, assemble_item_space
+from longtail.fusion.space import COOCCURRENCE_TOP, COOCCURRENCE_USER_CAP, RECENT_DAYS, ItemSpace
 
 
 def cooccurrence(
