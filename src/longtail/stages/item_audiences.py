@@ -42,15 +42,9 @@ BLOCK_SCHEMA = StructType(
         StructField(C.REASON_ITEM_ID, StringType(), True),
     ]
 )
+# The published columns: the blocks' columns with the rank after item_id.
 SCHEMA = StructType(
-    [
-        StructField(C.ITEM_ID, StringType(), False),
-        StructField(C.RANK, IntegerType(), False),
-        StructField(C.USER_ID, StringType(), False),
-        StructField(C.SCORE, DoubleType(), False),
-        StructField(audiences.IS_NEW, BooleanType(), False),
-        StructField(C.REASON_ITEM_ID, StringType(), True),
-    ]
+    [BLOCK_SCHEMA[C.ITEM_ID], StructField(C.RANK, IntegerType(), False), *BLOCK_SCHEMA.fields[1:]]
 )
 # Shoppers per Spark partition: the partition count follows the data, never the session, so the
 # blocks (and with them every answer) are the same on any cluster or schedule.
