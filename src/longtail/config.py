@@ -134,12 +134,16 @@ class ItemSpaceConfig(StageConfig):
 
 
 class ScoreConfig(StageConfig):
+    # Added after the fingerprints were pinned.
+    NEW_FIELDS: ClassVar[frozenset[str]] = frozenset({"spread", "spread_sample_users"})
+
     top_n: StrictInt = 20
     # Popularity counts distinct users over this many days before the run date.
     popularity_days: StrictInt = 28
-    # Minimum share of long-tail items at every prefix of a list (0 = pure ranker order).
+    # Minimum share of long-tail items in the top k, k = 10, 20, ... and top_n (0 = pure ranker
+    # order; fusion.tail_rerank).
     tail_target: Number = 0.3
-    # Minimum share of new items (listed, never sold) at every prefix of a list, taken from the
+    # Minimum share of new items (listed, never sold) in the same top k, taken from the
     # shopper's own candidates (text matches): the only way a new product earns its first sale.
     new_item_share: Number = 0.1
     # Each shopper's own tail target: their history's tail share (shrunk to the night's mean),
@@ -147,6 +151,12 @@ class ScoreConfig(StageConfig):
     calibrate_tail: StrictBool = True
     # Head = the fewest most-interacted items holding this share of interactions; the rest is tail.
     head_share: Number = HEAD_SHARE
+    # Exposure penalty strength (fusion.spread_scores): items already in the top 10 of many lists
+    # give way to ones the shopper rates alike; new items are exempt. 0 = off; None = the
+    # strength train_ranker chose on its validation users (meta.json `spread`). The exposure is
+    # counted on the lists of a fixed hash sample of `spread_sample_users` users, scored twice.
+    spread: Number | None = 0.1
+    spread_sample_users: StrictInt = 5000
     # "fusion" (candidates + ranker + tail-aware re-ranking) or "als" (ALS top-N only).
     strategy: StrictStr = "fusion"
 
@@ -161,6 +171,8 @@ class ScoreConfig(StageConfig):
             raise ConfigError("new_item_share must be in [0, 0.5]")
         if self.strategy not in ("fusion", "als"):
             raise ConfigError("strategy must be 'fusion' or 'als'")
+        if (self.spread is not None and not 0 <= self.spread <= 5) or self.spread_sample_users < 1:
+            raise ConfigError("spread must be in [0, 5] (or unset) and spread_sample_users >= 1")
 
 
 class PublishConfig(StageConfig):
@@ -226,6 +238,7 @@ class RankerConfig(StageConfig):
             "num_threads",
             "early_stopping_rounds",
             "valid_share",
+            "spread_strengths",
         }
     )
     # candidate source (fusion.CandidateCounts) -> the field that holds its count
@@ -290,9 +303,14 @@ class RankerConfig(StageConfig):
     # items instead (users with at least 3), features from everything else before the end.
     min_label_users: StrictInt = 100
     last_items_share: Number = 0.2
+    # Exposure-penalty strengths tried on the validation users (fusion.choose_spread); the one
+    # whose re-ranked lists score best is recorded for the score stage. (0.0,) turns it off.
+    spread_strengths: tuple[Number, ...] = (0.0, 0.1, 0.2, 0.3, 0.4)
     seed: StrictInt = 42
 
     def check(self) -> None:
+        if not self.spread_strengths or not all(0 <= v <= 5 for v in self.spread_strengths):
+            raise ConfigError("spread_strengths must be a non-empty list of numbers in [0, 5]")
         if not 0 <= self.item_dropout < 1:
             raise ConfigError("item_dropout must be in [0, 1)")
         if self.min_label_users < 0 or not 0 < self.last_items_share < 1:

@@ -23,8 +23,10 @@ from longtail.fusion import (
     FEATURES,
     CandidateCounts,
     ItemSpace,
+    blend_score,
     build_retrieval,
     candidates,
+    choose_spread,
     feature_matrix,
     frame_features,
 )
@@ -52,6 +54,43 @@ def sample_users(users: list[str], max_users: int, seed: int) -> list[str]:
     """A deterministic pseudo-random subset: the same users for the same data and seed."""
     key = lambda u: hashlib.sha1(f"{seed}:{u}".encode()).hexdigest()  # noqa: E731
     return sorted(sorted(users, key=key)[:max_users])
+
+
+def validation_rows(frame: pd.DataFrame, valid_share: float, seed: int) -> np.ndarray:
+    """Rows of the held-out validation users (a seeded `valid_share` of the frame's users): the
+    ones fit stops early on and reports, and train_ranker chooses the exposure penalty on."""
+    users = frame[C.USER_ID].drop_duplicates().tolist()
+    held = set(sample_users(users, int(len(users) * valid_share), seed + 1))
+    return frame[C.USER_ID].isin(held).to_numpy()
+
+
+def choose_spread_strength(
+    ts: TrainingSet, scorer: Any, cfg: RankerConfig, n: int, tail_target: float, new_share: float
+) -> dict[str, Any]:
+    """The exposure-penalty strength (fusion.choose_spread) on the validation users, scored by
+    the published scorer (booster, single feature or blend); strength 0 without such users."""
+    valid = ts.frame[validation_rows(ts.frame, cfg.valid_share, cfg.seed)]
+    if valid.empty:
+        return {"strength": 0.0, "users": 0, "reason": "no validation users"}
+    features = frame_features(ts.frame)
+    scores = (
+        scorer.predict(feature_matrix(valid, features))
+        if scorer is not None
+        else blend_score(valid)
+    )
+    best, values = choose_spread(
+        valid.reset_index(drop=True),
+        np.asarray(scores, np.float64),
+        tuple(float(v) for v in cfg.spread_strengths),
+        n,
+        tail_target,
+        new_share,
+    )
+    return {
+        "strength": best,
+        "users": int(valid[C.USER_ID].nunique()),
+        "valid_ndcg@10": {str(k): v for k, v in values.items()},
+    }
 
 
 @dataclass
@@ -112,9 +151,7 @@ def fit(ts: TrainingSet, settings: dict[str, Any], seed: int) -> tuple[Any, dict
     import lightgbm as lgb
 
     params = {**RankerConfig.default_lightgbm(), **settings}
-    users = ts.frame[C.USER_ID].drop_duplicates().tolist()
-    valid_users = set(sample_users(users, int(len(users) * params["valid_share"]), seed + 1))
-    is_valid = ts.frame[C.USER_ID].isin(valid_users).to_numpy()
+    is_valid = validation_rows(ts.frame, params["valid_share"], seed)
     tr, va = ts.frame[~is_valid], ts.frame[is_valid]
     g_tr = tr.groupby(C.USER_ID, sort=True).size().to_numpy()
     g_va = va.groupby(C.USER_ID, sort=True).size().to_numpy()

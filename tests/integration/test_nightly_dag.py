@@ -524,6 +524,24 @@ def test_every_user_goes_through_the_ranker(nightly: Nightly, expected: Expected
     assert len(personal) >= 0.5 * len(thin), (len(personal), len(thin))
 
 
+def test_the_exposure_spread_is_recorded_with_its_strength_and_sample(
+    nightly: Nightly, expected: Expected
+) -> None:
+    spread = _record(nightly, "score")["spread"]
+    # The default strength (0.1), counted on a sample larger than the sample shop: every user.
+    assert spread["strength"] == 0.1 and spread["chosen_by"] == "config"
+    assert spread["sample_users"] == 5000
+    recs = _read_published(nightly.published)
+    # Items shown in some top 10 before spreading: at least the ten of one list, at most what
+    # is listed.
+    assert 10 <= spread["items_shown"] <= len(expected.listed_items)
+    meta = json.loads((nightly.warehouse / "ranker" / f"ds={nightly.ds}" / "meta.json").read_text())
+    trials = meta["spread"]
+    assert trials["strength"] in (0.0, 0.1, 0.2, 0.3, 0.4) or trials["users"] == 0
+    assert set(trials) >= {"strength", "users"}
+    assert recs["item_id"].nunique() >= 10
+
+
 def test_quarantine_and_run_accounting(nightly: Nightly, expected: Expected) -> None:
     q = pd.read_parquet(nightly.warehouse / "quarantine" / f"ds={nightly.ds}")
     assert {"table", "reason", "source_file", "record"} <= set(q.columns)

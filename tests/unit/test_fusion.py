@@ -125,11 +125,16 @@ def test_source_priority_and_n_sources() -> None:
     assert row[C.SOURCE] == "als" and row["n_sources"] == 2
 
 
-def test_tail_rerank_holds_the_target_share_in_every_prefix() -> None:
+def test_tail_rerank_holds_the_target_share_at_each_block_end_placing_forced_items_late() -> None:
     scores = np.array([9, 8, 7, 6, 5, 4, 3, 2], float)
     is_tail = np.array([0, 0, 0, 0, 0, 1, 1, 1], bool)
+    # One block (the list of 6 is shorter than 10): floor(0.5 x 6) = 3 tail items by position 6,
+    # placed as late as possible: the three best head items keep positions 1-3.
     pos, out = fusion.tail_rerank(scores, is_tail, 6, 0.5)
-    # floor(0.5 k) tail items by prefix k: k=2 -> 1, k=4 -> 2, k=6 -> 3
+    assert pos.tolist() == [0, 1, 2, 5, 6, 7]
+    assert out.tolist() == [9, 8, 7, 4, 3, 2]
+    # Blocks of 2: floor(0.5 k) tail items by k = 2, 4, 6, each at its block's end.
+    pos, out = fusion.tail_rerank(scores, is_tail, 6, 0.5, block=2)
     assert pos.tolist() == [0, 5, 1, 6, 2, 7]
     assert out.tolist() == [9, 4, 4, 3, 3, 2]  # capped: never increasing
     pos0, out0 = fusion.tail_rerank(scores, is_tail, 4, 0.0)
@@ -140,15 +145,79 @@ def test_tail_rerank_gives_new_items_their_slots_in_every_prefix() -> None:
     scores = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0.5])
     is_tail = np.array([0, 0, 0, 0, 0, 1, 1, 0, 0, 1], bool)
     is_new = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1], bool)  # never sold: counts as tail too
-    pos, out = fusion.tail_rerank(scores, is_tail, 10, 0.3, is_new, 0.2)
-    # k=4: floor(1.2) tail -> item 5; k=5: floor(1.0) new -> item 8 (the best new one), which is
-    # also the second tail item; k=10: floor(2.0) new -> item 9.
+    # block=1: the floors hold in every prefix. k=4: floor(1.2) tail -> item 5; k=5: floor(1.0)
+    # new -> item 8 (the best new one), which is also the second tail item; k=10: floor(2.0) new
+    # -> item 9.
+    pos, out = fusion.tail_rerank(scores, is_tail, 10, 0.3, is_new, 0.2, block=1)
     assert pos.tolist() == [0, 1, 2, 5, 8, 3, 4, 6, 7, 9]
     assert out.tolist() == [9, 8, 7, 4, 1, 1, 1, 1, 1, 0.5]
     # Without new candidates the quota cannot be held: plain tail-aware order.
-    pos2, _ = fusion.tail_rerank(scores[:8], is_tail[:8], 8, 0.3, is_new[:8], 0.2)
-    assert pos2.tolist() == fusion.tail_rerank(scores[:8], is_tail[:8], 8, 0.3)[0].tolist()
+    pos2, _ = fusion.tail_rerank(scores[:8], is_tail[:8], 8, 0.3, is_new[:8], 0.2, block=1)
+    assert pos2.tolist() == fusion.tail_rerank(scores[:8], is_tail[:8], 8, 0.3, block=1)[0].tolist()
     assert pos2.tolist() == [0, 1, 2, 5, 3, 4, 6, 7]
+
+
+def test_tail_rerank_default_blocks_of_ten_fill_forced_slots_at_the_end_of_the_block() -> None:
+    # Ten head items (scores 14..5), one warm tail item (4.5), new items (1, 0.5), a tail (0.2).
+    scores = np.array([14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4.5, 1, 0.5, 0.2])
+    is_tail = np.array([0] * 10 + [1, 0, 0, 1], bool)
+    is_new = np.array([0] * 11 + [1, 1, 0], bool)
+    pos, out = fusion.tail_rerank(scores, is_tail, 10, 0.3, is_new, 0.2)
+    # By position 10: floor(3.0) tail (new ones count) and floor(2.0) new items. Positions 1-7
+    # follow the scores; 8 is the best tail item (10), 9 and 10 the best new ones (11, 12).
+    assert pos.tolist() == [0, 1, 2, 3, 4, 5, 6, 10, 11, 12]
+    assert out.tolist() == [14, 13, 12, 11, 10, 9, 8, 4.5, 1, 0.5]
+    # A list of 20 from the same candidates: the first block as above, then everything left.
+    pos20, _ = fusion.tail_rerank(scores, is_tail, 20, 0.3, is_new, 0.2)
+    assert pos20.tolist()[:10] == pos.tolist()
+    assert sorted(pos20.tolist()[10:]) == [7, 8, 9, 13]
+
+
+def test_exposure_penalty_is_log_of_exposure_over_the_mean_shown() -> None:
+    shown = np.array([0.0, 1.0, 3.0, 8.0])  # mean over the shown items: 4
+    assert np.allclose(fusion.exposure_penalty(shown), np.log1p([0, 0.25, 0.75, 2.0]))
+    assert fusion.exposure_penalty(np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+    # New items are exempt (their slots are there to show them); the mean still counts them.
+    new = np.array([False, False, True, False])
+    assert np.allclose(fusion.exposure_penalty(shown, new), np.log1p([0, 0.25, 0, 2.0]))
+
+
+def test_spread_scores_standardise_each_user_then_subtract_the_items_penalty() -> None:
+    users = np.array(["a", "a", "b", "b", "b"])
+    scores = np.array([1.0, 3.0, 10.0, 10.0, 10.0])
+    items = np.array([0, 1, 0, 1, 2])
+    penalty = np.array([0.5, 0.0, 0.25])
+    got = fusion.spread_scores(users, scores, items, penalty)
+    # a: mean 2, sd 1 -> (-1, 1); b: sd 0 -> kept at 0 (no division by zero)
+    assert np.allclose(got, [-1 - 0.5, 1 - 0.0, 0 - 0.5, 0 - 0.0, 0 - 0.25])
+    # A strong enough penalty swaps a's order: item 1 shown everywhere, item 0 nowhere.
+    swapped = fusion.spread_scores(users[:2], scores[:2], items[:2], np.array([0.0, 2.5]))
+    assert swapped[0] > swapped[1]
+
+
+def test_choose_spread_picks_the_strength_with_the_best_validation_ndcg() -> None:
+    # Two users with the same two candidates; item 0 scores a little higher for both, but each
+    # user bought item 1. Spreading by exposure (item 0 is in both top-1s) puts item 1 first.
+    frame = pd.DataFrame(
+        {
+            C.USER_ID: ["u", "u", "v", "v"],
+            "item_idx": [0, 1, 0, 1],
+            "is_tail": [0.0, 0.0, 0.0, 0.0],
+            "is_cold": [0.0, 0.0, 0.0, 0.0],
+            "label": [0, 1, 0, 1],
+        }
+    )
+    scores = np.array([1.0, 0.9, 1.0, 0.9])
+    best, values = fusion.choose_spread(frame, scores, (0.0, 0.5, 3.0), 1, 0.0, 0.0)
+    # strength 0: the list of one holds item 0, not the bought item: ndcg@10 = 0.
+    assert values[0.0] == 0.0
+    # z-scores: (+1, -1) each; exposure item 0 = 2 (mean 2) -> penalty log(2) x strength.
+    # 0.5 x 0.69 = 0.35 < 2: order kept (0.0); 3 x 0.69 = 2.08 > 2: item 1 first (1.0).
+    assert values[0.5] == 0.0 and values[3.0] == 1.0
+    assert best == 3.0
+    # Ties go to the stronger spread.
+    best_tie, _ = fusion.choose_spread(frame, scores, (0.0, 0.5), 1, 0.0, 0.0)
+    assert best_tie == 0.5
 
 
 def test_head_tail_split_by_share() -> None:
@@ -226,7 +295,8 @@ def test_calibrated_targets_follow_each_history_and_keep_the_mean() -> None:
 
 
 def test_final_lists_take_one_tail_target_per_user() -> None:
-    # both users score a 3, b 2, c 1 (c is tail); only u2's own target asks for tail by rank 2
+    # both users score a 3, b 2, c 1 (c is tail); only u2's own target asks for tail items:
+    # floor(0.7 x 3) = 2 by rank 3, so c moves to rank 2 (the one tail item there is)
     cands = pd.DataFrame(
         {
             C.USER_ID: ["u1"] * 3 + ["u2"] * 3,
@@ -235,7 +305,7 @@ def test_final_lists_take_one_tail_target_per_user() -> None:
         }
     )
     scores = np.array([3.0, 2.0, 1.0, 3.0, 2.0, 1.0])
-    got = fusion.final_lists(cands, scores, space(), 3, {"u1": 0.0, "u2": 0.5})
+    got = fusion.final_lists(cands, scores, space(), 3, {"u1": 0.0, "u2": 0.7})
     assert got[C.ITEM_ID].tolist() == ["a", "b", "c", "a", "c", "b"]
 
 
@@ -247,10 +317,10 @@ def test_recommend_calibrates_from_each_batch_users_history() -> None:
     counts = fusion.CandidateCounts(**{**ONLY, "popularity": 6})
     # popularity order a b c d e f minus own items; prior 0.5, shift -0.1, pseudo 5:
     # h: 2.5/7 - 0.1 = 0.257 -> one tail item by rank 4 (c, d are h's tail candidates);
-    # t: 4.5/7 - 0.1 = 0.543 -> floor(0.543 k): a tail item at rank 2 and 4 (e, f)
+    # t: 4.5/7 - 0.1 = 0.543 -> floor(0.543 x 4) = 2 tail items by rank 4, at ranks 3 and 4
     out = fusion.recommend(u, sp, counts, None, 4, 0.4, calibration=(0.5, -0.1))
     lists = out.groupby(C.USER_ID)[fusion.IS_LONG_TAIL].apply(list).to_dict()
-    assert lists["t"] == [False, True, False, True]
+    assert lists["t"] == [False, False, True, True]
     assert sum(lists["h"]) >= 1
 
 

@@ -118,3 +118,27 @@ def test_fit_reports_cold_positives() -> None:
     _, report = ranker.fit(ts, {"n_estimators": 20, "min_child_samples": 20}, seed=3)
     cold = ts.frame[(ts.frame["is_cold"] > 0)]["label"].sum()
     assert report["cold_positives"] == int(cold) > 0
+
+
+def test_spread_strength_is_chosen_on_the_validation_users_with_the_published_scorer() -> None:
+    from longtail import fusion
+    from longtail.config import RankerConfig
+
+    ts = planted(n_users=60)
+    ts.frame["is_tail"] = (ts.frame["item_idx"] >= 20).astype(np.float32)
+    ts.frame["is_cold"] = np.float32(0)
+    cfg = RankerConfig(ds="2024-01-01", warehouse="w", valid_share=0.25, seed=5)
+    scorer = ranker.SingleFeature(list(FEATURES).index("als_score"))
+    got = ranker.choose_spread_strength(ts, scorer, cfg, 20, 0.3, 0.1)
+    # The validation users by hand: the seeded sample fit also holds out (seed + 1).
+    users = sorted(ts.frame[C.USER_ID].unique())
+    held = ranker.sample_users(users, int(len(users) * 0.25), 6)
+    valid = ts.frame[ts.frame[C.USER_ID].isin(held)].reset_index(drop=True)
+    best, values = fusion.choose_spread(
+        valid, valid["als_score"].to_numpy(np.float64), (0.0, 0.1, 0.2, 0.3, 0.4), 20, 0.3, 0.1
+    )
+    assert got["users"] == len(held) == 15
+    assert got["strength"] == best
+    assert got["valid_ndcg@10"] == {str(k): v for k, v in values.items()}
+    none = RankerConfig(ds="2024-01-01", warehouse="w", valid_share=0.0)
+    assert ranker.choose_spread_strength(ts, scorer, none, 20, 0.3, 0.1)["strength"] == 0.0

@@ -109,15 +109,19 @@ def _one_user(scores: list[float]) -> pd.DataFrame:
 def test_final_list_with_a_cap_and_a_boost_by_hand() -> None:
     cands, scores = _one_user([6, 5, 4, 1, 3, 2])  # items a..f
     plain = fusion.final_lists(cands, scores, space(), 5, 0.5)
-    # tail quota 0.5: a, c (quota), b, e (quota), f
-    assert plain[C.ITEM_ID].tolist() == ["a", "c", "b", "e", "f"]
+    # tail quota 0.5: floor(2.5) = 2 tail items by rank 5, and score order already holds them:
+    # a, b, c (tail), e (tail), f
+    assert plain[C.ITEM_ID].tolist() == ["a", "b", "c", "e", "f"]
+    # quota 0.8: floor(4.0) = 4 tail items by rank 5: a keeps rank 1, then c, e, f, d
+    strict = fusion.final_lists(cands, scores, space(), 5, 0.8)
+    assert strict[C.ITEM_ID].tolist() == ["a", "c", "e", "f", "d"]
     boost = np.array([0, 0, 0, 0.5, 0, 0])
     ruled = space(rules=R.ItemRules(caps=CATEGORY_CAP_2.caps, boost=boost))
     got = fusion.final_lists(cands, scores, ruled, 5, 0.5)
     # d boosted to 1 + 0.5 x 5 = 3.5; caps in boosted order keep a, b (cat 0), c, d (cat 1);
     # e and f are over their category's cap: four items, the fill tops the list up
-    assert got[C.ITEM_ID].tolist() == ["a", "c", "b", "d"]
-    assert got[C.SCORE].tolist() == [6.0, 4.0, 4.0, 3.5]
+    assert got[C.ITEM_ID].tolist() == ["a", "b", "c", "d"]
+    assert got[C.SCORE].tolist() == [6.0, 5.0, 4.0, 3.5]
 
 
 def test_popularity_fill_skips_unavailable_items_and_holds_the_caps() -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from longtail import columns as C
 from longtail import rules as business_rules
+from longtail.evaluation.ranking import ideal_dcg
 from longtail.fusion.candidates import (
     CandidateCounts,
     Retrieval,
@@ -35,6 +36,10 @@ def blend_score(frame: pd.DataFrame) -> np.ndarray:
     )
 
 
+# The floors hold at the end of every block of this many positions (10, 20, ..., and top_n).
+FLOOR_BLOCK = 10
+
+
 def tail_rerank(
     scores: np.ndarray,
     is_tail: np.ndarray,
@@ -42,12 +47,14 @@ def tail_rerank(
     tail_target: float,
     is_new: np.ndarray | None = None,
     new_target: float = 0.0,
+    block: int = FLOOR_BLOCK,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy list of n positions holding at least floor(tail_target * k) tail items and
-    floor(new_target * k) new items (never sold: `is_new`) in every top-k prefix, when the
-    candidates allow, otherwise in score order. A new item is a tail item too. Returns
-    (positions, output scores); output scores are the fused scores capped by the previous rank's,
-    so they never increase.
+    """A list of n positions whose top-k holds at least floor(tail_target * k) tail items and
+    floor(new_target * k) new items (never sold: `is_new`) for k = block, 2 * block, ... and n,
+    when the candidates allow. Every other position follows the scores; an item placed to meet a
+    floor goes as late as its block allows, so it displaces the weakest of the block's picks
+    rather than its best. A new item is a tail item too. Returns (positions, output scores);
+    output scores are the fused scores capped by the previous rank's, so they never increase.
 
     The new-item slots exist because the ranker, trained for accuracy, rightly rates a product
     nobody has bought below one many have: left to it, a new product is never shown, so it never
@@ -58,8 +65,9 @@ def tail_rerank(
     new = np.zeros(len(scores), bool) if is_new is None else np.asarray(is_new, bool)
     tail = np.asarray(is_tail, bool) | new
     taken = np.zeros(len(scores), bool)
+    every = np.ones(len(scores), bool)
     queues = {
-        q: [i for i in order if m[i]] for q, m in (("new", new), ("tail", tail), ("head", ~tail))
+        q: [i for i in order if m[i]] for q, m in (("new", new), ("tail", tail), ("all", every))
     }
     heads = dict.fromkeys(queues, 0)
 
@@ -70,18 +78,21 @@ def tail_rerank(
         heads[q] = at
         return qi[at] if at < len(qi) else None
 
+    size = min(n, len(scores))
+    ends = sorted({*range(block, n, block), n}) if block > 0 else [n]
     picked: list[int] = []
     n_tail = n_new = 0
-    while len(picked) < min(n, len(scores)):
+    while len(picked) < size:
         k = len(picked) + 1
-        pick = None
-        if n_new < np.floor(new_target * k + 1e-9):
-            pick = best("new")
-        if pick is None and n_tail < np.floor(tail_target * k + 1e-9):
+        end = next(e for e in ends if e >= k)
+        left = end - k + 1  # positions up to the block's end, this one included
+        need_new = int(np.floor(new_target * end + 1e-9)) - n_new
+        need_tail = int(np.floor(tail_target * end + 1e-9)) - n_tail
+        pick = best("new") if need_new >= left else None
+        if pick is None and need_tail >= left:
             pick = best("tail")
-        if pick is None:  # best of both, a tie going to the tail item
-            t, h = best("tail"), best("head")
-            pick = t if h is None or (t is not None and scores[t] >= scores[h]) else h
+        if pick is None:
+            pick = best("all")
         assert pick is not None
         taken[pick] = True
         picked.append(pick)
@@ -90,6 +101,89 @@ def tail_rerank(
     pos = np.array(picked, dtype=np.int64)
     out = np.minimum.accumulate(scores[pos]) if len(pos) else np.zeros(0)
     return pos, out
+
+
+def exposure_penalty(shown: np.ndarray, is_new: np.ndarray | None = None) -> np.ndarray:
+    """Per item, log(1 + e / mean e): e = how many lists' top-10 show it (a sample of the
+    night's users), the mean over the items shown at all. 0 for an item nobody is shown, and
+    for new items (`is_new`): their slots are there to show them, and a penalty would hand a
+    shopper's slot to a new item that matches them less."""
+    shown = np.asarray(shown, np.float64)
+    mean = shown[shown > 0].mean() if (shown > 0).any() else 1.0
+    out = np.log1p(shown / mean)
+    return out if is_new is None else np.where(np.asarray(is_new, bool), 0.0, out)
+
+
+def spread_scores(
+    users: np.ndarray, scores: np.ndarray, item_idx: np.ndarray, penalty: np.ndarray
+) -> np.ndarray:
+    """Each user's candidate scores standardised (mean 0, sd 1 over their candidates), minus
+    `penalty` of the item (strength x exposure_penalty): between two candidates the shopper
+    rates alike, the one fewer other lists already show wins, so the night's lists cover more of
+    the catalogue. Standardising puts every user's and every ranker's scores on one scale."""
+    codes, _ = pd.factorize(np.asarray(users), sort=False)
+    scores = np.asarray(scores, np.float64)
+    n = np.bincount(codes).astype(np.float64)
+    mean = np.bincount(codes, scores) / n
+    sd = np.sqrt(np.maximum(np.bincount(codes, scores * scores) / n - mean * mean, 0.0))
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    return (scores - mean[codes]) / sd[codes] - np.asarray(penalty)[item_idx]
+
+
+def choose_spread(
+    frame: pd.DataFrame,
+    scores: np.ndarray,
+    strengths: tuple[float, ...],
+    n: int,
+    tail_target: float,
+    new_target: float,
+) -> tuple[float, dict[float, float]]:
+    """The exposure-penalty strength whose re-ranked lists score the best ndcg@10 on labelled
+    users (`frame`: user_id, item_idx, is_tail, is_cold, label, one block of rows per user),
+    ties to the stronger spread; with the ndcg of every strength. The exposure is measured on
+    these users' own lists at strength 0, as the score stage measures it on a sample."""
+    users = frame[C.USER_ID].to_numpy()
+    item_idx = frame["item_idx"].to_numpy()
+    n_items = int(item_idx.max()) + 1 if len(item_idx) else 0
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else []
+    ends = np.r_[starts[1:], len(users)] if len(users) else []
+    tail = frame["is_tail"].to_numpy() > 0
+    new = frame["is_cold"].to_numpy() > 0
+    labels = frame["label"].to_numpy()
+
+    idcg = ideal_dcg(10)
+    gains = 1.0 / np.log2(np.arange(2, 12, dtype=np.float64))
+
+    def lists(s: np.ndarray) -> list[np.ndarray]:
+        """Each user's re-ranked rows (positions into the frame), as score builds them."""
+        return [
+            a + tail_rerank(s[a:b], tail[a:b], n, tail_target, new[a:b], new_target)[0]
+            for a, b in zip(starts, ends, strict=True)
+        ]
+
+    def ndcg(rows: list[np.ndarray]) -> float:
+        """Mean ndcg@10 over the users (binary labels; a user without a label scores 0)."""
+        out = []
+        for (a, b), r in zip(zip(starts, ends, strict=True), rows, strict=True):
+            n_rel = int((labels[a:b] > 0).sum())
+            top = labels[r[:10]] > 0
+            out.append(
+                float(gains[: len(top)][top].sum() / idcg[min(n_rel, 10) - 1]) if n_rel else 0.0
+            )
+        return float(np.mean(out)) if out else 0.0
+
+    base = lists(np.asarray(scores, np.float64))
+    shown = np.bincount(
+        item_idx[np.concatenate([r[:10] for r in base])] if base else np.zeros(0, np.int64),
+        minlength=n_items,
+    )
+    penalty = exposure_penalty(shown, np.bincount(item_idx[new], minlength=n_items) > 0)
+    values: dict[float, float] = {}
+    for strength in strengths:
+        s = spread_scores(users, scores, item_idx, strength * penalty)
+        values[float(strength)] = ndcg(lists(s))
+    best = max(values, key=lambda k: (round(values[k], 12), k))
+    return best, values
 
 
 def tail_shares(batch: pd.DataFrame, space: ItemSpace, index: dict[str, int]) -> np.ndarray:
@@ -195,10 +289,11 @@ def recommend(
     retrieval: Retrieval | None = None,
     new_target: float = 0.0,
     calibration: tuple[float, float] | None = None,
+    penalty: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Candidates -> ranker (or blend) -> tail- and new-item-aware top-n, block by block.
     With `calibration` (prior, shift) each user gets their own tail target (calibrated_targets)
-    instead of `tail_target`."""
+    instead of `tail_target`; with `penalty` (per item) the scores are spread (spread_scores)."""
     index = index if index is not None else space.index
     retrieval = retrieval if retrieval is not None else build_retrieval(space, counts)
     parts = []
@@ -213,6 +308,10 @@ def recommend(
             else blend_score(cands)
         )
         scores = np.asarray(scores, np.float64)
+        if penalty is not None:
+            scores = spread_scores(
+                cands[C.USER_ID].to_numpy(), scores, cands["item_idx"].to_numpy(), penalty
+            )
         target: float | dict[str, float] = tail_target
         if calibration is not None:
             own = calibrated_targets(tail_shares(batch, space, index), *calibration)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, StringType, StructField, StructType
+from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
 from longtail import columns as C
 from longtail import fusion, reasons, tables
@@ -161,6 +161,7 @@ def score_fusion_batch(
     cfg: ScoreConfig,
     version: str,
     calibration: tuple[float, float] | None = None,
+    penalty: np.ndarray | None = None,
 ) -> pd.DataFrame:
     lists = fusion.recommend(
         batch,
@@ -173,6 +174,7 @@ def score_fusion_batch(
         retrieval=retrieval,
         new_target=cfg.new_item_share,
         calibration=calibration,
+        penalty=penalty,
     )
     out = fill_lists(lists, batch, space, order, cfg.top_n)
     out = out.sort_values([C.USER_ID, C.RANK], kind="stable")
@@ -186,7 +188,7 @@ def score_fusion_batch(
 
 def _run_fusion(
     spark: SparkSession, cfg: ScoreConfig, rules: Rules | None
-) -> tuple[DataFrame, str, tuple[float, float] | None]:
+) -> tuple[DataFrame, str, tuple[float, float] | None, dict[str, Any]]:
     wh, ds = cfg.warehouse, cfg.ds
     model = read_model(spark, wh, tables.RANKER, ds)
     if model is None:
@@ -201,20 +203,89 @@ def _run_fusion(
     calibration = night_tail_calibration(interactions, space, cfg)
     bc = spark.sparkContext.broadcast((space, retrieval, model_text, meta))
     version = versioned(meta["model_version"], rules)
+    parts = max(2, spark.sparkContext.defaultParallelism * 2)
+    strength = cfg.spread if cfg.spread is not None else (meta.get("spread") or {}).get("strength")
+    spread = {
+        "strength": float(strength or 0.0),
+        "chosen_by": "config" if cfg.spread is not None else "train_ranker",
+    }
+    penalty = None
+    if spread["strength"] > 0:
+        sample = _exposure_sample(users, cfg.spread_sample_users)
+        shown = _night_exposure(sample, bc, counts, cfg, calibration, len(space.item_ids), parts)
+        penalty = spark.sparkContext.broadcast(
+            spread["strength"] * fusion.exposure_penalty(shown, space.is_cold)
+        )
+        spread.update(sample_users=cfg.spread_sample_users, items_shown=int((shown > 0).sum()))
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         sp, re, text, model_meta = bc.value
         booster = load_scorer(text, model_meta)
         index, order = sp.index, popular_order(sp)
+        pen = None if penalty is None else penalty.value
         for batch in batches:
             if len(batch):
                 yield score_fusion_batch(
-                    batch, sp, re, index, order, booster, counts, cfg, version, calibration
+                    batch, sp, re, index, order, booster, counts, cfg, version, calibration, pen
                 )
 
-    parts = max(2, spark.sparkContext.defaultParallelism * 2)
     recs = users.repartition(parts, C.USER_ID).mapInPandas(run, OUTPUT_SCHEMA)
-    return recs, version, calibration
+    return recs, version, calibration, spread
+
+
+def _exposure_sample(users: DataFrame, n: int) -> DataFrame:
+    """A fixed pseudo-random sample of n users (by a hash of the id): the same users for the
+    same night, whatever the partitioning."""
+    h = F.xxhash64(F.col(C.USER_ID))
+    return users.withColumn("_h", h).orderBy("_h", C.USER_ID).limit(n).drop("_h")
+
+
+SHOWN_SCHEMA = StructType([StructField("item_idx", LongType(), False)])
+
+
+def _night_exposure(
+    sample: DataFrame,
+    bc: Any,
+    counts: fusion.CandidateCounts,
+    cfg: ScoreConfig,
+    calibration: tuple[float, float] | None,
+    n_items: int,
+    parts: int,
+) -> np.ndarray:
+    """How many of the sample's lists show each item in their top 10, before any spreading:
+    the lists scored as the night scores them, reduced in Spark to one count per item."""
+
+    def shown(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        sp, re, text, model_meta = bc.value
+        booster = load_scorer(text, model_meta)
+        for batch in batches:
+            if not len(batch):
+                continue
+            lists = fusion.recommend(
+                batch,
+                sp,
+                counts,
+                booster,
+                cfg.top_n,
+                cfg.tail_target,
+                retrieval=re,
+                new_target=cfg.new_item_share,
+                calibration=calibration,
+            )
+            top = lists[lists[C.RANK] <= 10][C.ITEM_ID].astype(str)
+            yield pd.DataFrame({"item_idx": [sp.index[x] for x in top]}, dtype="int64")
+
+    rows = (
+        sample.repartition(parts, C.USER_ID)
+        .mapInPandas(shown, SHOWN_SCHEMA)
+        .groupBy("item_idx")
+        .count()
+        .collect()  # one row per item shown: item-sized
+    )
+    out = np.zeros(n_items, np.float64)
+    for r in rows:
+        out[int(r["item_idx"])] = float(r["count"])
+    return out
 
 
 def _run_als(
@@ -278,9 +349,10 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     if cfg.strategy == "fusion":
         # Every shopper through the ranker, however short the history: one item already has
         # neighbours, text and a category to retrieve from.
-        recs, version, calibration = _run_fusion(spark, cfg, rules)
+        recs, version, calibration, spread = _run_fusion(spark, cfg, rules)
     else:
         (recs, version), calibration = _run_als(spark, cfg, als_record, rules), None
+        spread = None
 
     # Staged in a folder private to this attempt; publish takes the one named in this stage's run
     # record, so two runs of one date never publish a mixture of each other's output.
@@ -302,6 +374,8 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
         "tail_calibration": None
         if calibration is None
         else {"prior": calibration[0], "shift": calibration[1]},
+        # The exposure penalty (fusion.spread_scores): its strength and where it came from.
+        "spread": spread,
         "counts": {
             "users": n_users,
             "rows": sum(by_source.values()),

@@ -28,7 +28,7 @@ from longtail import columns as C
 from longtail import label_window, tables
 from longtail.als import factors_frame, fit_als
 from longtail.cleaning import build_interactions
-from longtail.config import AlsConfig, ItemSpaceConfig, RankerConfig
+from longtail.config import AlsConfig, ItemSpaceConfig, RankerConfig, ScoreConfig
 from longtail.fusion import (
     FEATURES,
     CandidateCounts,
@@ -38,7 +38,14 @@ from longtail.fusion import (
 )
 from longtail.indexing import collect_indexed
 from longtail.item_stats import cooccurrence_pairs, item_statistics
-from longtail.ranker import TrainingSet, fallback, fit, training_set
+from longtail.ranker import (
+    TrainingSet,
+    choose_spread_strength,
+    fallback,
+    fit,
+    load_scorer,
+    training_set,
+)
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
 from longtail.user_histories import fusion_users
@@ -114,6 +121,7 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         "label_users": int(n_users),
     }
     booster_text = ""
+    ts = None
     if truth:
         held = None
         if rule == "last_items":  # the sample's own labels leave its feature history
@@ -133,11 +141,29 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         meta["ranker"] = "single-feature"
     else:
         meta["ranker"] = "lightgbm-lambdarank" if booster_text else "blend"
+    meta["spread"] = _spread(ts, booster_text, meta, cfg)
     publish_model(spark, wh, TABLE, ds, booster_text, meta)
     return {
         "counts": {"label_pairs": meta["label_pairs"], "label_users": meta["label_users"]},
         **meta,
     }
+
+
+def _spread(
+    ts: TrainingSet | None, booster_text: str, meta: dict[str, Any], cfg: RankerConfig
+) -> dict[str, Any]:
+    """The exposure-penalty strength for the score stage, chosen on the validation users with
+    the scorer it will use and the lists' default shape (score's top_n and shares)."""
+    if ts is None or ts.n_users < 10:
+        return {"strength": 0.0, "users": 0, "reason": "no training set"}
+    return choose_spread_strength(
+        ts,
+        load_scorer(booster_text, meta),
+        cfg,
+        ScoreConfig.default("top_n"),
+        ScoreConfig.default("tail_target"),
+        ScoreConfig.default("new_item_share"),
+    )
 
 
 def _training_set(
