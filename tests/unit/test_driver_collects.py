@@ -42,6 +42,8 @@ BOUNDED: dict[str, str] = {
     "more than once (nights that embedded the same new text side by side): items",
     "longtail.stages.score._run_als": "popularity per catalogue item and the item factors: items",
     "longtail.stages.score.run.inspect": "recommendation counts per candidate source: a few rows",
+    "longtail.stages.score._night_exposure": "one (item, count) row per item shown in the "
+    "sample's top 10s, counted in Spark: items",
 }
 
 # Not bounded, but inherent: implicit's ALS trains on one machine, so the interaction matrix
