@@ -1,7 +1,8 @@
 """An installed copy carries what the jobs read: the SQL files and the published schemas (and
-the sample generator its vocabulary).
+the sample generator its vocabulary), and not the benchmark.
 
-A Spark driver or worker may run an installed wheel with no repository beside it.
+A Spark driver or worker may run an installed wheel with no repository beside it; the offline
+benchmark (`bench/` at the repository root) never runs there, so the wheel leaves it out.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def test_every_python_package_is_declared() -> None:
     }
     found.add("longtail.sql")
     assert found <= declared, sorted(found - declared)
+    assert not any("bench" in name.split(".") for name in declared), "the benchmark is not shipped"
 
 
 def test_sql_is_read_from_the_package_not_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,7 +41,7 @@ def test_sql_is_read_from_the_package_not_the_checkout(monkeypatch: pytest.Monke
     assert (sqlfiles.sql_dir() / "interactions.sql").read_text(encoding="utf-8") == text
 
 
-def test_the_wheel_ships_sql_and_schemas(tmp_path: Path) -> None:
+def test_the_wheel_ships_sql_and_schemas_not_the_benchmark(tmp_path: Path) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -64,3 +66,6 @@ def test_the_wheel_ships_sql_and_schemas(tmp_path: Path) -> None:
     for path in (REPO / "src" / "longtail" / "schemas").glob("*.json"):
         assert f"longtail/schemas/{path.name}" in names
     assert "longtail/sample_vocabulary.json" in names  # the sample generator's word lists
+    shipped = {n.split("/")[0] for n in names if n.endswith(".py")}
+    assert shipped == {"longtail"}, shipped  # no top-level bench/ (nor jobs/, dags/, tests/)
+    assert not any(n.startswith("longtail/bench/") for n in names)
