@@ -7,6 +7,7 @@ benchmark (`bench/` at the repository root) never runs there, so the wheel leave
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -41,7 +42,20 @@ def test_sql_is_read_from_the_package_not_the_checkout(monkeypatch: pytest.Monke
     assert (sqlfiles.sql_dir() / "interactions.sql").read_text(encoding="utf-8") == text
 
 
+def _sources(out: Path) -> Path:
+    """What the wheel is built from, copied: a checkout's `build/` (setuptools' in-tree build
+    folder) would add whatever an earlier build left there, and stays untouched."""
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    out.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, out / name)
+    for name in ("src", "sql"):
+        shutil.copytree(REPO / name, out / name, ignore=skip)
+    return out
+
+
 def test_the_wheel_ships_sql_and_schemas_not_the_benchmark(tmp_path: Path) -> None:
+    sources = _sources(tmp_path / "sources")
     subprocess.run(
         [
             sys.executable,
@@ -51,7 +65,7 @@ def test_the_wheel_ships_sql_and_schemas_not_the_benchmark(tmp_path: Path) -> No
             "-q",
             "--no-deps",
             "--no-build-isolation",
-            str(REPO),
+            str(sources),
             "-w",
             str(tmp_path),
         ],
