@@ -29,21 +29,13 @@ import pytest
 import yaml
 
 from longtail.deploy import secretstore
+from longtail.deploy.environment import airflow_env, spark_env
 from longtail.deploy.manager import make_env
 from longtail.deploy.secretstore import Secrets
-from longtail.deploy.topology import (
-    LOOPBACK,
-    Ports,
-    Service,
-    Settings,
-    airflow_env,
-    by_name,
-    services,
-    spark_class,
-    spark_env,
-)
+from longtail.deploy.settings import LOOPBACK, Ports, Settings
+from longtail.deploy.topology import Service, by_name, services, spark_class
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DOCKER = REPO / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 
