@@ -693,7 +693,7 @@ def test_image_and_build_context(tmp_path: Path) -> None:
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for path in (".venv", "data", ".runtime", ".airflow", ".git", "docker/.env"):
+    for path in (".venv", "data", ".runtime", ".airflow", ".git", "docker/.env", "bench"):
         assert any(fnmatch.fnmatch(path, p) for p in patterns), path
     for path in ("src", "dags", "jobs", "sql", "docker", "pyproject.toml", "requirements.lock"):
         assert not any(fnmatch.fnmatch(path, p) for p in patterns), path
