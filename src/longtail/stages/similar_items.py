@@ -65,12 +65,7 @@ def similar_block(
         [np.repeat(block, (near >= 0).sum(axis=1)), cooc_r, np.repeat(block, len(no_text))]
     )
     c_all = np.concatenate([near[near >= 0], cooc_c, np.tile(no_text, len(rows))])
-    keys = np.unique(r_all * n_items + c_all)
-    r, c = keys // n_items, keys % n_items
-    keep = c != rows[r]  # never an item itself
-    if shown is not None:
-        keep &= shown[c]
-    r, c = r[keep], c[keep]
+    r, c = _pairs(r_all, c_all, rows, n_items, shown)
     content_v = np.einsum("ij,ij->i", space.embeddings[rows[r]], space.embeddings[c])
     return _ranked(rows, r, c, content_v, cooc, space, k, cooc_weight)
 
@@ -94,12 +89,7 @@ def ngram_block(rows: np.ndarray, space: ItemSpace, k: int, cooc_weight: float) 
     cooc_r, cooc_c = _flat_csr(cooc)
     r_all = np.concatenate([nb_r, cooc_r, np.repeat(np.arange(len(rows)), len(fill))])
     c_all = np.concatenate([nb_c, cooc_c, np.tile(fill, len(rows))])
-    keys = np.unique(r_all * n_items + c_all)
-    r, c = keys // n_items, keys % n_items
-    keep = c != rows[r]  # never an item itself
-    if shown is not None:
-        keep &= shown[c]
-    r, c = r[keep], c[keep]
+    r, c = _pairs(r_all, c_all, rows, n_items, shown)
     text_v = np.asarray(x[rows[r]].multiply(x[c]).sum(axis=1), dtype=np.float32).ravel()
     return _ranked(rows, r, c, text_v, cooc, space, k, cooc_weight)
 
@@ -134,6 +124,19 @@ def _ranked(
             C.SOURCE: source,
         }
     )
+
+
+def _pairs(
+    r_all: np.ndarray, c_all: np.ndarray, rows: np.ndarray, n_items: int, shown: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (block row, item) candidate pairs, without an item itself and, where some
+    items may not be shown (`shown`), without those."""
+    keys = np.unique(r_all * n_items + c_all)
+    r, c = keys // n_items, keys % n_items
+    keep = c != rows[r]  # never an item itself
+    if shown is not None:
+        keep &= shown[c]
+    return r[keep], c[keep]
 
 
 def _flat_csr(m: Any) -> tuple[np.ndarray, np.ndarray]:
