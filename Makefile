@@ -95,18 +95,18 @@ format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 bench: $(STAMP)
-	$(BIN)/python -m longtail.bench.replay $(if $(DATASET),--dataset "$(DATASET)" --data-dir "$(DATA_DIR)",--landing "$(abspath $(LANDING))") $(if $(BENCH_NAME),--name "$(BENCH_NAME)") $(BENCH_ARGS)
+	$(BIN)/python -m bench.replay $(if $(DATASET),--dataset "$(DATASET)" --data-dir "$(DATA_DIR)",--landing "$(abspath $(LANDING))") $(if $(BENCH_NAME),--name "$(BENCH_NAME)") $(BENCH_ARGS)
 
 bench-seeds: $(STAMP)
-	$(BIN)/python -m longtail.bench.seeds --dataset "$(DATASET)" --data-dir "$(DATA_DIR)" $(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/python -m bench.seeds --dataset "$(DATASET)" --data-dir "$(DATA_DIR)" $(if $(SEEDS),--seeds $(SEEDS))
 
 bench-table: $(STAMP)
-	$(BIN)/python -m longtail.bench.table reports/bench
+	$(BIN)/python -m bench.table reports/bench
 
 # SCALE_FACTORS: shop sizes in units of 10k users / 5k items / ~300k events (default 1 4 16).
 # SCALE_KEEP=1: keep the report's other factors (same machine), so one factor can be re-measured.
 bench-scale: $(STAMP) airflow-db
-	$(BIN)/python -m longtail.bench.scale $(if $(SCALE_FACTORS),--factors $(SCALE_FACTORS)) \
+	$(BIN)/python -m bench.scale $(if $(SCALE_FACTORS),--factors $(SCALE_FACTORS)) \
 	  $(if $(SCALE_KEEP),--keep)
 
 bench-all: $(STAMP)

@@ -1,14 +1,29 @@
-"""Long variants: tests marked `long`, and the longer paths of some others, run only when asked.
+"""Fixtures every test folder shares, and the long variants.
 
+`spark`: the one local Spark session of a test run (unit, bench and reliability tests alike),
+started only for tests that request it (directly or through another fixture), so pure-Python
+tests never pay for a JVM. `tmp_landing`: a tiny landing folder writer.
+
+Long variants: tests marked `long`, and the longer paths of some others, run only when asked.
 `LONGTAIL_LONG_TESTS=1 make test` (or `pytest --long`) runs them; `make test` alone stays within
 its time budget on two cores.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+# Before numpy is imported by any test module, as `make test` does: implicit's ALS is slow (and
+# warns) with a threaded BLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 LONG_ENV = "LONGTAIL_LONG_TESTS"
 
@@ -35,3 +50,92 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def long_tests(pytestconfig: pytest.Config) -> bool:
     """Whether the long variants run: fixtures and tests with a short and a long path ask this."""
     return bool(pytestconfig.getoption("long"))
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    os.environ["GX_ANALYTICS_ENABLED"] = "false"
+    from longtail.sparkutil import get_spark
+
+    # Two shuffle partitions (one per core of local[2]): the reliability tests compare these
+    # nights with others on 8 partitions and on 1 (test_schedule_independence.py). No adaptive
+    # re-planning: tiny inputs, and AQE's extra planning roughly triples the time of each
+    # first-run query (results are the same either way).
+    session = get_spark(
+        "longtail-tests",
+        extra={"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false"},
+    )
+    yield session
+    session.stop()
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    if any(ch in text for ch in ',"\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _csv_text(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = [",".join(columns)]
+    lines += [",".join(_csv_cell(v) for v in row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _write(
+    path: Path,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    raw: str | None,
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = path.name.lower()
+    if raw is not None:
+        data = raw.encode("utf-8")
+        path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    elif name.endswith(".csv"):
+        path.write_text(_csv_text(columns, rows), encoding="utf-8")
+    elif name.endswith(".csv.gz"):
+        path.write_bytes(gzip.compress(_csv_text(columns, rows).encode("utf-8")))
+    elif name.endswith((".jsonl", ".ndjson", ".json")):
+        lines = [json.dumps(dict(zip(columns, row, strict=True))) for row in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif name.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({c: [row[i] for row in rows] for i, c in enumerate(columns)})
+        pq.write_table(table, path)
+    else:
+        raise ValueError(f"tmp_landing cannot write {path.name}; pass raw= for odd files")
+
+
+LandingWriter = Callable[..., Path]
+
+
+@pytest.fixture
+def tmp_landing(tmp_path: Path) -> LandingWriter:
+    """write(rel_path, columns, rows, raw=None) -> landing root.
+
+    rel_path is relative to the landing root, e.g. "events/dt=2024-05-01/part.csv"; the format
+    follows the extension (csv, csv.gz, jsonl, parquet). `raw` writes the given text verbatim
+    (gzip-compressed for .gz names) for malformed-file cases.
+    """
+    root = tmp_path / "landing"
+    root.mkdir()
+
+    def write(
+        rel_path: str,
+        columns: Sequence[str] = (),
+        rows: Sequence[Sequence[Any]] = (),
+        raw: str | None = None,
+    ) -> Path:
+        _write(root / rel_path, columns, rows, raw)
+        return root
+
+    return write

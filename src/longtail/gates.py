@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from longtail import columns as C
+from longtail import tables
 from longtail.errors import PermanentError
 from longtail.rules import Rules
 from longtail.spark_jobs import counted_gate
@@ -122,6 +123,20 @@ def _e() -> Any:
 
 def _window_end(ds: date) -> str:
     return datetime.combine(ds + timedelta(days=1), datetime.min.time()).isoformat(sep=" ")
+
+
+def gate_bronze(df: DataFrame, required: Sequence[str]) -> dict:
+    """A bronze table as ingest read it: the landing contract's required columns and the file
+    each row came from."""
+    e = _e()
+    return run_suite(
+        df,
+        "bronze",
+        [
+            *(e.ExpectColumnToExist(column=c) for c in (*required, C.SOURCE_FILE)),
+            e.ExpectColumnValuesToNotBeNull(column=C.SOURCE_FILE),
+        ],
+    )
 
 
 def gate_events(df: DataFrame, ds: date, event_types: Sequence[str] = C.EVENT_TYPES) -> dict:
@@ -357,6 +372,34 @@ def gate_recommendations(
             e.ExpectTableRowCountToEqual(value=expected_users * top_n),
             *reason_expectations,
             *rule_expectations,
+        ],
+    )
+
+
+def gate_similar(df: DataFrame, n_items: int, k: int, hidden: Sequence[str] = ()) -> dict:
+    """Similar-items contract; hidden: items unavailable or excluded by the shop's rules on the
+    night, never anyone's similar item (checked only when there are some)."""
+    e = _e()
+    rules = [e.ExpectColumnValuesToNotBeInSet(column=C.SIMILAR_ITEM_ID, value_set=list(hidden))]
+    w = Window.partitionBy(C.ITEM_ID).orderBy(C.RANK)
+    checked = df.withColumn("_drop", F.lag(C.SCORE).over(w) - F.col(C.SCORE)).withColumn(
+        "_self", F.col(C.ITEM_ID) == F.col(C.SIMILAR_ITEM_ID)
+    )
+    return run_suite(
+        checked,
+        tables.SIMILAR_ITEMS,
+        [
+            *(e.ExpectColumnValuesToNotBeNull(column=c) for c in C.SIMILAR_ITEM_COLUMNS),
+            e.ExpectColumnValuesToBeBetween(column=C.RANK, min_value=1, max_value=k),
+            e.ExpectCompoundColumnsToBeUnique(column_list=[C.ITEM_ID, C.RANK]),
+            e.ExpectCompoundColumnsToBeUnique(column_list=[C.ITEM_ID, C.SIMILAR_ITEM_ID]),
+            e.ExpectColumnValuesToBeInSet(column="_self", value_set=[False]),
+            e.ExpectColumnValuesToBeBetween(column="_drop", min_value=0),
+            e.ExpectColumnValuesToBeInSet(
+                column=C.SOURCE, value_set=["content", "cooccurrence", "content+cooccurrence"]
+            ),
+            e.ExpectTableRowCountToEqual(value=n_items * k),
+            *(rules if len(hidden) else []),
         ],
     )
 

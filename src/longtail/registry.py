@@ -3,7 +3,8 @@ parse time).
 
 A `Stage` names its module (`run(spark, cfg) -> record` and `main(argv)`), its config class in
 `longtail.config`, the tables it reads and writes (names from `longtail.tables`), the run records
-of other stages it reads, and the published table whose Airflow asset it updates. Everything that
+of other stages it reads, the published table whose Airflow asset it updates, and the gates
+(functions of `longtail.gates`) it runs on its output before publishing it. Everything that
 walks the stages is built from `STAGES`: the DAG (`dags/longtail_nightly.py`: one task per stage,
 its dependencies, outlets and teardown), the argument resolver (`dagargs`), the JSON Schema of the
 overrides Param (`overrides_schema`), the assets and the data-docs site (`PUBLISHED_BY`), the
@@ -49,6 +50,7 @@ class Stage:
     records: tuple[str, ...] = ()  # stages whose run records it reads
     publishes: str | None = None  # the published table (and Airflow asset) it updates
     expires: tuple[str, ...] = ()  # tables whose old nights it deletes
+    gates: tuple[str, ...] = ()  # the longtail.gates functions it runs on what it writes
 
     @property
     def module(self) -> str:
@@ -65,20 +67,34 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("ingest", "IngestConfig", writes=T.BRONZE),
-    Stage("clean", "CleanConfig", reads=(T.BRONZE_EVENTS, T.BRONZE_ITEMS), writes=T.SILVER),
+    Stage("ingest", "IngestConfig", writes=T.BRONZE, gates=("gate_bronze",)),
+    Stage(
+        "clean",
+        "CleanConfig",
+        reads=(T.BRONZE_EVENTS, T.BRONZE_ITEMS),
+        writes=T.SILVER,
+        gates=("gate_catalogue", "gate_events", "gate_interactions"),
+    ),
     Stage(
         "content",
         "ContentConfig",
         reads=(T.CATALOGUE,),
         writes=(T.ITEM_EMBEDDINGS, T.EMBEDDING_CACHE),
+        gates=("gate_factors",),
     ),
-    Stage("train_als", "AlsConfig", reads=(T.INTERACTIONS,), writes=T.ALS_FACTORS),
+    Stage(
+        "train_als",
+        "AlsConfig",
+        reads=(T.INTERACTIONS,),
+        writes=T.ALS_FACTORS,
+        gates=("gate_factors",),
+    ),
     Stage(
         "item_space",
         "ItemSpaceConfig",
         reads=(T.CATALOGUE, T.INTERACTIONS),
         writes=(T.ITEM_STATS, T.ITEM_COOCCURRENCE),
+        gates=("gate_item_stats", "gate_cooccurrence"),
     ),
     Stage(
         "train_ranker",
@@ -102,6 +118,7 @@ STAGES: tuple[Stage, ...] = (
         writes=(T.RECOMMENDATIONS,),
         records=("score", "ingest"),
         publishes=T.RECOMMENDATIONS,
+        gates=("gate_recommendations",),
     ),
     Stage(
         "similar_items",
@@ -110,6 +127,7 @@ STAGES: tuple[Stage, ...] = (
         writes=(T.SIMILAR_ITEMS,),
         records=("ingest", "content"),
         publishes=T.SIMILAR_ITEMS,
+        gates=("gate_similar",),
     ),
     Stage(
         "item_audiences",
@@ -118,6 +136,7 @@ STAGES: tuple[Stage, ...] = (
         writes=(T.ITEM_AUDIENCES,),
         records=("ingest", "content"),
         publishes=T.ITEM_AUDIENCES,
+        gates=("gate_item_audiences",),
     ),
     Stage(
         "quality",
@@ -216,6 +235,8 @@ def check() -> None:
         ]
         if unknown:
             raise RegistryError(f"{s.name} reads what no stage writes: {unknown}")
+        if any(not g.startswith("gate_") for g in s.gates) or (s.gates and not s.writes):
+            raise RegistryError(f"{s.name}: gates {s.gates} are gate_* functions on its writes")
         late = [n for n in needs(s.name) if NAMES.index(n) > NAMES.index(s.name)]
         if late or s.name in ancestors(s.name):
             raise RegistryError(f"{s.name} is listed before {late or 'itself'}, which it needs")

@@ -17,6 +17,8 @@ import pytest
 
 from longtail.sample import SampleConfig, generate
 
+REPO = Path(__file__).resolve().parents[2]
+
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.long]
 
 SYSTEMS = (
@@ -61,7 +63,7 @@ def test_bench_on_generated_landing(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "longtail.bench.replay",
+            "bench.replay",
             "--landing",
             str(landing),
             "--name",
@@ -71,6 +73,7 @@ def test_bench_on_generated_landing(tmp_path: Path) -> None:
             "--reports-dir",
             str(tmp_path / "reports"),
         ],
+        cwd=REPO,  # bench/ is a package at the repository root, not in the wheel
         env=env,
         capture_output=True,
         text=True,

@@ -1,4 +1,5 @@
-"""Fixtures for the reliability tests: one session-wide local Spark, tiny landing folders.
+"""Fixtures for the reliability tests: tiny landing folders and warehouses built from them
+(the session-wide local Spark, `spark`, is tests/conftest.py's).
 
 The stages run in-process (`run_and_record` around each stage's `run`), so a test costs seconds,
 not a spark-submit per stage. Helpers shared by several files live in reliability_kit.py.
@@ -6,29 +7,10 @@ not a spark-submit per stage. Helpers shared by several files live in reliabilit
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-# Before numpy is imported by any test module: implicit's ALS wants single-threaded BLAS.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    from longtail.sparkutil import get_spark
-
-    session = get_spark("longtail-reliability-tests", extra={"spark.sql.shuffle.partitions": "2"})
-    yield session
-    session.stop()
 
 
 @pytest.fixture

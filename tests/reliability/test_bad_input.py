@@ -628,7 +628,7 @@ def test_online_retail_excerpt(spark: Any, tmp_path: Path) -> None:
     """The first 3,000 rows of UCI Online Retail through the adapter, ingest and clean."""
     if not ONLINE_RETAIL.is_file():
         pytest.skip(f"{ONLINE_RETAIL} is not available")
-    from longtail.bench.adapters import online_retail
+    from bench.adapters import online_retail
 
     src = tmp_path / "src"
     src.mkdir()

@@ -16,6 +16,7 @@ from longtail.gates import (
     gate_cooccurrence,
     gate_item_stats,
     gate_recommendations,
+    gate_similar,
 )
 
 RECS = (
@@ -143,3 +144,24 @@ def test_gate_item_stats_fails_when_recent_users_exceed_users(spark):
     with pytest.raises(GateFailed, match="n_recent_users"):
         gate_item_stats(spark.createDataFrame(rows, schema))
     assert gate_item_stats(spark.createDataFrame(rows[:1], schema))["success"]
+
+
+SIMILAR = "item_id string, rank int, similar_item_id string, score double, source string"
+
+
+def test_gate_similar_passes_and_names_each_broken_rule(spark):
+    rows = [
+        ("a", 1, "b", 0.9, "content"),
+        ("a", 2, "c", 0.5, "cooccurrence"),
+        ("b", 1, "a", 0.9, "content+cooccurrence"),
+        ("b", 2, "c", 0.1, "content"),
+    ]
+    assert gate_similar(spark.createDataFrame(rows, SIMILAR), n_items=2, k=2)["success"]
+    with pytest.raises(GateFailed, match="similar_item_id") as failed:  # c is hidden tonight
+        gate_similar(spark.createDataFrame(rows, SIMILAR), n_items=2, k=2, hidden=["c"])
+    assert "column=_self" not in str(failed.value)
+    bad = [("a", 1, "a", 0.9, "content"), ("a", 2, "c", 0.95, "content"), *rows[2:]]
+    with pytest.raises(GateFailed) as failed:
+        gate_similar(spark.createDataFrame(bad, SIMILAR), n_items=2, k=2)
+    assert "column=_self" in str(failed.value)  # a is its own similar item
+    assert "column=_drop" in str(failed.value)  # a's score rises from rank 1 to 2

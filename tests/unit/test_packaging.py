@@ -1,11 +1,13 @@
 """An installed copy carries what the jobs read: the SQL files and the published schemas (and
-the sample generator its vocabulary).
+the sample generator its vocabulary), and not the benchmark.
 
-A Spark driver or worker may run an installed wheel with no repository beside it.
+A Spark driver or worker may run an installed wheel with no repository beside it; the offline
+benchmark (`bench/` at the repository root) never runs there, so the wheel leaves it out.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -29,6 +31,7 @@ def test_every_python_package_is_declared() -> None:
     }
     found.add("longtail.sql")
     assert found <= declared, sorted(found - declared)
+    assert not any("bench" in name.split(".") for name in declared), "the benchmark is not shipped"
 
 
 def test_sql_is_read_from_the_package_not_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,7 +42,20 @@ def test_sql_is_read_from_the_package_not_the_checkout(monkeypatch: pytest.Monke
     assert (sqlfiles.sql_dir() / "interactions.sql").read_text(encoding="utf-8") == text
 
 
-def test_the_wheel_ships_sql_and_schemas(tmp_path: Path) -> None:
+def _sources(out: Path) -> Path:
+    """What the wheel is built from, copied: a checkout's `build/` (setuptools' in-tree build
+    folder) would add whatever an earlier build left there, and stays untouched."""
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    out.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, out / name)
+    for name in ("src", "sql"):
+        shutil.copytree(REPO / name, out / name, ignore=skip)
+    return out
+
+
+def test_the_wheel_ships_sql_and_schemas_not_the_benchmark(tmp_path: Path) -> None:
+    sources = _sources(tmp_path / "sources")
     subprocess.run(
         [
             sys.executable,
@@ -49,7 +65,7 @@ def test_the_wheel_ships_sql_and_schemas(tmp_path: Path) -> None:
             "-q",
             "--no-deps",
             "--no-build-isolation",
-            str(REPO),
+            str(sources),
             "-w",
             str(tmp_path),
         ],
@@ -64,3 +80,6 @@ def test_the_wheel_ships_sql_and_schemas(tmp_path: Path) -> None:
     for path in (REPO / "src" / "longtail" / "schemas").glob("*.json"):
         assert f"longtail/schemas/{path.name}" in names
     assert "longtail/sample_vocabulary.json" in names  # the sample generator's word lists
+    shipped = {n.split("/")[0] for n in names if n.endswith(".py")}
+    assert shipped == {"longtail"}, shipped  # no top-level bench/ (nor jobs/, dags/, tests/)
+    assert not any(n.startswith("longtail/bench/") for n in names)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import string
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +50,3 @@ def test_a_missing_input_is_an_error(
         sqlfiles.run_sql(spark, "probe.sql", {})
     with pytest.raises(KeyError, match=r"not used \['other'\]"):
         sqlfiles.run_sql(spark, "probe.sql", {"rows": spark.range(1), "other": spark.range(1)})
-
-
-def test_the_als_checkpoint_folder_is_set_once_per_context(spark: Any) -> None:
-    """Fits in parallel threads share one folder; a fit never replaces another's."""
-    from longtail.bench.peers import _checkpoint_dir
-
-    barrier = threading.Barrier(4)
-
-    def call(_: int) -> str:
-        barrier.wait(30)
-        return _checkpoint_dir(spark)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        folders = set(pool.map(call, range(4)))
-    assert len(folders) == 1
-    assert folders == {spark.sparkContext.getCheckpointDir()}
-    assert _checkpoint_dir(spark) == folders.pop()

@@ -3,5 +3,6 @@ PostgreSQL (Airflow's metadata DB), Airflow 3 as separate processes (api-server,
 dag-processor, triggerer) and a Spark standalone master with one worker.
 
 `make up` / `make status` / `make down`, or `python -m longtail.deploy up|status|down`. What runs
-is declared once in `longtail.deploy.topology`; `longtail.deploy.client` talks to the REST API.
+is declared once in `longtail.deploy.topology` (where: `settings`, the processes' environments:
+`environment`); `longtail.deploy.client` talks to the REST API.
 """

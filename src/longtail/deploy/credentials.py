@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from longtail.deploy.secretstore import load, secrets_dir
-from longtail.deploy.topology import ADMIN_USER, Settings
+from longtail.deploy.settings import ADMIN_USER, Settings
 
 
 def credentials(repo: Path | None = None) -> dict[str, str]:

@@ -19,6 +19,7 @@ import psutil
 
 from longtail.deploy import procs
 from longtail.deploy.client import AirflowClient
+from longtail.deploy.environment import NOT_INHERITED, airflow_env
 from longtail.deploy.health import probe
 from longtail.deploy.procs import PidRecord
 from longtail.deploy.secretstore import (
@@ -31,15 +32,8 @@ from longtail.deploy.secretstore import (
     secrets_dir,
     write_passwords_file,
 )
-from longtail.deploy.topology import (
-    ADMIN_USER,
-    NOT_INHERITED,
-    Service,
-    Settings,
-    airflow_env,
-    runas,
-    services,
-)
+from longtail.deploy.settings import ADMIN_USER, Settings
+from longtail.deploy.topology import Service, runas, services
 
 POLL_S = 1.0
 LOG_TAIL_LINES = 40
@@ -262,7 +256,7 @@ def up(dep: Deployment) -> int:
             if owner:
                 raise DeployError(
                     f"{name} needs {host}:{port}, which is in use by {owner}; stop it or set "
-                    "another port (LONGTAIL_*_PORT, see longtail/deploy/topology.py)"
+                    "another port (LONGTAIL_*_PORT, see longtail/deploy/settings.py)"
                 )
 
     needed = _deps_closure(by, to_start)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from longtail.deploy.topology import find_pg_bin
+from longtail.deploy.settings import find_pg_bin
 
 
 class PostgresInstallError(RuntimeError):

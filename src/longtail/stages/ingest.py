@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from longtail import columns as C
 from longtail import gates, landing, rules, tables
@@ -14,21 +15,6 @@ from longtail.warehouse.fs import Fs
 from longtail.warehouse.publish import read_table, write_audit_publish_set
 
 TABLES = tables.BRONZE
-
-
-def _bronze_gate(required: tuple[str, ...]) -> Any:
-    def audit(df: DataFrame) -> dict:
-        e = gates._e()
-        return gates.run_suite(
-            df,
-            "bronze",
-            [
-                *(e.ExpectColumnToExist(column=c) for c in (*required, C.SOURCE_FILE)),
-                e.ExpectColumnValuesToNotBeNull(column=C.SOURCE_FILE),
-            ],
-        )
-
-    return audit
 
 
 def read_rules(spark: SparkSession, landing_uri: str) -> tuple[str, rules.Rules] | None:
@@ -60,7 +46,7 @@ def run(spark: SparkSession, cfg: IngestConfig) -> dict[str, Any]:
     # Every table is staged and audited before any is published: a file that turns out to be
     # unreadable half-way (a truncated .gz) or a failed gate leaves all bronze tables as they were.
     write_audit_publish_set(
-        {table: (df, _bronze_gate(required)) for table, (df, required) in frames.items()},
+        {t: (df, partial(gates.gate_bronze, required=req)) for t, (df, req) in frames.items()},
         wh,
         ds,
         explain_write_error=landing.explain_read_error,

@@ -9,13 +9,12 @@ gated and published like the main table at `similar_items/ds=<ds>/`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
 from longtail import columns as C
@@ -28,7 +27,7 @@ from longtail.stages.common import stage_main
 from longtail.warehouse.publish import MANIFEST_KEY, write_audit_publish
 
 TABLE = tables.SIMILAR_ITEMS
-SIMILAR_ITEM_ID = "similar_item_id"
+SIMILAR_ITEM_ID = C.SIMILAR_ITEM_ID
 SCHEMA = StructType(
     [
         StructField(C.ITEM_ID, StringType(), False),
@@ -66,12 +65,7 @@ def similar_block(
         [np.repeat(block, (near >= 0).sum(axis=1)), cooc_r, np.repeat(block, len(no_text))]
     )
     c_all = np.concatenate([near[near >= 0], cooc_c, np.tile(no_text, len(rows))])
-    keys = np.unique(r_all * n_items + c_all)
-    r, c = keys // n_items, keys % n_items
-    keep = c != rows[r]  # never an item itself
-    if shown is not None:
-        keep &= shown[c]
-    r, c = r[keep], c[keep]
+    r, c = _pairs(r_all, c_all, rows, n_items, shown)
     content_v = np.einsum("ij,ij->i", space.embeddings[rows[r]], space.embeddings[c])
     return _ranked(rows, r, c, content_v, cooc, space, k, cooc_weight)
 
@@ -95,12 +89,7 @@ def ngram_block(rows: np.ndarray, space: ItemSpace, k: int, cooc_weight: float) 
     cooc_r, cooc_c = _flat_csr(cooc)
     r_all = np.concatenate([nb_r, cooc_r, np.repeat(np.arange(len(rows)), len(fill))])
     c_all = np.concatenate([nb_c, cooc_c, np.tile(fill, len(rows))])
-    keys = np.unique(r_all * n_items + c_all)
-    r, c = keys // n_items, keys % n_items
-    keep = c != rows[r]  # never an item itself
-    if shown is not None:
-        keep &= shown[c]
-    r, c = r[keep], c[keep]
+    r, c = _pairs(r_all, c_all, rows, n_items, shown)
     text_v = np.asarray(x[rows[r]].multiply(x[c]).sum(axis=1), dtype=np.float32).ravel()
     return _ranked(rows, r, c, text_v, cooc, space, k, cooc_weight)
 
@@ -137,38 +126,21 @@ def _ranked(
     )
 
 
+def _pairs(
+    r_all: np.ndarray, c_all: np.ndarray, rows: np.ndarray, n_items: int, shown: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (block row, item) candidate pairs, without an item itself and, where some
+    items may not be shown (`shown`), without those."""
+    keys = np.unique(r_all * n_items + c_all)
+    r, c = keys // n_items, keys % n_items
+    keep = c != rows[r]  # never an item itself
+    if shown is not None:
+        keep &= shown[c]
+    return r[keep], c[keep]
+
+
 def _flat_csr(m: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.arange(m.shape[0]), np.diff(m.indptr)), m.indices.astype(np.int64)
-
-
-def gate_similar(df: Any, n_items: int, k: int, hidden: Sequence[str] = ()) -> dict:
-    """Similar-items contract; hidden: items unavailable or excluded by the shop's rules on the
-    night, never anyone's similar item (checked only when there are some)."""
-    e = gates._e()
-    rules = [e.ExpectColumnValuesToNotBeInSet(column=SIMILAR_ITEM_ID, value_set=list(hidden))]
-    from pyspark.sql import Window
-
-    w = Window.partitionBy(C.ITEM_ID).orderBy(C.RANK)
-    checked = df.withColumn("_drop", F.lag(C.SCORE).over(w) - F.col(C.SCORE)).withColumn(
-        "_self", F.col(C.ITEM_ID) == F.col(SIMILAR_ITEM_ID)
-    )
-    return gates.run_suite(
-        checked,
-        TABLE,
-        [
-            *(e.ExpectColumnValuesToNotBeNull(column=c) for c in SCHEMA.fieldNames()),
-            e.ExpectColumnValuesToBeBetween(column=C.RANK, min_value=1, max_value=k),
-            e.ExpectCompoundColumnsToBeUnique(column_list=[C.ITEM_ID, C.RANK]),
-            e.ExpectCompoundColumnsToBeUnique(column_list=[C.ITEM_ID, SIMILAR_ITEM_ID]),
-            e.ExpectColumnValuesToBeInSet(column="_self", value_set=[False]),
-            e.ExpectColumnValuesToBeBetween(column="_drop", min_value=0),
-            e.ExpectColumnValuesToBeInSet(
-                column=C.SOURCE, value_set=["content", "cooccurrence", "content+cooccurrence"]
-            ),
-            e.ExpectTableRowCountToEqual(value=n_items * k),
-            *(rules if len(hidden) else []),
-        ],
-    )
 
 
 def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
@@ -200,7 +172,7 @@ def run(spark: SparkSession, cfg: SimilarItemsConfig) -> dict[str, Any]:
         wh,
         TABLE,
         ds,
-        lambda df: gate_similar(df, n_items, k, hidden),
+        lambda df: gates.gate_similar(df, n_items, k, hidden),
         manifest={
             "top_n": k,
             "model_version": inputs.text_model_version(spark, "similar", cfg, rules),

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from longtail.bench.tuning import METRIC, Axis, tune
+from bench.tuning import METRIC, Axis, tune
 
 
 class Counted:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.landings import derive_landing
 from longtail import columns as C
 from longtail import landing as L
-from longtail.bench.landings import derive_landing
 
 EVENT_COLS = ("user_id", "item_id", "ts", "event_type")
 EVENTS = [

@@ -29,21 +29,13 @@ import pytest
 import yaml
 
 from longtail.deploy import secretstore
+from longtail.deploy.environment import airflow_env, spark_env
 from longtail.deploy.manager import make_env
 from longtail.deploy.secretstore import Secrets
-from longtail.deploy.topology import (
-    LOOPBACK,
-    Ports,
-    Service,
-    Settings,
-    airflow_env,
-    by_name,
-    services,
-    spark_class,
-    spark_env,
-)
+from longtail.deploy.settings import LOOPBACK, Ports, Settings
+from longtail.deploy.topology import Service, by_name, services, spark_class
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DOCKER = REPO / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 
@@ -701,7 +693,7 @@ def test_image_and_build_context(tmp_path: Path) -> None:
         for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for path in (".venv", "data", ".runtime", ".airflow", ".git", "docker/.env"):
+    for path in (".venv", "data", ".runtime", ".airflow", ".git", "docker/.env", "bench"):
         assert any(fnmatch.fnmatch(path, p) for p in patterns), path
     for path in ("src", "dags", "jobs", "sql", "docker", "pyproject.toml", "requirements.lock"):
         assert not any(fnmatch.fnmatch(path, p) for p in patterns), path

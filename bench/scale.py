@@ -30,10 +30,10 @@ from typing import Any
 
 import psutil
 
-from longtail.bench.memory import PeakMemory
+from bench.memory import PeakMemory
 from longtail.sample import SampleConfig, generate
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 BASE_USERS = 10_000
 BASE_ITEMS = 5_000
 DAYS = 60

@@ -1,6 +1,6 @@
 """Markdown results tables for the README from reports/bench/*/metrics.json.
 
-``python -m longtail.bench.table [reports/bench]`` prints, per dataset, a one-line protocol note
+``python -m bench.table [reports/bench]`` prints, per dataset, a one-line protocol note
 and the systems table; then one "published vs best peer" table (point ratio and bootstrap
 interval per dataset and metric) and one cold-start table. Reports written before the intervals,
 the listing-date protocol or the cold-start protocol existed still print: what they lack shows
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from longtail.bench.uncertainty import CI_METRICS, PEER_EXCLUDE, best_peer, finite
+from bench.uncertainty import CI_METRICS, PEER_EXCLUDE, best_peer, finite
 
 COLUMNS = ("ndcg@10", "recall@20", "aplt@10", "tail_recall@20", "coverage@10")
 COLD_COLUMNS = ("recall@20", "ndcg@10", "aplt@10", "coverage@10", "cold_items@20")

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from longtail.bench import adapters
-from longtail.bench.adapters import DATASETS, adapt, main
+from bench import adapters
+from bench.adapters import DATASETS, adapt, main
 from longtail.columns import (
     BRAND,
     CATEGORY,

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import metrics
+from bench.adapters import adapt
+from bench.replay import REPO, BenchConfig, prepare, run_learned_stages, run_pipeline
 from longtail import columns as C
 from longtail import tables
-from longtail.bench import metrics
-from longtail.bench.adapters import adapt
-from longtail.bench.replay import REPO, BenchConfig, prepare, run_learned_stages, run_pipeline
 from longtail.sparkutil import get_spark
 from longtail.warehouse.publish import read_table
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from longtail import columns as C
-from longtail.bench.split import (
+from bench.split import (
     cold_start_truth,
     compute_cutoff,
     listing_dates,
@@ -15,6 +14,7 @@ from longtail.bench.split import (
     split_events,
     user_holdout_split,
 )
+from longtail import columns as C
 
 
 def _events(rows: list[tuple[str, str, str]]) -> pd.DataFrame:

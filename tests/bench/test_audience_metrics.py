@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench import audiences as ev
+from bench.table import audience_table
 from longtail import columns as C
-from longtail.bench import audiences as ev
-from longtail.bench.table import audience_table
 
 
 def test_audience_recall_pools_pairs_and_averages_items() -> None:

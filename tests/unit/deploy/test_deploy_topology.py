@@ -13,19 +13,13 @@ import pytest
 
 from longtail.deploy import procs, secretstore
 from longtail.deploy.client import AirflowClient
+from longtail.deploy.environment import SIMPLE_AUTH_MANAGER
 from longtail.deploy.health import probe
 from longtail.deploy.secretstore import Secrets
-from longtail.deploy.topology import (
-    LOOPBACK,
-    SIMPLE_AUTH_MANAGER,
-    HealthCheck,
-    Ports,
-    Settings,
-    by_name,
-    services,
-)
+from longtail.deploy.settings import LOOPBACK, Ports, Settings
+from longtail.deploy.topology import HealthCheck, by_name, services
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LONG_RUNNING = (
     "postgres",
     "spark-master",

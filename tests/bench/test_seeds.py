@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from longtail.bench.seeds import published_metrics, spread
+from bench.seeds import published_metrics, spread
 
 
 def test_spread_is_mean_sample_sd_min_max() -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from longtail.bench import uncertainty
-from longtail.bench.uncertainty import (
+from bench import uncertainty
+from bench.uncertainty import (
     best_peer,
     bootstrap_ratios,
     ci_protocol,

@@ -103,7 +103,7 @@ def markdown(metrics: Mapping[str, Any], shops: Sequence[tuple[int, int]]) -> st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m longtail.bench.projection", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m bench.projection", description=__doc__)
     ap.add_argument("metrics", nargs="?", default="reports/scale/metrics.json")
     args = ap.parse_args(argv)
     metrics = json.loads(Path(args.metrics).read_text())

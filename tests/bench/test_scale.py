@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from longtail.bench import scale
+from bench import scale
 
 
 def test_shop_sizes_follow_the_factor() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from longtail.bench.table import main, table
+from bench.table import main, table
 
 NEW = {
     "dataset": "shop-new",

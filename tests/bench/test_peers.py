@@ -4,13 +4,16 @@ in the registry must meet."""
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from longtail.bench import metrics, peers
-from longtail.bench.peers import PeerData, PeerSkipped
+from bench import metrics, peers
+from bench.peers import PeerData, PeerSkipped, _checkpoint_dir
 
 UTC = "UTC"
 CUTOFF = pd.Timestamp("2024-01-10", tz=UTC)
@@ -414,3 +417,18 @@ def test_tune_peer_scores_trials_with_validation_ndcg():
         t["window_days"] for t in result["trials"] if t["val_ndcg@10"] == best
     )
     assert set(result) >= {"grid", "best", "best_on_edge", "at_bound", "trials", "seconds"}
+
+
+def test_the_als_checkpoint_folder_is_set_once_per_context(spark: Any) -> None:
+    """Fits in parallel threads share one folder; a fit never replaces another's."""
+    barrier = threading.Barrier(4)
+
+    def call(_: int) -> str:
+        barrier.wait(30)
+        return _checkpoint_dir(spark)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        folders = set(pool.map(call, range(4)))
+    assert len(folders) == 1
+    assert folders == {spark.sparkContext.getCheckpointDir()}
+    assert _checkpoint_dir(spark) == folders.pop()

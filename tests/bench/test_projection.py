@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from longtail.bench.projection import fit_rates, markdown, project
+from bench.projection import fit_rates, markdown, project
 
 SCALES = [
     {"factor": 1, "stages": {"score": 20.0, "content": 110.0, "ingest": 50.0}},

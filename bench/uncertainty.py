@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from longtail.bench.metrics import PER_USER_METRICS
+from bench.metrics import PER_USER_METRICS
 
 __all__ = [
     "CI_METRICS",

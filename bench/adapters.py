@@ -6,7 +6,7 @@ the real pipeline on real data. The online-retail adapter deliberately keeps the
 benchmark that pre-cleans would hide its bugs. Output is deterministic (stable sort, no clock
 values, no pandas metadata) so reruns produce byte-identical Parquet.
 
-Usage: ``python -m longtail.bench.adapters NAME --data-dir ../shared/datasets --out DIR``.
+Usage: ``python -m bench.adapters NAME --data-dir ../shared/datasets --out DIR``.
 """
 
 from __future__ import annotations
@@ -341,7 +341,7 @@ def adapt(name: str, data_dir: str | Path, out_dir: str | Path, *, force: bool =
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: adapt one dataset (or ``all``, each into OUT/NAME) and print the summaries as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m longtail.bench.adapters", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.adapters", description=__doc__)
     parser.add_argument("name", choices=[*DATASETS, "all"])
     parser.add_argument("--data-dir", default="../shared/datasets", type=Path)
     parser.add_argument("--out", required=True, type=Path)

@@ -18,7 +18,7 @@ Shared decisions:
   peer returns k items whenever k unseen items exist.
 
 `TUNED_PEERS` lists the peers tuned on a validation window: each `PeerSpec` has an initial grid,
-widening rules (`longtail.bench.tuning.Axis`), ``run(data, users, k, params, seed)`` and
+widening rules (`bench.tuning.Axis`), ``run(data, users, k, params, seed)`` and
 ``skip_reason(data)``. `tune_peer` tunes one spec by validation ndcg@10; the caller then runs the
 spec with ``result["best"]`` on the test split.
 """
@@ -44,10 +44,10 @@ from scipy.linalg import lapack
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
+from bench import metrics
+from bench.tuning import Axis, tune
 from longtail import columns as C
 from longtail.als import build_matrix, fit_matrix
-from longtail.bench import metrics
-from longtail.bench.tuning import Axis, tune
 from longtail.scoring import top_n_indices
 
 SCORE_BLOCK = 1024  # users scored at once: 1024 x 12k items x 4 bytes ~ 50 MB per block
@@ -729,7 +729,7 @@ def _run_recent(
 class PeerSpec:
     """A tuned peer: initial grid, widening rules and how to run it.
 
-    ``strategy`` and the budgets are passed to `longtail.bench.tuning.tune`.
+    ``strategy`` and the budgets are passed to `bench.tuning.tune`.
     """
 
     name: str
@@ -815,7 +815,7 @@ def tune_peer(
 ) -> dict[str, Any]:
     """Tune ``spec`` on the validation window: maximise ndcg@10 of its top-k for the truth users.
 
-    Returns `longtail.bench.tuning.tune`'s dict plus ``"skipped"``: None, or the reason string
+    Returns `bench.tuning.tune`'s dict plus ``"skipped"``: None, or the reason string
     (then nothing is evaluated: ``best`` is None and ``trials`` empty).
     """
     t0 = time.perf_counter()

@@ -42,14 +42,12 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from longtail import columns as C
-from longtail import fusion, registry, tables
-from longtail.bench import audiences as audience_eval
-from longtail.bench import metrics, peers, uncertainty
-from longtail.bench.landings import derive_landing
-from longtail.bench.memory import PeakMemory
-from longtail.bench.report import write_report
-from longtail.bench.split import (
+from bench import audiences as audience_eval
+from bench import metrics, peers, uncertainty
+from bench.landings import derive_landing
+from bench.memory import PeakMemory
+from bench.report import write_report
+from bench.split import (
     LISTING_DATES,
     PROTOCOLS,
     Split,
@@ -59,6 +57,8 @@ from longtail.bench.split import (
     split_events,
     validation_split,
 )
+from longtail import columns as C
+from longtail import fusion, registry, tables
 from longtail.config import ScoreConfig
 from longtail.lastday import last_day
 from longtail.ranker import load_scorer
@@ -68,7 +68,7 @@ from longtail.stages.common import run_stage
 from longtail.warehouse.models import meta_path, read_model
 from longtail.warehouse.publish import read_table
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[1]
 K = 20
 NAN = float("nan")
 CI_METRICS = ("ndcg@10", "recall@20", "tail_recall@20")
@@ -700,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reports-dir", default=str(REPO / "reports" / "bench"))
     args = parser.parse_args(argv)
     if args.dataset:
-        from longtail.bench.adapters import adapt
+        from bench.adapters import adapt
 
         name = args.name or args.dataset
         landing = Path(args.work_dir) / "landing" / args.dataset

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from longtail.bench.uncertainty import best_peer as _best_peer_of
-from longtail.bench.uncertainty import finite
+from bench.uncertainty import best_peer as _best_peer_of
+from bench.uncertainty import finite
 
 # Known metrics first, in reading order; anything else a system reports follows.
 METRIC_ORDER = (

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from longtail.bench.report import write_report
+from bench.report import write_report
 from longtail.evaluation.ranking import popularity_curve
 
 EVIL = "<script>alert(1)</script>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from longtail.bench.replay import _reuse_embedding_cache
+from bench.replay import _reuse_embedding_cache
 
 
 def _part(folder: Path, name: str) -> None:

@@ -1,1 +1,0 @@
-"""Benchmark helpers: turn the shared public datasets into landing folders the pipeline reads."""
