@@ -5,7 +5,11 @@ f x 5,000 items over 60 days (about 300,000 events at 1x); the whole DAG then ru
 last day through `airflow dags test` (longtail.airflow_run, as `make run`). Recorded per factor:
 wall time of the DAG run, each stage's own seconds (its run record), and the peak resident
 memory summed over the whole process tree (Airflow, every spark-submit, JVM and Python worker),
-sampled every 0.2 s.
+sampled every 0.2 s. Then the steady state (`second_night`): the landing gains the next day (the
+last day's traffic replayed one day on, and `NEW_ITEMS_PER_10K` new items per 10,000 listed
+that day, with texts of their own) and the DAG runs for it on the same warehouse, as a shop's
+every night does: what a shop pays once its first night is behind it (its embedding cache
+included).
 
 Output: `reports/scale/metrics.json` (`{"machine", "scales": [...], "steps": [...]}`; a step
 compares two consecutive factors: how much more data and how much more time, in total and per
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow.parquet as pq
 
 from bench.memory import PeakMemory
 from longtail.sample import SampleConfig, generate
@@ -40,6 +45,8 @@ DAYS = 60
 SEED = 7
 # A stage counts in the step check once it takes this long (shorter ones are Spark start-up).
 STAGE_FLOOR_S = 30.0
+# New items listed on the second night, per 10,000 items of the shop (at least 3).
+NEW_ITEMS_PER_10K = 20
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class ScaleRun:
     stages: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     commit: str = ""  # the code that was measured: factors may be measured on different days
+    # The next night on the same warehouse: {"wall_s", "stages", "events_added", "new_items"}.
+    second_night: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, entry: Mapping[str, Any]) -> ScaleRun:
@@ -64,6 +73,7 @@ class ScaleRun:
             stages={k: float(v) for k, v in entry.get("stages", {}).items()},
             peak_rss_mb=float(entry.get("peak_rss_mb", 0.0)),
             commit=str(entry.get("commit", "")),
+            second_night=entry.get("second_night"),
         )
 
 
@@ -157,6 +167,39 @@ def kept_runs(report: Path, remeasured: Sequence[float]) -> list[ScaleRun]:
     ]
 
 
+def add_next_day(landing: Path, ds: str) -> tuple[str, int, int]:
+    """Give the landing the day after `ds`: that day's events replayed one day later (rows whose
+    time does not parse as ISO-8601 are left out) and a few new items listed that day (copies of
+    late-listed items under new ids, with texts of their own). Returns (next day, events, items)."""
+    import pandas as pd
+
+    day = pd.Timestamp(ds) + pd.Timedelta(days=1)
+    next_ds = day.date().isoformat()
+    src = landing / "events" / f"dt={ds}" / "part-0.csv.gz"
+    events = pd.read_csv(src, dtype=str, keep_default_na=False)
+    ts = pd.to_datetime(events["ts"], utc=True, errors="coerce", format="ISO8601")
+    keep = ts.notna() & (ts.dt.strftime("%Y-%m-%d") == ds)
+    shifted = (ts[keep] + pd.Timedelta(days=1)).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = events[keep].assign(ts=shifted.to_numpy())
+    dest = landing / "events" / f"dt={next_ds}" / "part-0.csv.gz"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(dest, index=False, compression={"method": "gzip", "mtime": 0}, lineterminator="\n")
+    late_path = landing / "items" / "late_items.jsonl"
+    late = [json.loads(line) for line in late_path.read_text(encoding="utf-8").splitlines() if line]
+    n_items = len(pq.read_table(landing / "items" / "items.parquet", columns=["item_id"]))
+    n_new = min(len(late), max(3, round((n_items + len(late)) * NEW_ITEMS_PER_10K / 10_000)))
+    with open(late_path, "a", encoding="utf-8", newline="\n") as f:
+        for i, item in enumerate(late[:n_new]):
+            new = {
+                **item,
+                "item_id": f"N{day:%Y%m%d}{i:04d}",
+                "title": f"{item['title']} ({day:%B} {day.day} release)",
+                "first_seen": next_ds,
+            }
+            f.write(json.dumps(new, ensure_ascii=False) + "\n")
+    return next_ds, len(out), n_new
+
+
 def run_scale(factor: float, work: Path) -> ScaleRun:
     cfg = shop_config(factor)
     folder = work / f"x{factor:g}"
@@ -170,6 +213,15 @@ def run_scale(factor: float, work: Path) -> ScaleRun:
         flush=True,
     )
     wall, peak = run_dag(landing, warehouse, ds, folder / "dag.log")
+    next_ds, added, new_items = add_next_day(landing, ds)
+    wall2, _ = run_dag(landing, warehouse, next_ds, folder / "dag-second.log")
+    second = {
+        "wall_s": round(wall2, 1),
+        "stages": stage_seconds(warehouse, next_ds),
+        "events_added": added,
+        "new_items": new_items,
+    }
+    print(f"[scale x{factor:g}] second night {next_ds}: {second}", flush=True)
     run = ScaleRun(
         factor=factor,
         users=int(summary["users"]),
@@ -179,6 +231,7 @@ def run_scale(factor: float, work: Path) -> ScaleRun:
         stages=stage_seconds(warehouse, ds),
         peak_rss_mb=round(peak, 0),
         commit=code_commit(),
+        second_night=second,
     )
     print(
         f"[scale x{factor:g}] {run.wall_s:.0f}s, peak {run.peak_rss_mb:.0f} MB, "
@@ -222,6 +275,8 @@ def metrics(runs: Sequence[ScaleRun]) -> dict[str, Any]:
             "shop": f"longtail.sample at factor x ({BASE_USERS} users, {BASE_ITEMS} items), "
             f"{DAYS} days, seed {SEED}",
             "run": "one nightly DAG run for the last day via airflow dags test, default config",
+            "second_night": "the day after on the same warehouse: the last day's events replayed "
+            f"one day later and {NEW_ITEMS_PER_10K} new items per 10,000 listed that day",
             "peak_rss": "summed over the whole process tree, sampled every 0.2 s",
         },
         "scales": [asdict(r) for r in runs],

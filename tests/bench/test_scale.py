@@ -63,6 +63,7 @@ def test_report_files(tmp_path: Path) -> None:
         "stages",
         "peak_rss_mb",
         "commit",
+        "second_night",
     }
     svg = ET.fromstring((tmp_path / "scale.svg").read_text())
     lines = [el for el in svg.iter() if el.tag.endswith("polyline")]
@@ -115,3 +116,46 @@ def test_code_commit_names_the_head_and_a_changed_tree(tmp_path: Path) -> None:
     assert scale.code_commit(tmp_path) == head[:12]
     (tmp_path / "f.txt").write_text("b")
     assert scale.code_commit(tmp_path) == head[:12] + "+changes"
+
+
+def test_next_day_replays_the_last_day_one_day_later_with_new_items(tmp_path: Path) -> None:
+    import gzip
+    import re
+
+    from longtail.sample import SampleConfig, generate
+
+    landing = tmp_path / "landing"
+    summary = generate(landing, SampleConfig(n_users=200, n_items=100, n_days=30, seed=7))
+    ds = summary["end_date"]
+    last = gzip.decompress((landing / "events" / f"dt={ds}" / "part-0.csv.gz").read_bytes())
+    rows = last.decode().splitlines()[1:]
+    iso = re.compile(rf"^{ds}T(\d\d:\d\d:\d\d)Z$")
+    times = sorted(m.group(1) for r in rows if (m := iso.match(r.split(",")[2])))
+    late_before = (landing / "items" / "late_items.jsonl").read_text().splitlines()
+
+    next_ds, added, n_new = scale.add_next_day(landing, ds)
+
+    assert next_ds == "2026-02-01" and ds == "2026-01-31"
+    new_day = gzip.decompress((landing / "events" / f"dt={next_ds}" / "part-0.csv.gz").read_bytes())
+    new_rows = new_day.decode().splitlines()[1:]
+    # Every ISO-timed row of the last day, at the same time of day one day later.
+    assert added == len(new_rows) == len(times) > 0
+    shifted = sorted(r.split(",")[2] for r in new_rows)
+    assert shifted == sorted(f"{next_ds}T{t}Z" for t in times)
+    late_after = (landing / "items" / "late_items.jsonl").read_text().splitlines()
+    assert late_after[: len(late_before)] == late_before
+    added_items = [json.loads(line) for line in late_after[len(late_before) :]]
+    # At least 3 new items, listed on the new day, with ids and titles nobody had before.
+    assert n_new == len(added_items) == 3
+    assert all(i["first_seen"] == next_ds for i in added_items)
+    old = [json.loads(line) for line in late_before]
+    assert not {i["item_id"] for i in added_items} & {i["item_id"] for i in old}
+    assert not {i["title"] for i in added_items} & {i["title"] for i in old}
+
+
+def test_second_night_round_trips_and_old_reports_read_without_it() -> None:
+    entry = {"factor": 1, "users": 10, "items": 5, "events": 100, "wall_s": 9.0}
+    assert scale.ScaleRun.from_dict(entry).second_night is None
+    night = {"wall_s": 4.0, "stages": {"score": 1.0}, "events_added": 7, "new_items": 3}
+    run = scale.ScaleRun.from_dict({**entry, "second_night": night})
+    assert scale.metrics([run])["scales"][0]["second_night"] == night
