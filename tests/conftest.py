@@ -60,16 +60,30 @@ def spark() -> Iterator[Any]:
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
     from longtail.sparkutil import get_spark
 
-    # Two shuffle partitions (one per core of local[2]): the reliability tests compare these
-    # nights with others on 8 partitions and on 1 (test_schedule_independence.py). No adaptive
-    # re-planning: tiny inputs, and AQE's extra planning roughly triples the time of each
-    # first-run query (results are the same either way).
+    # No adaptive re-planning: tiny inputs, and AQE's extra planning roughly triples the time of
+    # each first-run query (results are the same either way). Shuffle partitions: see below.
     session = get_spark(
         "longtail-tests",
         extra={"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false"},
     )
     yield session
     session.stop()
+
+
+# The reliability tests compare nights on two shuffle partitions (one per core of local[2]) with
+# others on 8 and on 1 (test_schedule_independence.py); every other test runs on one, the
+# fastest for their tiny inputs.
+RELIABILITY = Path(__file__).resolve().parent / "reliability"
+
+
+@pytest.fixture(autouse=True)
+def _shuffle_partitions(request: pytest.FixtureRequest) -> None:
+    if "spark" not in request.fixturenames:
+        return
+    reliability = Path(str(request.node.fspath)).is_relative_to(RELIABILITY)
+    request.getfixturevalue("spark").conf.set(
+        "spark.sql.shuffle.partitions", "2" if reliability else "1"
+    )
 
 
 def _csv_cell(value: Any) -> str:

@@ -13,6 +13,13 @@ from typing import Any
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _two_shuffle_partitions(spark: Any) -> None:
+    """Before this folder's session fixtures build their nights (tests/conftest.py sets the same
+    per test)."""
+    spark.conf.set("spark.sql.shuffle.partitions", "2")
+
+
 @pytest.fixture
 def base_landing(tmp_path: Path) -> Path:
     """A small, clean landing folder (12 items, 6 users, 10 days up to reliability_kit.DS)."""
