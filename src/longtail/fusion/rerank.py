@@ -142,11 +142,13 @@ def choose_spread(
     users (`frame`: user_id, item_idx, is_tail, is_cold, label, one block of rows per user),
     ties to the stronger spread; with the ndcg of every strength. The exposure is measured on
     these users' own lists at strength 0, as the score stage measures it on a sample."""
+    if frame.empty:
+        return 0.0, dict.fromkeys(map(float, strengths), 0.0)
     users = frame[C.USER_ID].to_numpy()
     item_idx = frame["item_idx"].to_numpy()
-    n_items = int(item_idx.max()) + 1 if len(item_idx) else 0
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else []
-    ends = np.r_[starts[1:], len(users)] if len(users) else []
+    n_items = int(item_idx.max()) + 1
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    ends = np.r_[starts[1:], len(users)]
     tail = frame["is_tail"].to_numpy() > 0
     new = frame["is_cold"].to_numpy() > 0
     labels = frame["label"].to_numpy()
@@ -162,7 +164,9 @@ def choose_spread(
         ]
 
     def ndcg(rows: list[np.ndarray]) -> float:
-        """Mean ndcg@10 over the users (binary labels; a user without a label scores 0)."""
+        """Mean ndcg@10 over the users (binary labels; a user without a label scores 0). Not
+        evaluation's ndcg_grouped: that ranks every candidate row, so an item left out of a list
+        shorter than 10 would still earn credit."""
         out = []
         for (a, b), r in zip(zip(starts, ends, strict=True), rows, strict=True):
             n_rel = int((labels[a:b] > 0).sum())
@@ -173,10 +177,7 @@ def choose_spread(
         return float(np.mean(out)) if out else 0.0
 
     base = lists(np.asarray(scores, np.float64))
-    shown = np.bincount(
-        item_idx[np.concatenate([r[:10] for r in base])] if base else np.zeros(0, np.int64),
-        minlength=n_items,
-    )
+    shown = np.bincount(item_idx[np.concatenate([r[:10] for r in base])], minlength=n_items)
     penalty = exposure_penalty(shown, np.bincount(item_idx[new], minlength=n_items) > 0)
     values: dict[float, float] = {}
     for strength in strengths:

@@ -150,6 +150,32 @@ def night_tail_calibration(
     return prior, cfg.tail_target - (float(row["b"]) + m * prior * float(row["d"]))
 
 
+def night_lists(
+    batch: pd.DataFrame,
+    space: fusion.ItemSpace,
+    retrieval: fusion.Retrieval,
+    booster: Any,
+    counts: fusion.CandidateCounts,
+    cfg: ScoreConfig,
+    calibration: tuple[float, float] | None,
+    penalty: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The ranked part of a batch's lists as the night builds them (before the popularity fill
+    and reasons): the exposure count sees the same lists the night publishes, unspread."""
+    return fusion.recommend(
+        batch,
+        space,
+        counts,
+        booster,
+        cfg.top_n,
+        cfg.tail_target,
+        retrieval=retrieval,
+        new_target=cfg.new_item_share,
+        calibration=calibration,
+        penalty=penalty,
+    )
+
+
 def score_fusion_batch(
     batch: pd.DataFrame,
     space: fusion.ItemSpace,
@@ -163,19 +189,7 @@ def score_fusion_batch(
     calibration: tuple[float, float] | None = None,
     penalty: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    lists = fusion.recommend(
-        batch,
-        space,
-        counts,
-        booster,
-        cfg.top_n,
-        cfg.tail_target,
-        index=index,
-        retrieval=retrieval,
-        new_target=cfg.new_item_share,
-        calibration=calibration,
-        penalty=penalty,
-    )
+    lists = night_lists(batch, space, retrieval, booster, counts, cfg, calibration, penalty)
     out = fill_lists(lists, batch, space, order, cfg.top_n)
     out = out.sort_values([C.USER_ID, C.RANK], kind="stable")
     out[C.MODEL_VERSION] = version
@@ -261,17 +275,7 @@ def _night_exposure(
         for batch in batches:
             if not len(batch):
                 continue
-            lists = fusion.recommend(
-                batch,
-                sp,
-                counts,
-                booster,
-                cfg.top_n,
-                cfg.tail_target,
-                retrieval=re,
-                new_target=cfg.new_item_share,
-                calibration=calibration,
-            )
+            lists = night_lists(batch, sp, re, booster, counts, cfg, calibration)
             top = lists[lists[C.RANK] <= 10][C.ITEM_ID].astype(str)
             yield pd.DataFrame({"item_idx": [sp.index[x] for x in top]}, dtype="int64")
 
