@@ -66,6 +66,30 @@ def _report_published(record: Path, warehouse: Path, ds: str, elapsed: float) ->
     return 0
 
 
+def session_connection(home: Path, environ: dict[str, str]) -> dict[str, str]:
+    """The Spark connection (as an AIRFLOW_CONN_* variable) with a session server's URL in its
+    extra, starting the server if none runs for this Airflow home; {} when the connection is not
+    given in the environment (then it lives in Airflow's database and is used as it is)."""
+    from longtail.session.client import DEFAULT_IDLE_EXIT_S, SESSION_EXTRA, ensure_server
+
+    var = "AIRFLOW_CONN_" + environ.get("LONGTAIL_SPARK_CONN_ID", "longtail_spark").upper()
+    try:
+        conn = json.loads(environ.get(var, ""))
+    except ValueError:
+        return {}
+    if not isinstance(conn, dict) or not conn.get("host"):
+        return {}
+    extra = conn.get("extra") or {}
+    extra = json.loads(extra) if isinstance(extra, str) else dict(extra)
+    if extra.get(SESSION_EXTRA):
+        return {}  # the connection already names a server
+    idle = int(environ.get("LONGTAIL_SESSION_IDLE_EXIT_S", DEFAULT_IDLE_EXIT_S))
+    t0 = time.time()
+    url = ensure_server(home / "session", str(conn["host"]), idle_exit_s=idle, env=environ)
+    print(f"longtail: Spark session at {url} ({time.time() - t0:.0f}s to reach)", flush=True)
+    return {var: json.dumps({**conn, "extra": {**extra, SESSION_EXTRA: url}})}
+
+
 def _any_stage_ran(warehouse: Path, ds: str, since: float) -> bool:
     folder = warehouse / "_runs" / f"ds={ds}"
     return folder.is_dir() and any(p.stat().st_mtime >= since for p in folder.glob("*.json"))
@@ -133,6 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         "--log", default=None, help="full Airflow log (default: under AIRFLOW_HOME)"
     )
     parser.add_argument(
+        "--session",
+        choices=("auto", "off"),
+        default=os.environ.get("LONGTAIL_SESSION", "auto"),
+        help="auto: `dags test` runs the stages in a long-lived Spark session (started on demand, "
+        "it exits after LONGTAIL_SESSION_IDLE_EXIT_S idle seconds, default 900); off: one "
+        "spark-submit driver per stage",
+    )
+    parser.add_argument(
         "--via",
         choices=("auto", "deployment", "dags-test"),
         default="auto",
@@ -158,10 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = ["airflow", "dags", "test", DAG_ID, "-c", json.dumps(conf)]
     started = time.time()
+    env = dict(os.environ)
+    if args.session == "auto":
+        env.update(session_connection(home, env))
     state = None
     reasons: list[str] = []
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)

@@ -1,93 +1,25 @@
-"""The DAG's Spark operator: spark-submit, with permanent failures failing fast.
+"""The DAG's Spark operator: spark-submit (or the session server), permanent failures failing fast.
 
 Imported by the DAG file at parse time, so it imports Airflow and the Spark provider only.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import sys
-from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from longtail.assets import config_from_args, emit_published
 from longtail.errors import PERMANENT_EXIT_CODE
 from longtail.manifest import RUN_ID_ENV
-from longtail.runtime_env import WORKER_ENV
+from longtail.session import client as session_client
+from longtail.spark_launch import submit_settings
 
 _EXIT_CODE = re.compile(r"Error code is: (\d+)")
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-# Settings every Python worker needs, wherever it runs (read at import by the libraries).
-EXECUTOR_ENV = WORKER_ENV
-PACKED_ENV_NAME = "longtail-env"
-
-
-def is_loopback_master(master: str) -> bool:
-    """True for local[...] and for a cluster master on this machine's loopback address."""
-    if master.startswith("local"):
-        return True
-    host = urlsplit(master if "://" in master else f"spark://{master}").hostname or ""
-    return host in _LOOPBACK
-
-
-def submit_settings(
-    master: str, env_vars: Mapping[str, str], environ: Mapping[str, str]
-) -> tuple[dict[str, str], dict[str, str], str | None]:
-    """(driver env, extra Spark conf, archives) for a stage submitted to ``master``.
-
-    - The driver binds to loopback only when the master is local or on loopback; against a
-      remote master it must advertise an address the executors can reach (SPARK_LOCAL_IP from
-      the environment, else Spark's own choice).
-    - Executors get EXECUTOR_ENV through spark.executorEnv.*.
-    - LONGTAIL_SPARK_CORES_MAX caps each stage's cores on a standalone or Mesos cluster (by
-      default an application takes every free core, so two stages never run side by side).
-    - LONGTAIL_SPARK_CONF, a JSON object of Spark settings, is added to every stage's conf
-      (cluster sizing such as spark.executor.instances, executor JVM options): a setting of the
-      deployment, not of the DAG code.
-    - Executors use the same Python as the driver (the same install on every worker), unless
-      LONGTAIL_PYSPARK_ARCHIVE names a packed environment (venv-pack / conda-pack tarball): it
-      is shipped with --archives and its python runs the executors' Python workers.
-    """
-    env = dict(env_vars)
-    if is_loopback_master(master):
-        env["SPARK_LOCAL_IP"] = "127.0.0.1"
-    elif environ.get("SPARK_LOCAL_IP") and not environ["SPARK_LOCAL_IP"].startswith("127."):
-        env["SPARK_LOCAL_IP"] = environ["SPARK_LOCAL_IP"]
-    else:
-        env.pop("SPARK_LOCAL_IP", None)
-    conf = {f"spark.executorEnv.{k}": v for k, v in EXECUTOR_ENV.items()}
-    if environ.get("LONGTAIL_SPARK_CORES_MAX"):  # share a standalone cluster between stages
-        conf["spark.cores.max"] = str(int(environ["LONGTAIL_SPARK_CORES_MAX"]))
-    conf.update(extra_spark_conf(environ.get("LONGTAIL_SPARK_CONF", "")))
-    archive = environ.get("LONGTAIL_PYSPARK_ARCHIVE")
-    if archive:
-        conf["spark.pyspark.python"] = f"./{PACKED_ENV_NAME}/bin/python"
-        conf["spark.pyspark.driver.python"] = env.get("PYSPARK_DRIVER_PYTHON", sys.executable)
-        env.pop("PYSPARK_PYTHON", None)
-        return env, conf, f"{archive}#{PACKED_ENV_NAME}"
-    return env, conf, None
-
-
-def extra_spark_conf(raw: str) -> dict[str, str]:
-    """LONGTAIL_SPARK_CONF parsed: a JSON object whose keys are spark.* settings."""
-    if not raw.strip():
-        return {}
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"LONGTAIL_SPARK_CONF is not JSON: {exc}") from exc
-    if not isinstance(parsed, dict):
-        raise ValueError("LONGTAIL_SPARK_CONF must be a JSON object of Spark settings")
-    bad = sorted(k for k in parsed if not str(k).startswith("spark."))
-    if bad:
-        raise ValueError(f"LONGTAIL_SPARK_CONF keys must be Spark settings (spark.*): {bad}")
-    return {str(k): str(v) for k, v in parsed.items()}
 
 
 def exit_code_of(exc: BaseException, hook: Any = None) -> int | None:
@@ -111,7 +43,16 @@ class StageSubmitOperator(SparkSubmitOperator):
 
     A task with outlets (the published tables' assets) fills its asset events after the stage
     succeeded, from the stage's run record (longtail.assets.emit_published).
+
+    When the Spark connection's extra names a session server (`{"session": "http://..."}`), the
+    stage runs there instead of in a new spark-submit driver (`longtail.session`): same stage
+    code, same exit codes, its log streamed into the task's.
     """
+
+    def session_url(self) -> str | None:
+        """The session server this task's connection points at, or None (spark-submit)."""
+        url = BaseHook.get_connection(self._conn_id).extra_dejson.get(session_client.SESSION_EXTRA)
+        return str(url) if url else None
 
     def _get_hook(self) -> Any:
         hook = super()._get_hook()
@@ -125,9 +66,38 @@ class StageSubmitOperator(SparkSubmitOperator):
             hook._archives = ",".join(a for a in (hook._archives, archives) if a)
         return hook
 
-    def execute(self, context: Any) -> None:
+    def _run_in_session(self, url: str) -> None:
+        stage, *args = [str(a) for a in self.application_args or []]
+        # The driver's own settings (its Python, bind address) are the server's; the rest (the
+        # run id) is the stage's environment while it runs.
+        env = {k: v for k, v in (self.env_vars or {}).items() if not k.startswith("PYSPARK_")}
+        self.log.info("running %s in the Spark session at %s", stage, url)
         try:
-            super().execute(context)
+            code = session_client.run_stage(url, stage, args, env, self.log.info)
+        except session_client.SessionUnavailable as exc:
+            raise AirflowException(str(exc)) from exc
+        if code == PERMANENT_EXIT_CODE:
+            raise AirflowFailException(
+                f"{self.task_id} failed for a reason a retry cannot fix (exit code "
+                f"{PERMANENT_EXIT_CODE}); the stage logged its reason above"
+            )
+        if code != 0:
+            raise AirflowException(f"{self.task_id} exited with {code} in the Spark session")
+
+    def on_kill(self) -> None:
+        url = self.session_url()
+        if url:
+            session_client.cancel(url)
+        else:
+            super().on_kill()
+
+    def execute(self, context: Any) -> None:
+        url = self.session_url()
+        try:
+            if url:
+                self._run_in_session(url)
+            else:
+                super().execute(context)
         except AirflowException as exc:
             if isinstance(exc, AirflowFailException):
                 raise

@@ -3,7 +3,7 @@ file and the operator import it at parse time).
 
 Set where Spark starts: `sparkutil.get_spark` (a local session: tests, benchmark, `make`) and
 the DAG's spark-submit tasks (driver environment, and the executors' through
-`spark.executorEnv.*`, `operators.submit_settings`). Spark's Python workers inherit the driver's
+`spark.executorEnv.*`, `spark_launch.submit_settings`). Spark's Python workers inherit the driver's
 environment, so the libraries read these before their first import there.
 """
 

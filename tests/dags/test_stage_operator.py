@@ -14,12 +14,8 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from longtail.errors import PERMANENT_EXIT_CODE
-from longtail.operators import (
-    StageSubmitOperator,
-    exit_code_of,
-    is_loopback_master,
-    submit_settings,
-)
+from longtail.operators import StageSubmitOperator, exit_code_of
+from longtail.spark_launch import is_loopback_master, submit_settings
 
 
 @pytest.fixture

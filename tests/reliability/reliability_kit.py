@@ -19,6 +19,7 @@ from longtail.stages.common import run_stage as _run_stage
 
 DS = date(2024, 5, 10)
 EARLIER_DS = date(2024, 5, 9)
+NIGHTS = (EARLIER_DS, DS)
 N_ITEMS = 12
 N_USERS = 6
 EVENTS_HEADER = "user_id,item_id,ts,event_type,quantity,value"
@@ -283,3 +284,23 @@ def leftovers(warehouse: Path) -> list[str]:
         if root.exists():
             out += [str(p.relative_to(warehouse)) for p in root.rglob("*") if p.is_file()]
     return sorted(out)
+
+
+def night_tables(warehouse: Path, ds: Any) -> list[str]:
+    """Every table with a partition for ds (published and intermediate: `_` folders are not
+    tables, and staging, locks and journals must be empty after a run anyway)."""
+    return sorted(t for t, parts in published_partitions(warehouse).items() if f"ds={ds}" in parts)
+
+
+def assert_same_nights(ours: Path, reference: Path, nights: tuple = NIGHTS) -> None:
+    """Every table of each night equals the reference's. Run alone, a night has no earlier
+    published list to score, so its `quality_metrics` is compared only when every night ran."""
+    history = set() if nights == NIGHTS else {tables.QUALITY_METRICS}
+    for ds in nights:
+        names = [t for t in night_tables(reference, ds) if t not in history]
+        assert set(tables.INTERMEDIATE) - {tables.BRONZE_USERS} <= set(names), names
+        assert set(tables.PUBLISHED) - history <= set(names), names
+        assert [t for t in night_tables(ours, ds) if t not in history] == names, ds
+        mine, theirs = warehouse_hashes(ours, ds, names), warehouse_hashes(reference, ds, names)
+        assert mine == theirs, (ds, sorted(t for t in names if mine[t] != theirs[t]))
+    assert leftovers(ours) == []

@@ -26,38 +26,15 @@ import pytest
 from reliability_kit import (
     DS,
     EARLIER_DS,
+    NIGHTS,
+    assert_same_nights,
     full_pipeline,
-    leftovers,
-    published_partitions,
-    warehouse_hashes,
 )
 
-from longtail import tables
 from longtail.cleaning import build_interactions
 
-NIGHTS = (EARLIER_DS, DS)
 EVENTS_SCHEMA = "user_id string, item_id string, ts timestamp, event_type string, weight double"
 KIT_DIR = Path(__file__).parent
-
-
-def night_tables(warehouse: Path, ds: Any) -> list[str]:
-    """Every table with a partition for ds (published and intermediate: `_` folders are not
-    tables, and staging, locks and journals must be empty after a run anyway)."""
-    return sorted(t for t, parts in published_partitions(warehouse).items() if f"ds={ds}" in parts)
-
-
-def assert_same_nights(ours: Path, reference: Path, nights: tuple = NIGHTS) -> None:
-    """Every table of each night equals the reference's. Run alone, a night has no earlier
-    published list to score, so its `quality_metrics` is compared only when every night ran."""
-    history = set() if nights == NIGHTS else {tables.QUALITY_METRICS}
-    for ds in nights:
-        names = [t for t in night_tables(reference, ds) if t not in history]
-        assert set(tables.INTERMEDIATE) - {tables.BRONZE_USERS} <= set(names), names
-        assert set(tables.PUBLISHED) - history <= set(names), names
-        assert [t for t in night_tables(ours, ds) if t not in history] == names, ds
-        mine, theirs = warehouse_hashes(ours, ds, names), warehouse_hashes(reference, ds, names)
-        assert mine == theirs, (ds, sorted(t for t in names if mine[t] != theirs[t]))
-    assert leftovers(ours) == []
 
 
 def _events(spark: Any, users: list[str]) -> Any:

@@ -44,6 +44,9 @@ def _row(frame: DataFrame) -> Row:
     return row
 
 
+EXACT = "decimal(38,18)"
+
+
 def _float(value: Any) -> float:
     return NAN if value is None else float(value)
 
@@ -105,6 +108,13 @@ def _zero(name: str) -> Column:
     return F.coalesce(F.col(name), F.lit(0))
 
 
+def _exact(col: Column) -> Column:
+    """A value to sum or average: as a decimal, whose sums do not depend on the order in which
+    a shuffle's partitions are added (double sums do, in the last bit), so a night's metrics are
+    identical however many partitions and cores it ran on."""
+    return col.cast(EXACT)
+
+
 # Per-user parts: the truth's size, the hits' DCG and counts, the top slots' tail share.
 
 
@@ -117,7 +127,7 @@ def _truth_sizes(truth: DataFrame) -> DataFrame:
 def _hit_sums(hits: DataFrame, k: int) -> DataFrame:
     """DCG@k, hits and tail hits per user; ``hits`` holds only rows of the lists' first k_recall
     entries, so the counts are hits@k_recall."""
-    gain = F.when(F.col(POS) < k, 1.0 / F.log2(F.col(POS) + 2.0))
+    gain = _exact(F.when(F.col(POS) < k, 1.0 / F.log2(F.col(POS) + 2.0)))
     return hits.groupBy(C.USER_ID).agg(
         F.sum(gain).alias("dcg"), F.count("*").alias("hits"), F.sum(_tail()).alias("tail_hits")
     )
@@ -135,12 +145,12 @@ def _ndcg(k: int) -> Column:
         F.array(*[F.lit(float(v)) for v in ideal_dcg(k)]),
         F.least(F.col("n_truth"), F.lit(k)).cast("int"),
     )
-    return F.avg(F.when(F.col("n_truth").isNotNull(), _zero("dcg") / idcg))
+    return F.avg(_exact(F.when(F.col("n_truth").isNotNull(), _zero("dcg") / idcg)))
 
 
 def _recall(k: int) -> Column:
     judged = F.col("n_truth").isNotNull()
-    return F.avg(F.when(judged, _zero("hits") / F.least(F.col("n_truth"), F.lit(k))))
+    return F.avg(_exact(F.when(judged, _zero("hits") / F.least(F.col("n_truth"), F.lit(k)))))
 
 
 def _covered(top: DataFrame, flags: DataFrame) -> DataFrame:
@@ -183,7 +193,9 @@ def tail_recall_at_k(recs: DataFrame, truth: DataFrame, flags: DataFrame, k: int
 
 def aplt_at_k(recs: DataFrame, flags: DataFrame, k: int = 10) -> float:
     """``ranking.aplt_at_k`` over every user with a list."""
-    return _float(_row(_tail_share(_flagged(ranked(recs, k), flags)).agg(F.avg("aplt")))[0])
+    return _float(
+        _row(_tail_share(_flagged(ranked(recs, k), flags)).agg(F.avg(_exact(F.col("aplt")))))[0]
+    )
 
 
 def coverage_at_k(recs: DataFrame, flags: DataFrame, k: int = 10) -> float:
@@ -211,7 +223,7 @@ def nightly_metrics(
         F.count("*").alias("n_users_listed"),
         F.count("n_truth").alias("n_eval_users"),
         F.sum("n_truth").alias("n_test_pairs"),
-        F.avg("aplt").alias("aplt"),
+        F.avg(_exact(F.col("aplt"))).alias("aplt"),
         _ndcg(k).alias("ndcg"),
         _recall(k_recall).alias("recall"),
         F.sum("n_tail_truth").alias("n_tail_truth"),

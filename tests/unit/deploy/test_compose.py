@@ -607,7 +607,7 @@ def test_gen_env_writes_every_secret_privately(tmp_path: Path) -> None:
 
 
 def test_the_scheduler_driver_is_not_forced_onto_loopback(tmp_path: Path) -> None:
-    from longtail.operators import submit_settings
+    from longtail.spark_launch import submit_settings
 
     pair = make_pair(tmp_path, {})
     env = environment(pair.compose["scheduler"])
