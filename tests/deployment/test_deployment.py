@@ -1,8 +1,8 @@
 """The nightly DAG on the real deployment, driven through Airflow's REST API.
 
-Runs on PostgreSQL-backed Airflow services with every stage submitted to the Spark standalone
-master, unchanged DAG code. Checks what an operator would: the run succeeds, the Spark master
-saw each stage as a finished application whose executors ran on the worker, the published
+Runs on PostgreSQL-backed Airflow services with every stage run by the session server on the
+Spark standalone master, unchanged DAG code. Checks what an operator would: the run succeeds,
+every stage ran in the session's application, whose executors run on the worker, the published
 partition meets the output contract (checked with DuckDB, hashlib and pyarrow, not the
 pipeline's own code), and (long variant) a two-day backfill created through the
 API publishes both nights.
@@ -23,14 +23,13 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import DAG_ID, RUN_TIMEOUT_S, Deployed, Triggered, no_backfill_running
+from conftest import DAG_ID, PORTS, RUN_TIMEOUT_S, Deployed, Triggered, no_backfill_running
 from longtail import registry
 from longtail.manifest import published_schema
 
 pytestmark = [pytest.mark.slow, pytest.mark.deployment]
 
 TOP_N = 20  # the DAG's default
-STAGE_APPS = {f"longtail-{name}" for name in registry.NAMES}
 
 
 def _json(url: str) -> Any:
@@ -134,25 +133,29 @@ def test_the_api_refuses_a_mistyped_override(deployed: Deployed, factors: object
 
 
 def test_every_stage_ran_on_the_spark_cluster(deployed: Deployed, rest_runs: RestRuns) -> None:
-    """Each stage is an application of the standalone master, its executors on the worker."""
+    """Each stage's run record names the application it ran in: the session server's, one
+    long-lived application of the standalone master whose executors run on the worker."""
     master = _json(f"{deployed.spark_master_ui}/json/")
     assert [w["state"] for w in master["workers"]] == ["ALIVE"]
     worker_id = master["workers"][0]["id"]
-    apps: dict[str, list[dict[str, Any]]] = {}
-    for app in master["completedapps"]:  # named longtail-<stage>-<ds> by the stage itself
-        stage = next((n for n in STAGE_APPS if app["name"].startswith(f"{n}-")), None)
-        if stage:
-            apps.setdefault(stage, []).append(app)
-    assert set(apps) >= STAGE_APPS, sorted(a["name"] for a in master["completedapps"])
-    # every night this module ran (one triggered, two backfilled when long) ran every stage
-    nights = 1 + len(rest_runs.backfill_runs)
-    assert all(len(apps[name]) >= nights for name in STAGE_APPS), {n: len(apps[n]) for n in apps}
-    assert all(a["state"] == "FINISHED" for name in STAGE_APPS for a in apps[name])
+    url = f"spark://127.0.0.1:{PORTS['LONGTAIL_SPARK_MASTER_PORT']}"
+    # every night this module ran: the triggered one, and the backfill's in the long variant
+    days = [deployed.day(0), *(rest_runs.backfill_days if rest_runs.backfill_runs else ())]
+    used: dict[str, set[str]] = {}
+    for ds in days:
+        for name in registry.NAMES:
+            path = deployed.warehouse / "_runs" / f"ds={ds}" / f"{name}.json"
+            record = json.loads(path.read_text())
+            assert record["spark"]["master"] == url, (name, record["spark"])
+            assert record["spark_jobs"]["total"] > 0, name
+            used.setdefault(record["spark"]["app_id"], set()).add(name)
+    assert len(used) == 1, used  # one session for every stage of every night
+    (app_id,) = used
+    session = [a for a in master["activeapps"] if a["id"] == app_id]
+    assert session and session[0]["name"] == "longtail-session", master["activeapps"]
     worker = _json(f"{deployed.spark_worker_ui}/json/")
     assert worker["id"] == worker_id
-    ran_here = {e["appid"] for e in worker["finishedexecutors"]}
-    missing = {name for name in STAGE_APPS for a in apps[name] if a["id"] not in ran_here}
-    assert not missing, f"no executor on the worker for {sorted(missing)}"
+    assert app_id in {e["appid"] for e in worker["executors"]}, worker["executors"]
 
 
 @pytest.mark.long  # submits a two-night backfill through REST

@@ -45,8 +45,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from longtail import consumer, reasons
+from longtail import consumer, reasons, registry
 from longtail.sample import SampleConfig, generate
+from longtail.session.client import stop_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -123,6 +124,7 @@ class Nightly:
     ds: str
     env: dict[str, str]
     summary: dict[str, Any]
+    first_output: str = ""
 
     @property
     def published(self) -> Path:
@@ -201,7 +203,7 @@ def _explain(proc: subprocess.CompletedProcess[str], log: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def nightly(tmp_path_factory: pytest.TempPathFactory) -> Nightly:
+def nightly(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nightly]:
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("Spark needs a Java runtime")
     base = tmp_path_factory.mktemp("nightly")
@@ -223,9 +225,13 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> Nightly:
         timeout=300,
     )
     assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
-    proc = _airflow_run(run, run.landing, "run-1.log")
-    assert proc.returncode == 0, _explain(proc, base / "run-1.log")
-    return run
+    try:
+        proc = _airflow_run(run, run.landing, "run-1.log")
+        assert proc.returncode == 0, _explain(proc, base / "run-1.log")
+        run.first_output = proc.stdout
+        yield run
+    finally:  # the Spark session `make run` started for this Airflow home
+        stop_server(base / "airflow" / "session")
 
 
 # ------------------------------------------------------------- expectations, from the landing
@@ -438,6 +444,15 @@ def test_published_partition_layout_and_schema(nightly: Nightly) -> None:
     }
     for name in ("_staging", "_trash"):
         assert not _files_under(nightly.warehouse / name / "recommendations" / f"ds={nightly.ds}")
+
+
+def test_every_stage_ran_in_one_long_lived_session(nightly: Nightly) -> None:
+    """`make run` ran the night's stages in one Spark session (longtail.session), not a driver
+    each: every stage's run record names the same application, on the local master."""
+    assert "longtail: Spark session at http://127.0.0.1:" in nightly.first_output
+    spark = {name: _record(nightly, name)["spark"] for name in registry.NAMES}
+    assert {s["master"] for s in spark.values()} == {"local[2]"}
+    assert len({s["app_id"] for s in spark.values()}) == 1, spark
 
 
 def test_top_n_lists_are_well_formed(nightly: Nightly, expected: Expected) -> None:

@@ -9,11 +9,14 @@ Everything listens on 127.0.0.1 only. Ports come from the environment:
 | LONGTAIL_SPARK_MASTER_PORT | 7077 | Spark standalone master (RPC) |
 | LONGTAIL_SPARK_MASTER_UI_PORT | 8081 | Spark master web UI (JSON at /json/) |
 | LONGTAIL_SPARK_WORKER_UI_PORT | 8082 | Spark worker web UI |
+| LONGTAIL_SPARK_SESSION_PORT | 8083 | the session server running the stages (`longtail.session`) |
 
 Other settings: LONGTAIL_SPARK_WORKER_MEMORY (8g), LONGTAIL_SPARK_WORKER_CORES (2),
 LONGTAIL_WAREHOUSE (`.runtime/deploy/warehouse`), LONGTAIL_LANDING (`data/landing/sample`),
 LONGTAIL_DEPLOY_DIR (the runtime folder, `.runtime/deploy`), LONGTAIL_DEPLOY_SCHEDULED_RUNS
-(true; false: the scheduler creates no scheduled runs, only triggered ones and backfills).
+(true; false: the scheduler creates no scheduled runs, only triggered ones and backfills),
+LONGTAIL_DEPLOY_SESSION (true: the stages run in one long-lived Spark driver on the cluster;
+false: each task spark-submits its own driver, as a cluster shared with other applications needs).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from types import MappingProxyType
 from urllib.parse import quote
 
 from longtail.deploy.secretstore import Secrets
+from longtail.session.client import SESSION_EXTRA
 
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[3]
@@ -47,6 +51,7 @@ class Ports:
     spark_master: int = 7077
     spark_master_ui: int = 8081
     spark_worker_ui: int = 8082
+    spark_session: int = 8083
 
     ENV = MappingProxyType(
         {
@@ -55,6 +60,7 @@ class Ports:
             "spark_master": "LONGTAIL_SPARK_MASTER_PORT",
             "spark_master_ui": "LONGTAIL_SPARK_MASTER_UI_PORT",
             "spark_worker_ui": "LONGTAIL_SPARK_WORKER_UI_PORT",
+            "spark_session": "LONGTAIL_SPARK_SESSION_PORT",
         }
     )
 
@@ -81,7 +87,12 @@ class Ports:
             self.spark_master,
             self.spark_master_ui,
             self.spark_worker_ui,
+            self.spark_session,
         ]
+
+
+def _flag(raw: str | None, default: bool = True) -> bool:
+    return default if not raw else raw.lower() not in ("false", "0", "no", "off")
 
 
 def find_pg_bin() -> Path | None:
@@ -107,6 +118,7 @@ class Settings:
     worker_cores: int = 2
     run_as: str | None = None  # OS user for the postgres binaries (root -> postgres)
     scheduled_runs: bool = True
+    session: bool = True  # the stages run in the session server (else one spark-submit each)
 
     @classmethod
     def from_env(
@@ -133,8 +145,8 @@ class Settings:
             worker_memory=memory,
             worker_cores=int(env.get("LONGTAIL_SPARK_WORKER_CORES") or 2),
             run_as=PG_OS_USER if os.geteuid() == 0 else None,
-            scheduled_runs=(env.get("LONGTAIL_DEPLOY_SCHEDULED_RUNS") or "true").lower()
-            not in ("false", "0", "no", "off"),
+            scheduled_runs=_flag(env.get("LONGTAIL_DEPLOY_SCHEDULED_RUNS")),
+            session=_flag(env.get("LONGTAIL_DEPLOY_SESSION")),
         )
 
     # folders, all inside the runtime folder
@@ -167,6 +179,10 @@ class Settings:
         return self.runtime / "spark"
 
     @property
+    def session_dir(self) -> Path:
+        return self.runtime / "session"
+
+    @property
     def sample_landing(self) -> Path:
         return self.repo / "data" / "landing" / "sample"
 
@@ -184,6 +200,10 @@ class Settings:
         return f"http://{LOOPBACK}:{self.ports.spark_master_ui}"
 
     @property
+    def session_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.ports.spark_session}"
+
+    @property
     def spark_worker_ui(self) -> str:
         return f"http://{LOOPBACK}:{self.ports.spark_worker_ui}"
 
@@ -199,6 +219,8 @@ class Settings:
                 "conn_type": "spark",
                 "host": f"spark://{LOOPBACK}",
                 "port": self.ports.spark_master,
-                "extra": {"deploy-mode": "client"},
+                # the session extra sends every task to the session server (longtail.session)
+                "extra": {"deploy-mode": "client"}
+                | ({SESSION_EXTRA: self.session_url} if self.session else {}),
             }
         )

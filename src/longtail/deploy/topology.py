@@ -92,6 +92,35 @@ def services(
     def component(name: str) -> HealthCheck:
         return HealthCheck("airflow_component", target=health_url, expect=name)
 
+    session = (
+        Service(
+            name="spark-session",
+            argv=(
+                str(s.venv_bin / "python"),
+                "-m",
+                "longtail.session.server",
+                "--master",
+                s.spark_master_url,
+                "--state-dir",
+                str(s.session_dir),
+                "--host",
+                LOOPBACK,
+                "--port",
+                str(p.spark_session),
+                "--idle-exit-s",
+                "0",
+            ),
+            env=af_env,  # what a task's own driver would get
+            log=logs / "spark-session.log",
+            health=(HealthCheck("http", target=f"{s.session_url}/health"),),
+            depends_on=("spark-worker",),
+            url=s.session_url,
+            binds=((LOOPBACK, p.spark_session),),
+            cwd=s.spark_dir,
+            start_timeout_s=180,
+            stop_timeout_s=120,  # a running stage finishes first
+        ),
+    )
     return (
         Service(
             name="postgres-initdb",
@@ -247,6 +276,7 @@ def services(
             cwd=s.spark_dir,
             start_timeout_s=180,
         ),
+        *(session if s.session else ()),
         Service(
             name="airflow-api-server",
             argv=(

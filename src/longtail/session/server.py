@@ -295,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):
             if json.loads(state.read_text()).get("pid") == os.getpid():
                 state.unlink()
-        spark.stop()
+        # the JVM may be gone already (a SIGTERM to the process group reaches it too)
+        with contextlib.suppress(Exception):
+            spark.stop()
     return 0
 
 

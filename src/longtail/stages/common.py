@@ -76,6 +76,8 @@ def run_and_record(
         "config_fingerprint": cfg.fingerprint(),
         "seconds": round(time.time() - started, 2),
         "spark_jobs": jobs,
+        # where it ran: one application per stage under spark-submit, the session's otherwise
+        "spark": {"master": spark.sparkContext.master, "app_id": spark.sparkContext.applicationId},
         **record,
     }
     write_record(spark, cfg.warehouse, cfg.ds, name, record)

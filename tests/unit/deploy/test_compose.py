@@ -47,6 +47,7 @@ NAMES: dict[str, str | None] = {
     "airflow-db-migrate": "airflow-init",
     "spark-master": "spark-master",
     "spark-worker": "spark-worker",
+    "spark-session": None,
     "airflow-api-server": "api-server",
     "airflow-scheduler": "scheduler",
     "airflow-dag-processor": "dag-processor",
@@ -57,6 +58,9 @@ NO_COUNTERPART = {
     "data volume (POSTGRES_INITDB_ARGS carries the topology's initdb options)",
     "postgres-bootstrap": "the same first start runs docker/postgres-init/*.sql: the role and "
     "database that `python -m longtail.deploy.pgsetup` creates",
+    "spark-session": "in the containers each task spark-submits its own driver from the "
+    "scheduler container (the connection has no session extra): the long-lived session is "
+    "`make up`'s, where the driver and the cluster share one machine",
 }
 COMPOSE_ONLY = {
     "landing-sample": "`make up` writes the sample landing itself before it starts any service "
@@ -157,9 +161,15 @@ def airflow_differences(s: Settings) -> dict[str, tuple[str, Diff]]:
             lambda v, svc: PASSWORDS_FILE,
         ),
         "AIRFLOW_CONN_LONGTAIL_SPARK": (
-            "host and port: the spark-master service",
+            "host and port: the spark-master service; no session extra (no spark-session "
+            "container: each task spark-submits its own driver)",
             lambda v, svc: json.dumps(
-                {**json.loads(v), "host": "spark://spark-master", "port": 7077}
+                {
+                    **json.loads(v),
+                    "host": "spark://spark-master",
+                    "port": 7077,
+                    "extra": {"deploy-mode": "client"},
+                }
             ),
         ),
         "LONGTAIL_WAREHOUSE": ("path: the warehouse volume", lambda v, svc: WAREHOUSE),

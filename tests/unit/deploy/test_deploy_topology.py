@@ -24,6 +24,7 @@ LONG_RUNNING = (
     "postgres",
     "spark-master",
     "spark-worker",
+    "spark-session",
     "airflow-api-server",
     "airflow-scheduler",
     "airflow-dag-processor",
@@ -79,6 +80,20 @@ def test_every_service_is_declared_with_a_log_and_a_health_check(tmp_path: Path)
     assert declared["airflow-db-migrate"].argv[1:] == ("db", "migrate")
     assert declared["postgres"].depends_on == ("postgres-initdb",)
     assert declared["spark-worker"].depends_on == ("spark-master",)
+    assert declared["spark-session"].depends_on == ("spark-worker",)
+    # the session drives the cluster with the tasks' environment; its tasks are sent to it
+    session = declared["spark-session"]
+    assert session.argv[session.argv.index("--master") + 1] == settings.spark_master_url
+    assert session.env["AIRFLOW_CONN_LONGTAIL_SPARK"] == settings.spark_connection()
+    conn = json.loads(settings.spark_connection())
+    assert conn["extra"]["session"] == "http://127.0.0.1:8083"
+
+
+def test_without_the_session_each_task_submits_its_own_driver(tmp_path: Path) -> None:
+    settings, _, declared = _declared(tmp_path, LONGTAIL_DEPLOY_SESSION="false")
+    assert not settings.session
+    assert "session" not in json.loads(settings.spark_connection())["extra"]
+    assert "spark-session" not in declared
 
 
 def test_health_checks(tmp_path: Path) -> None:
@@ -88,6 +103,7 @@ def test_health_checks(tmp_path: Path) -> None:
         "postgres": ["command"],
         "spark-master": ["spark_master"],
         "spark-worker": ["spark_worker"],
+        "spark-session": ["http"],
         "airflow-api-server": ["http"],
         "airflow-scheduler": ["airflow_component"],
         "airflow-dag-processor": ["airflow_component", "dag_parsed"],
@@ -102,12 +118,13 @@ def test_health_checks(tmp_path: Path) -> None:
     assert declared["airflow-dag-processor"].health[1].expect == "longtail_nightly"
     assert declared["spark-master"].health[0].target == "http://127.0.0.1:8081/json/"
     assert declared["spark-worker"].health[0].expect == "8082"
+    assert declared["spark-session"].health[0].target == "http://127.0.0.1:8083/health"
     assert Path(declared["postgres"].health[0].argv[0]).name == "pg_isready"
 
 
 def test_default_ports_and_loopback_binds(tmp_path: Path) -> None:
     settings, _, declared = _declared(tmp_path)
-    assert settings.ports == Ports(55432, 8080, 7077, 8081, 8082)
+    assert settings.ports == Ports(55432, 8080, 7077, 8081, 8082, 8083)
     binds = {b for svc in declared.values() for b in svc.binds}
     assert binds == {
         (LOOPBACK, 55432),
@@ -115,6 +132,7 @@ def test_default_ports_and_loopback_binds(tmp_path: Path) -> None:
         (LOOPBACK, 7077),
         (LOOPBACK, 8081),
         (LOOPBACK, 8082),
+        (LOOPBACK, 8083),
     }
     pg = declared["postgres"].argv
     assert pg[pg.index("-h") + 1] == LOOPBACK and pg[pg.index("-p") + 1] == "55432"
@@ -189,12 +207,12 @@ def test_airflow_environment(tmp_path: Path) -> None:
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "False"
     passwords = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     assert REPO not in passwords.parents
-    # the Spark connection: the standalone master, client mode
+    # the Spark connection: the standalone master, client mode, the stages in the session
     assert json.loads(env["AIRFLOW_CONN_LONGTAIL_SPARK"]) == {
         "conn_type": "spark",
         "host": "spark://127.0.0.1",
         "port": 7077,
-        "extra": {"deploy-mode": "client"},
+        "extra": {"deploy-mode": "client", "session": "http://127.0.0.1:8083"},
     }
     assert env["LONGTAIL_WAREHOUSE"] == str(settings.runtime / "warehouse")
     assert env["LONGTAIL_LANDING"] == str(REPO / "data" / "landing" / "sample")
