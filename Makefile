@@ -36,7 +36,7 @@ export PYSPARK_PYTHON := $(BIN)/python
 export PYSPARK_DRIVER_PYTHON := $(BIN)/python
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all bench-scale bench-seeds clean-data env bench-table \
+.PHONY: help venv sample airflow-db run test test-fast lint format bench bench-all bench-scale bench-seeds clean-data env bench-table bench-backfill \
   retention data-docs up down status
 
 help:
@@ -45,6 +45,7 @@ help:
 	@echo "make bench  DATASET=<name> | LANDING=<dir> [BENCH_NAME=name] [BENCH_ARGS=...]  benchmark"
 	@echo "make bench-seeds DATASET=<name> [SEEDS='42 43 44 45 46']  spread of published over learned-stage seeds"
 	@echo "make bench-scale [SCALE_FACTORS='1 4 16'] [SCALE_KEEP=1]  nightly DAG on generated shops of growing size"
+	@echo "make bench-backfill [NIGHTS=7]  the sample's night, and a backfill of its last nights through a scheduler"
 	@echo "            BENCH_ARGS e.g. --listing-dates auto|landing|first_event --protocol auto|temporal|user_holdout"
 	@echo "make retention [DS=YYYY-MM-DD] [KEEP_NIGHTS=30] [KEEP_PUBLISHED=n]        expire old nights now"
 	@echo "make data-docs [WAREHOUSE=dir]                                          rebuild the quality site"
@@ -108,6 +109,10 @@ bench-table: $(STAMP)
 bench-scale: $(STAMP) airflow-db
 	$(BIN)/python -m bench.scale $(if $(SCALE_FACTORS),--factors $(SCALE_FACTORS)) \
 	  $(if $(SCALE_KEEP),--keep)
+
+# the built-in sample's night, and a backfill of its last NIGHTS (7) days through a local scheduler
+bench-backfill: $(STAMP) airflow-db sample
+	$(BIN)/python -m bench.backfill $(if $(NIGHTS),--nights $(NIGHTS)) $(BENCH_ARGS)
 
 bench-all: $(STAMP)
 	for d in online-retail amazon-office-2014 ml-latest-small amazon-beauty-2014; do \

@@ -159,3 +159,21 @@ def test_second_night_round_trips_and_old_reports_read_without_it() -> None:
     night = {"wall_s": 4.0, "stages": {"score": 1.0}, "events_added": 7, "new_items": 3}
     run = scale.ScaleRun.from_dict({**entry, "second_night": night})
     assert scale.metrics([run])["scales"][0]["second_night"] == night
+
+
+def test_a_new_scale_report_keeps_the_backfill_benchs_figures(tmp_path: Path) -> None:
+    """`make bench-backfill` writes its keys into the same metrics.json; a later
+    `make bench-scale` rewrites the scales and keeps them, and drops nothing else it owns."""
+    scale.write_report([_run(1, 100, 200, score=20)], tmp_path)
+    path = tmp_path / "metrics.json"
+    report = json.loads(path.read_text())
+    report["sample_night_s"] = 88.5
+    report["backfill"] = {"nights": 7, "wall_s": 600.0}
+    report["stray"] = 1
+    path.write_text(json.dumps(report))
+    scale.write_report([_run(1, 100, 150, score=10)], tmp_path)
+    again = json.loads(path.read_text())
+    assert again["sample_night_s"] == 88.5
+    assert again["backfill"] == {"nights": 7, "wall_s": 600.0}
+    assert "stray" not in again
+    assert [s["wall_s"] for s in again["scales"]] == [150]

@@ -16,6 +16,7 @@ The tests share one warehouse and run in file order; each can also run alone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -228,8 +229,7 @@ def nightly(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nightly]:
     try:
         proc = _airflow_run(run, run.landing, "run-1.log")
         assert proc.returncode == 0, _explain(proc, base / "run-1.log")
-        run.first_output = proc.stdout
-        yield run
+        yield dataclasses.replace(run, first_output=proc.stdout)
     finally:  # the Spark session `make run` started for this Airflow home
         stop_server(base / "airflow" / "session")
 
@@ -771,11 +771,11 @@ def _scheduler_and_api(run: Nightly, deadline: float) -> Iterator[str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         # a longer SQLite busy timeout for the processes sharing the DB file
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "airflow_sqlite_args.CONNECT_ARGS",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "airflow_sqlite_args.CONNECT_ARGS",
-        "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO / "tests" / "reliability"), run.env.get("PYTHONPATH", "")) if p
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "bench.airflow_sqlite_args.CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": (
+            "bench.airflow_sqlite_args.CONNECT_ARGS"
         ),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), run.env.get("PYTHONPATH", "")) if p),
     }
     api = f"http://127.0.0.1:{port}"
     procs = []

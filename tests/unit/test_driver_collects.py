@@ -43,6 +43,8 @@ BOUNDED: dict[str, str] = {
     "longtail.stages.score.run.inspect": "recommendation counts per candidate source: a few rows",
     "longtail.stages.score._night_exposure": "one (item, count) row per item shown in the "
     "sample's top 10s, counted in Spark: items",
+    "longtail.session.server.SessionServer._between_stages": "the catalogue's tables and "
+    "temporary views, to drop the views a stage left: a handful of names",
 }
 
 # Not bounded, but inherent: implicit's ALS trains on one machine, so the interaction matrix
