@@ -59,9 +59,32 @@ def detect_format(path: str) -> str:
     )
 
 
-def _raw_columns(spark: SparkSession, path: str, fmt: str) -> list[str]:
+def safe_csv_header(line: str) -> list[str] | None:
+    """The column names Spark's CSV reader (header on, default options) gives a file whose first
+    line is `line`, or None when the line needs its parser (quotes, a byte-order mark).
+
+    Spark names an empty header field `_c<index>` and suffixes the index to every name that
+    appears twice ignoring case (`CSVUtils.makeSafeHeader`); checked against Spark itself in
+    tests/unit/test_landing_header.py. Without a Spark job per file: a landing folder of daily
+    files paid one job each, most of the ingest stage's jobs on a small shop.
+    """
+    if '"' in line or line.startswith("\ufeff"):
+        return None
+    names = line.split(",")
+    lower = [n.lower() for n in names if n]
+    twice = {n for n in lower if lower.count(n) > 1}
+    return [
+        f"_c{i}" if not n else f"{n}{i}" if n.lower() in twice else n for i, n in enumerate(names)
+    ]
+
+
+def _raw_columns(spark: SparkSession, path: str, fmt: str, fs: Fs | None = None) -> list[str]:
     try:
         if fmt == "csv":
+            line = (fs or Fs(spark, path)).first_line(path)
+            fast = safe_csv_header(line) if line else None
+            if fast is not None:
+                return fast
             return spark.read.option("header", True).csv(path).columns
         if fmt == "json":
             return spark.read.option("mode", "PERMISSIVE").json(path).columns
@@ -119,7 +142,7 @@ def read_landing_table(
     groups: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)
     for path in files:
         fmt = detect_format(path)
-        raw = _raw_columns(spark, path, fmt)
+        raw = _raw_columns(spark, path, fmt, fs)
         _check_columns(path, raw, required)
         groups[(fmt, tuple(raw))].append(path)
 

@@ -150,6 +150,24 @@ class Fs:
         finally:
             stream.close()
 
+    def first_line(self, uri: str) -> str | None:
+        """The file's first line, decompressed by the codec its name implies (as Spark's
+        readers do: .gz, .bz2, ...), UTF-8 with replacement; None for an empty file."""
+        path = self._path(uri)
+        stream = self._fs.open(path)
+        try:
+            codec = self._jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+                self._conf
+            ).getCodec(path)
+            source = codec.createInputStream(stream) if codec is not None else stream
+            reader = self._jvm.java.io.BufferedReader(
+                self._jvm.java.io.InputStreamReader(source, "UTF-8")
+            )
+            line = reader.readLine()
+            return None if line is None else str(line)
+        finally:
+            stream.close()
+
     def create_new(self, uri: str, text: str) -> bool:
         """Create uri holding text if it does not exist, atomically; False when it did exist."""
         path = self._path(uri)
