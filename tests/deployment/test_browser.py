@@ -175,7 +175,13 @@ def test_trigger_and_backfill_in_the_ui(
         no_backfill_running(deployed)  # Airflow allows one backfill of a DAG at a time
         page.goto(f"{ui}/dags/{DAG_ID}")
         page.get_by_role("button", name="Trigger Dag").click()
-        page.get_by_role("dialog").first.get_by_role("radio", name="Backfill").check(force=True)
+        trigger = page.get_by_role("dialog").filter(
+            has=page.get_by_role("heading", name=f"Trigger Dag - {DAG_ID}")
+        )
+        trigger.wait_for()
+        # the Backfill card, clicked where a user clicks it: its visible text (its radio input is
+        # visually hidden, and while the dialog opens it can lie outside the viewport)
+        trigger.get_by_text("Run this Dag for a range of dates").click()
         dialog = page.get_by_role("dialog").filter(
             has=page.get_by_role("heading", name=f"Run Backfill - {DAG_ID}")
         )
