@@ -27,6 +27,8 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 DAG_ID = "longtail_nightly"
+# by import path, for AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS(_ASYNC); needs REPO on PYTHONPATH
+SQLITE_CONNECT_ARGS = "bench.airflow_sqlite_args.CONNECT_ARGS"
 PROCESSES = (
     ("dag-processor", ["dag-processor"]),
     ("scheduler", ["scheduler"]),
@@ -40,16 +42,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def local_airflow_env(
-    home: Path,
-    landing: Path,
-    warehouse: Path,
-    port: int,
-    spark_conn: Mapping[str, Any] | None = None,
+def base_env(
+    home: Path, warehouse: Path, spark_conn: Mapping[str, Any] | None = None
 ) -> dict[str, str]:
-    """The environment of every process: this process's, less any Airflow or Longtail setting,
-    plus a private Airflow home, the DAG's landing and warehouse defaults and the Spark
-    connection (local[2] unless given)."""
+    """What every Airflow process started here gets: this process's environment less any Airflow
+    or Longtail setting, a private Airflow home, the DAGs, the warehouse as the DAG's default,
+    the Spark connection (local[2] unless given) and the Spark workers' settings."""
     venv_bin = str(Path(sys.executable).parent)
     env = {
         k: v
@@ -60,8 +58,36 @@ def local_airflow_env(
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
         AIRFLOW__CORE__PARALLELISM="2",
+        AIRFLOW_CONN_LONGTAIL_SPARK=json.dumps(
+            dict(spark_conn) if spark_conn else {"conn_type": "spark", "host": "local[2]"}
+        ),
+        LONGTAIL_RETRY_DELAY_S="1",
+        LONGTAIL_WAREHOUSE=str(warehouse),  # the DAG's param default and its assets' URIs
+        PATH=venv_bin + os.pathsep + env.get("PATH", ""),
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        SPARK_LOCAL_IP="127.0.0.1",
+        GX_ANALYTICS_ENABLED="false",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        OPENBLAS_NUM_THREADS="1",
+    )
+    return env
+
+
+def local_airflow_env(
+    home: Path,
+    landing: Path,
+    warehouse: Path,
+    port: int,
+    spark_conn: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """`base_env` plus what a scheduler, dag-processor and api-server on one SQLite file need,
+    and the landing as the DAG's default."""
+    env = base_env(home, warehouse, spark_conn)
+    env.update(
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
         # backfill runs only start for an unpaused DAG ...
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
         # ... and without this, unpausing it would also schedule today's nightly run
@@ -74,24 +100,11 @@ def local_airflow_env(
         AIRFLOW__API__SECRET_KEY=secrets.token_hex(16),
         AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_hex(32),
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
-        AIRFLOW_CONN_LONGTAIL_SPARK=json.dumps(
-            dict(spark_conn) if spark_conn else {"conn_type": "spark", "host": "local[2]"}
-        ),
         # a longer SQLite busy timeout for the four processes sharing the DB file
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS="bench.airflow_sqlite_args.CONNECT_ARGS",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC="bench.airflow_sqlite_args.CONNECT_ARGS",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS=SQLITE_CONNECT_ARGS,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC=SQLITE_CONNECT_ARGS,
         PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-        LONGTAIL_RETRY_DELAY_S="1",
-        LONGTAIL_LANDING=str(landing),  # the DAG's param defaults
-        LONGTAIL_WAREHOUSE=str(warehouse),
-        PATH=venv_bin + os.pathsep + env.get("PATH", ""),
-        PYSPARK_PYTHON=sys.executable,
-        PYSPARK_DRIVER_PYTHON=sys.executable,
-        SPARK_LOCAL_IP="127.0.0.1",
-        GX_ANALYTICS_ENABLED="false",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        OPENBLAS_NUM_THREADS="1",
+        LONGTAIL_LANDING=str(landing),  # the DAG's param default
     )
     return env
 

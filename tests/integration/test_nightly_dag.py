@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from bench.airflow_local import SQLITE_CONNECT_ARGS, base_env
 from longtail import consumer, reasons, registry
 from longtail.sample import SampleConfig, generate
 from longtail.session.client import stop_server
@@ -134,31 +135,9 @@ class Nightly:
 
 def _airflow_env(base: Path) -> dict[str, str]:
     """An isolated Airflow (own home, SQLite DB, connection from the environment)."""
-    venv_bin = str(Path(sys.executable).parent)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "LONGTAIL_"))
-    }
-    env.update(
-        AIRFLOW_HOME=str(base / "airflow"),
-        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__PARALLELISM="2",
-        # the example consumer must be unpaused when the first asset event arrives
-        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
-        AIRFLOW_CONN_LONGTAIL_SPARK='{"conn_type": "spark", "host": "local[2]"}',
-        LONGTAIL_RETRY_DELAY_S="1",
-        # the DAGs' asset URIs and param defaults: this test's warehouse
-        LONGTAIL_WAREHOUSE=str(base / "warehouse"),
-        PATH=venv_bin + os.pathsep + env.get("PATH", ""),
-        PYSPARK_PYTHON=sys.executable,
-        PYSPARK_DRIVER_PYTHON=sys.executable,
-        SPARK_LOCAL_IP="127.0.0.1",
-        GX_ANALYTICS_ENABLED="false",
-        HF_HUB_OFFLINE="1",
-        OPENBLAS_NUM_THREADS="1",
-    )
+    env = base_env(base / "airflow", base / "warehouse")
+    # the example consumer must be unpaused when the first asset event arrives
+    env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
     return env
 
 
@@ -771,10 +750,8 @@ def _scheduler_and_api(run: Nightly, deadline: float) -> Iterator[str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         # a longer SQLite busy timeout for the processes sharing the DB file
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "bench.airflow_sqlite_args.CONNECT_ARGS",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": (
-            "bench.airflow_sqlite_args.CONNECT_ARGS"
-        ),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": SQLITE_CONNECT_ARGS,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": SQLITE_CONNECT_ARGS,
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), run.env.get("PYTHONPATH", "")) if p),
     }
     api = f"http://127.0.0.1:{port}"
