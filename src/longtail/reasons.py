@@ -107,13 +107,17 @@ def _support(
     if source == "text_ngram" and space.ngram_vectors is not None:
         x = space.ngram_vectors
         return _best(_dense(x[hist] @ x[items].T))
+    # Only the rows at hand are widened to float64: widening the whole matrix here made every
+    # shopper's call cost the size of the catalogue (users x items over a night).
     if source in _TEXT_SOURCES or source == "text_ngram":
-        e = space.embeddings.astype(np.float64)
-        return _best(e[hist] @ e[items].T)
+        return _best(_rows64(space.embeddings, hist) @ _rows64(space.embeddings, items).T)
     if source == "als":
-        f = space.als_factors.astype(np.float64)
-        return _best(f[hist] @ f[items].T)
+        return _best(_rows64(space.als_factors, hist) @ _rows64(space.als_factors, items).T)
     raise ValueError(source)
+
+
+def _rows64(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return np.asarray(matrix[rows], dtype=np.float64)
 
 
 def _category_support(
