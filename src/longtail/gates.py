@@ -66,10 +66,12 @@ def pandas_max_rows() -> int:
     """Tables up to this many rows are validated on a pandas copy; larger ones inside Spark.
 
     GX on Spark runs several Spark jobs per expectation, seconds each however small the table;
-    the same suite on a pandas copy of a small table takes a fraction of a second. Set
+    the same suite on a pandas copy of a small table takes a fraction of a second. The
+    item_audiences suite on 874,500 rows: 13.4 s in Spark, 3.5 s on a pandas copy; a
+    copy of a million rows of a published table is a few hundred MB on the driver. Set
     LONGTAIL_GATE_PANDAS_MAX_ROWS=0 to validate everything in Spark.
     """
-    return int(os.environ.get("LONGTAIL_GATE_PANDAS_MAX_ROWS", "200000"))
+    return int(os.environ.get("LONGTAIL_GATE_PANDAS_MAX_ROWS", "1000000"))
 
 
 def run_suite(df: DataFrame, name: str, expectations: Sequence[Any]) -> dict:
