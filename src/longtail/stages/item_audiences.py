@@ -47,8 +47,11 @@ SCHEMA = StructType(
     [BLOCK_SCHEMA[C.ITEM_ID], StructField(C.RANK, IntegerType(), False), *BLOCK_SCHEMA.fields[1:]]
 )
 # Shoppers per Spark partition: the partition count follows the data, never the session, so the
-# blocks (and with them every answer) are the same on any cluster or schedule.
-USERS_PER_PARTITION = 20_000
+# blocks (and with them every answer) are the same on any cluster or schedule. Every block sends
+# up to k rows per target to the merge, so the rows shuffled are targets x k x blocks: both
+# grow with the shop, and small blocks made the merge grow as their product. A block of 100k
+# shoppers holds their 384-float profiles (150 MB) and one HNSW graph.
+USERS_PER_PARTITION = 100_000
 
 
 def merged(blocks: DataFrame, k: int) -> DataFrame:
