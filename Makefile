@@ -83,8 +83,11 @@ run: $(STAMP) airflow-db
 # The tests start hundreds of short Spark JVMs on tiny data: without the optimising JIT and with
 # the serial collector each takes about half the CPU (a test setting; production keeps defaults).
 test test-fast: export SPARK_SUBMIT_OPTS ?= -XX:TieredStopAtLevel=1 -XX:+UseSerialGC
+# TEST_WORKERS: pytest processes (xdist); a test file is one unit of work (tests/conftest.py).
+# TEST_WORKERS=0 runs every test in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) airflow-db
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

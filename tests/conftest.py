@@ -27,6 +27,13 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 LONG_ENV = "LONGTAIL_LONG_TESTS"
 
+# A pytest-xdist worker's __main__ has neither __spec__ nor __file__, which pyspark.sql.connect
+# (imported by Great Expectations) takes for a doctest run: without Spark Connect's optional
+# packages it then exits the process with status 0.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "pytest-xdist-worker"
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -37,7 +44,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+TESTS = Path(__file__).resolve().parent
+# Folders whose files share one costly session fixture that cannot be built twice at once: the
+# deployment's files share one deployment (its services and ports).
+SHARED_UNITS = {"deployment": "deployment"}
+
+
+def work_unit(path: Path) -> str:
+    """The unit of work a parallel run (`make test`: `pytest -n 2 --dist loadgroup`) gives one
+    worker: a test file, so its module fixtures are built once, or a folder in SHARED_UNITS."""
+    relative = path.resolve().relative_to(TESTS)
+    return SHARED_UNITS.get(relative.parts[0], relative.as_posix())
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(work_unit(Path(str(item.fspath)))))
     if config.getoption("long"):
         return
     skip = pytest.mark.skip(reason=f"long variant: {LONG_ENV}=1 make test")

@@ -89,7 +89,11 @@ def test_a_night_through_the_session_equals_the_in_process_night(
     health = client.health(server)
     assert health is not None and health["running"] is None
     assert health["stages_run"] >= len(registry.NAMES)
-    assert os.environ.get(RUN_ID_ENV) != "night-run"  # the task's environment stayed its own
+    # the run id was the stage's alone: a re-run sent without one does not inherit it
+    code, lines = _run(server, "quality", configs["quality"])
+    assert code == 0, lines[-20:]
+    rerun = read_json(wh / "quality_metrics" / f"ds={DS}" / "_manifest.json")
+    assert rerun["run_id"] not in ("night-run", ""), rerun["run_id"]
 
 
 def test_failures_keep_their_exit_codes_and_the_server_keeps_serving(
