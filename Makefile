@@ -41,7 +41,7 @@ export PATH := $(BIN):$(PATH)
 
 help:
 	@echo "make run    [DS=YYYY-MM-DD] [LANDING=dir] [WAREHOUSE=dir] [TOP_N=20]  nightly DAG on the sample"
-	@echo "make test   [PYTEST_ARGS=...]                                          the test suite"
+	@echo "make test   [PYTEST_ARGS=...] [TEST_WORKERS=2]                         the test suite"
 	@echo "make bench  DATASET=<name> | LANDING=<dir> [BENCH_NAME=name] [BENCH_ARGS=...]  benchmark"
 	@echo "make bench-seeds DATASET=<name> [SEEDS='42 43 44 45 46']  spread of published over learned-stage seeds"
 	@echo "make bench-scale [SCALE_FACTORS='1 4 16'] [SCALE_KEEP=1]  nightly DAG on generated shops of growing size"
