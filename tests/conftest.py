@@ -96,7 +96,7 @@ def spark() -> Iterator[Any]:
 # The reliability tests compare nights on two shuffle partitions (one per core of local[2]) with
 # others on 8 and on 1 (test_schedule_independence.py); every other test runs on one, the
 # fastest for their tiny inputs.
-RELIABILITY = Path(__file__).resolve().parent / "reliability"
+RELIABILITY = TESTS / "reliability"
 
 
 @pytest.fixture(autouse=True)
