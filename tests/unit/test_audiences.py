@@ -8,6 +8,7 @@ cosine of the angle between it and that direction times log(1 + the shopper's di
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,11 +63,11 @@ HISTORY = {
 }
 
 
-def _block(rows: dict[str, list[str]], k: int) -> pd.DataFrame:
+def _block(rows: dict[str, list[str]], k: int, chunk_users: int = 4096) -> pd.DataFrame:
     sp = space()
     items, is_new, _ = audiences.targets(sp, new_item_days=14)
     batch = users([{"user": u, "items": i} for u, i in rows.items()])
-    return audiences.block_audiences(batch, sp, items, is_new, k)
+    return audiences.block_audiences(batch, sp, items, is_new, k, chunk_users=chunk_users)
 
 
 def test_block_audiences_by_hand() -> None:
@@ -115,6 +116,31 @@ def test_merging_blocks_gives_the_single_block_answer() -> None:
     ]
 
 
+@pytest.mark.parametrize("chunk_users", [1, 2, 3])
+def test_a_block_searched_in_chunks_gives_the_whole_blocks_answer(chunk_users: int) -> None:
+    whole = _block(HISTORY, k=2)
+    pd.testing.assert_frame_equal(_block(HISTORY, k=2, chunk_users=chunk_users), whole)
+    # f's best two by hand: w (cos 40 x ln 3 = 0.84), then u (cos 5 x ln 2 = 0.69)
+    f = whole[whole[C.ITEM_ID] == "f"]
+    assert f[C.USER_ID].tolist() == ["w", "u"]
+    assert f[C.SCORE].tolist() == pytest.approx([_cos(40) * LN3, _cos(5) * LN2], rel=1e-5)
+
+
+def test_keep_best_merges_a_later_chunk_with_ties_to_the_lower_position() -> None:
+    pos = np.array([[0, 1, -1], [2, 3, 4]])
+    val = np.array([[0.9, 0.5, -np.inf], [0.8, 0.7, 0.6]], dtype=np.float32)
+    # row 0: 0.7 enters between, 0.5 ties the running 0.5 and goes after it (higher position);
+    # row 1: nothing beats its third best 0.6 (the tie at 0.6 loses), so it stays as it was
+    audiences.keep_best(
+        pos,
+        val,
+        np.array([[7, 8, -1], [9, -1, -1]]),
+        np.array([[0.7, 0.5, -np.inf], [0.6, -np.inf, -np.inf]], dtype=np.float32),
+    )
+    assert pos.tolist() == [[0, 7, 1], [2, 3, 4]]
+    assert val.ravel().tolist() == pytest.approx([0.9, 0.7, 0.5, 0.8, 0.7, 0.6])
+
+
 def test_merge_breaks_score_ties_by_the_lower_user_id() -> None:
     blocks = pd.DataFrame(
         {
@@ -149,20 +175,31 @@ def test_the_ngram_channel_scores_by_ngram_cosine() -> None:
 
 
 def test_spark_blocks_and_merge_equal_the_pandas_reference(spark: Any) -> None:
-    from longtail.stages.item_audiences import BLOCK_SCHEMA, merged
+    from longtail.stages.item_audiences import BLOCK_SCHEMA, merged, partition_audiences
 
     sp = space()
     items, is_new, _ = audiences.targets(sp, new_item_days=14)
     batch = users([{"user": u, "items": i} for u, i in HISTORY.items()]).drop(columns=[C.FACTORS])
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for b in batches:
-            found = audiences.block_audiences(b, sp, items, is_new, 3)
-            if len(found):
-                yield found
+        for found in partition_audiences(batches, sp, items, is_new, 3):
+            yield found.assign(block=uuid.uuid4().hex)
 
-    frame = spark.createDataFrame(batch).repartition(3, C.USER_ID).sortWithinPartitions(C.USER_ID)
-    got = merged(frame.mapInPandas(run, BLOCK_SCHEMA), 2).toPandas()
+    # Arrow batches of one shopper: each partition must still be searched as one block
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "1")
+    try:
+        frame = spark.createDataFrame(batch).repartition(2, C.USER_ID)
+        blocks = frame.sortWithinPartitions(C.USER_ID).mapInPandas(
+            run, f"{BLOCK_SCHEMA.simpleString()[7:-1]},block:string"
+        ).cache()
+        per_block = [r["count"] for r in blocks.groupBy("block").count().collect()]
+        got = merged(blocks.drop("block"), 2).toPandas()
+    finally:
+        spark.conf.set(key, before)
+    # one block per partition (not one per Arrow batch), each at most targets x 3 rows
+    assert 1 <= len(per_block) <= 2 and max(per_block) <= len(items) * 3
     got = got.sort_values([C.ITEM_ID, C.RANK]).reset_index(drop=True)
     expected = audiences.merge(audiences.block_audiences(batch, sp, items, is_new, 3), 2)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)

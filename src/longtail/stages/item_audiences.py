@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -27,6 +28,7 @@ from pyspark.sql.types import (
 from longtail import audiences, gates, tables
 from longtail import columns as C
 from longtail.config import ItemAudiencesConfig
+from longtail.fusion import ItemSpace
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
 from longtail.user_histories import fusion_users
@@ -54,6 +56,30 @@ SCHEMA = StructType(
 USERS_PER_PARTITION = 100_000
 
 
+def partition_audiences(
+    batches: Iterator[pd.DataFrame],
+    space: ItemSpace,
+    items: np.ndarray,
+    is_new: np.ndarray,
+    k: int,
+) -> Iterator[pd.DataFrame]:
+    """One Spark partition's answer: the partition is one block of shoppers.
+
+    mapInPandas hands a partition over in Arrow batches of a few thousand rows
+    (spark.sql.execution.arrow.maxRecordsPerBatch); searched batch by batch, every batch sent up
+    to k rows per target to the merge, so the rows shuffled grew as targets x shoppers (4x shop:
+    17.5M rows for an 875k-row table). The batches are joined first, so a partition sends at
+    most targets x k rows.
+    """
+    frames = [b for b in batches if len(b)]
+    if not frames:
+        return
+    block = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    found = audiences.block_audiences(block, space, items, is_new, k, space.index)
+    if len(found):
+        yield found
+
+
 def merged(blocks: DataFrame, k: int) -> DataFrame:
     """Spark version of audiences.merge: per item the k best rows, ties to the lower user id."""
     w = Window.partitionBy(C.ITEM_ID).orderBy(F.desc(C.SCORE), F.asc(C.USER_ID))
@@ -73,11 +99,7 @@ def run(spark: SparkSession, cfg: ItemAudiencesConfig) -> dict[str, Any]:
 
     def run_blocks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         sp, its, new = bc.value
-        index = sp.index
-        for batch in batches:
-            found = audiences.block_audiences(batch, sp, its, new, k, index)
-            if len(found):
-                yield found
+        yield from partition_audiences(batches, sp, its, new, k)
 
     parts = max(1, math.ceil(n_users / USERS_PER_PARTITION))
     users = fusion_users(interactions, None)
