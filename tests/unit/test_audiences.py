@@ -191,9 +191,11 @@ def test_spark_blocks_and_merge_equal_the_pandas_reference(spark: Any) -> None:
     spark.conf.set(key, "1")
     try:
         frame = spark.createDataFrame(batch).repartition(2, C.USER_ID)
-        blocks = frame.sortWithinPartitions(C.USER_ID).mapInPandas(
-            run, f"{BLOCK_SCHEMA.simpleString()[7:-1]},block:string"
-        ).cache()
+        blocks = (
+            frame.sortWithinPartitions(C.USER_ID)
+            .mapInPandas(run, f"{BLOCK_SCHEMA.simpleString()[7:-1]},block:string")
+            .cache()
+        )
         per_block = [r["count"] for r in blocks.groupBy("block").count().collect()]
         got = merged(blocks.drop("block"), 2).toPandas()
     finally:
