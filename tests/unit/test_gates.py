@@ -14,6 +14,7 @@ from longtail.gates import (
     GateFailed,
     gate_catalogue,
     gate_cooccurrence,
+    gate_item_audiences,
     gate_item_stats,
     gate_recommendations,
     gate_similar,
@@ -165,3 +166,58 @@ def test_gate_similar_passes_and_names_each_broken_rule(spark):
         gate_similar(spark.createDataFrame(bad, SIMILAR), n_items=2, k=2)
     assert "column=_self" in str(failed.value)  # a is its own similar item
     assert "column=_drop" in str(failed.value)  # a's score rises from rank 1 to 2
+
+
+AUDIENCE = (
+    "item_id string, rank int, user_id string, score double, is_new boolean, reason_item_id string"
+)
+HISTORY = "user_id string, item_id string, exclude boolean"
+
+
+def _audiences(spark, rows):
+    return spark.createDataFrame(rows, AUDIENCE)
+
+
+def test_gate_item_audiences_passes_on_a_correct_table(spark):
+    df = _audiences(
+        spark,
+        [
+            ("n1", 1, "u1", 0.9, True, "h1"),
+            ("n1", 2, "u2", 0.9, True, "h2"),  # equal scores are fine
+            ("n1", 3, "u3", 0.1, True, None),
+            ("n2", 1, "u1", 0.5, True, "h1"),  # shorter than k: fine
+        ],
+    )
+    # u3 viewed n1 without owning it (exclude false): may be in its audience
+    history = spark.createDataFrame([("u3", "n1", False), ("u1", "x", True)], HISTORY)
+    summary = gate_item_audiences(df, 3, ["n1", "n2", "n3"], history)
+    assert summary["success"] is True
+    assert all(e["success"] for e in summary["expectations"])
+
+
+def test_gate_item_audiences_fails_on_each_broken_rule(spark):
+    df = _audiences(
+        spark,
+        [
+            ("n1", 1, "u1", 0.9, True, "h1"),
+            ("n1", 2, "u1", 0.8, True, "h1"),  # u1 twice in n1's audience
+            ("n1", 2, "u2", 0.7, True, "h2"),  # rank 2 twice
+            ("n2", 1, "u3", 0.2, True, None),
+            ("n2", 2, "u4", 0.6, True, None),  # score rises with rank; u4 owns n2
+            ("old", 1, "u1", 0.5, False, "h1"),  # not a target
+            ("n3", 2, "u1", 0.5, True, "h1"),  # a gap: n3's only row has rank 2
+        ],
+    )
+    history = spark.createDataFrame([("u4", "n2", True)], HISTORY)
+    with pytest.raises(GateFailed) as err:
+        gate_item_audiences(df, 3, ["n1", "n2", "n3"], history)
+    msg = str(err.value)
+    failed = {f.split("(")[1].split(",")[0] for f in msg.split(": ", 1)[1].split("; ")}
+    assert failed == {
+        "column=_rank_repeated",
+        "column=_user_repeated",
+        "column=_score_drop",
+        "column=_owned",
+        "column=_target",
+        "column=_rank_ok",
+    }, msg
