@@ -18,7 +18,7 @@ DRIVER_CALLS = frozenset({"toPandas", "collect", "toLocalIterator", "toArrow"})
 
 # Bounded by the catalogue (items) or by a constant.
 BOUNDED: dict[str, str] = {
-    "longtail.gates._run_suite": "a pandas copy only of tables with at most "
+    "longtail.gates._validate": "a pandas copy only of tables with at most "
     "LONGTAIL_GATE_PANDAS_MAX_ROWS rows (1M); larger ones are validated in Spark",
     "longtail.stages.clean._account": "quarantine counts per (table, reason): a handful of rows",
     "longtail.stages.content._run": "the catalogue, and the distinct text hashes already in the "
