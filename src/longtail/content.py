@@ -211,9 +211,29 @@ def embed_batches(
     batches: Iterator[pd.DataFrame], model: str, device: str, batch_size: int
 ) -> Iterator[pd.DataFrame]:
     """mapInPandas body: (text_hash, text) -> (text_hash, embedding); `device` may be "auto",
-    resolved here, where the encoding runs (a GPU executor under a CPU driver uses its GPU)."""
-    for batch in batches:
-        if len(batch) == 0:
-            continue
-        vectors = embed(batch["text"].tolist(), model, device, batch_size)
-        yield pd.DataFrame({"text_hash": batch["text_hash"].to_numpy(), "embedding": list(vectors)})
+    resolved here, where the encoding runs (a GPU executor under a CPU driver uses its GPU).
+
+    The partition's Arrow batches (a few thousand rows each) are encoded together: `embed` fills
+    each token length's last batch of `batch_size` with copies, so encoding Arrow batch by Arrow
+    batch paid that padding once per length per Arrow batch (16x scale shop: 4.33M token rows
+    for 3.29M real ones, 3.36M when each partition is encoded whole). The vectors are the same
+    either way: a text's vector does not depend on its companions.
+    """
+    frames = [b for b in batches if len(b)]
+    if not frames:
+        return
+    batch = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    vectors = embed(batch["text"].tolist(), model, device, batch_size)
+    yield pd.DataFrame({"text_hash": batch["text_hash"].to_numpy(), "embedding": list(vectors)})
+
+
+def token_counts(texts: list[str], model: str, chunk: int = 4096) -> np.ndarray:
+    """Tokens per text under the encoder's tokenizer, special tokens left out (no weights
+    loaded): the driver groups texts of equal length into one Spark partition with it."""
+    tokenize, _ = _tokenizer(_transformer_folder(Path(resolve_model(model))))
+    out = [
+        len(ids)
+        for start in range(0, len(texts), chunk)
+        for ids in tokenize(texts[start : start + chunk])
+    ]
+    return np.asarray(out, dtype=np.int64)

@@ -105,3 +105,31 @@ def test_default_vectors_do_not_depend_on_batch_companions() -> None:
         assert np.array_equal(alone[0], together[i]), texts[i]
     reordered = content.embed(texts[::-1], cfg.model, "cpu", cfg.batch_size)
     assert np.array_equal(reordered[::-1], together)
+
+
+def test_a_partition_is_encoded_whole_with_the_same_vectors() -> None:
+    """Arrow hands a partition over in batches; they are encoded as one, one frame out, and every
+    vector is the one the text gets alone."""
+    from longtail.config import ContentConfig
+
+    cfg = ContentConfig(ds="2024-05-01", warehouse="/tmp/unused")
+    texts = ["Blue ceramic mug", "Red ceramic mug", "Green ceramic mug", "Oak desk lamp"]
+    frame = pd.DataFrame({"text_hash": [f"h{i}" for i in range(4)], "text": texts})
+    arrow_batches = [frame.iloc[:1], frame.iloc[1:3], frame.iloc[3:0], frame.iloc[3:]]
+    out = list(content.embed_batches(iter(arrow_batches), cfg.model, "cpu", cfg.batch_size))
+    assert len(out) == 1 and out[0]["text_hash"].tolist() == ["h0", "h1", "h2", "h3"]
+    for text, vector in zip(texts, out[0]["embedding"], strict=True):
+        assert np.array_equal(vector, content.embed([text], cfg.model, "cpu", cfg.batch_size)[0])
+    assert list(content.embed_batches(iter([frame.iloc[:0]]), cfg.model, "cpu", 32)) == []
+
+
+def test_token_counts_are_the_encoders_lengths_without_special_tokens() -> None:
+    from longtail.config import ContentConfig
+
+    model = ContentConfig(ds="2024-05-01", warehouse="/tmp/unused").model
+    texts = ["Blue ceramic mug", "stainless steel travel kettle, 1.7 litres", "x"]
+    encoder = content.load_encoder(model, "cpu")
+    # [CLS] and [SEP] around every text; none of these is truncated
+    expected = content.token_lengths(encoder, texts) - 2
+    assert content.token_counts(texts, model).tolist() == expected.tolist()
+    assert content.token_counts(["Blue ceramic mug"], model).tolist() == [3]
