@@ -55,3 +55,28 @@ def test_spark_and_pandas_user_frames_agree(spark: Any, with_factors: bool) -> N
     assert got[fusion.HIST_ITEMS].tolist()[0].tolist() == ["a", "b", "c"]  # sorted by item id
     for spark_ts, pandas_ts in zip(got[fusion.HIST_TS], want[fusion.HIST_TS], strict=True):
         assert np.argsort(spark_ts).tolist() == np.argsort(pandas_ts).tolist()
+
+
+def test_text_profiles_equal_the_whole_matrix_product_and_skip_empty_shoppers() -> None:
+    """Touching only the history items' vectors gives the product over the whole matrix, bit for
+    bit (float64 products of the same terms in the same order), normalised."""
+    import numpy as np
+    from scipy.sparse import diags
+    from scipy.sparse import random as sparse_random
+
+    from longtail.fusion.history import text_profiles
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    hist = sparse_random(40, 500, density=0.02, format="csr", random_state=4, dtype=np.float64)
+    hist.data = np.log1p(hist.data * 5)
+    keep = np.ones(40)
+    keep[[0, 7]] = 0  # two shoppers without any history item
+    hist = (diags(keep) @ hist).tocsr()
+    hist.eliminate_zeros()
+    whole = np.asarray(hist @ vectors, dtype=np.float32)  # the widened whole-matrix product
+    norms = np.linalg.norm(whole, axis=1)
+    profile, has = text_profiles(hist, vectors)
+    assert has.tolist() == (norms > 0).tolist() and (~has).any()
+    assert np.array_equal(profile[has], whole[has] / norms[has][:, None])
+    assert not profile[~has].any()
