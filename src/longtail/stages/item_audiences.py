@@ -52,7 +52,8 @@ SCHEMA = StructType(
 # blocks (and with them every answer) are the same on any cluster or schedule. Every block sends
 # up to k rows per target to the merge, so the rows shuffled are targets x k x blocks: both
 # grow with the shop, and small blocks made the merge grow as their product. A block of 100k
-# shoppers holds their 384-float profiles (150 MB) and one HNSW graph.
+# shoppers holds their histories and its targets' running top k; its shoppers are scored a chunk
+# at a time (audiences.CHUNK_USERS).
 USERS_PER_PARTITION = 100_000
 
 
