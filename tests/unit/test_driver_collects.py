@@ -18,8 +18,10 @@ DRIVER_CALLS = frozenset({"toPandas", "collect", "toLocalIterator", "toArrow"})
 
 # Bounded by the catalogue (items) or by a constant.
 BOUNDED: dict[str, str] = {
-    "longtail.gates._validate": "a pandas copy only of tables with at most "
+    "longtail.gates._run_suite": "a pandas copy only of tables with at most "
     "LONGTAIL_GATE_PANDAS_MAX_ROWS rows (1M); larger ones are validated in Spark",
+    "longtail.gates.small_copy": "at most LONGTAIL_GATE_PANDAS_MAX_ROWS + 1 rows (a limit in "
+    "Spark), of a frame planned under 16 MiB",
     "longtail.stages.clean._account": "quarantine counts per (table, reason): a handful of rows",
     "longtail.stages.content._run": "the catalogue, and the distinct text hashes already in the "
     "embedding cache (one per item text): items",

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import pytest
 
+from longtail import gates
 from longtail.gates import (
     GateFailed,
     gate_catalogue,
@@ -18,6 +19,7 @@ from longtail.gates import (
     gate_item_stats,
     gate_recommendations,
     gate_similar,
+    small_copy,
 )
 
 RECS = (
@@ -221,3 +223,23 @@ def test_gate_item_audiences_fails_on_each_broken_rule(spark):
         "column=_target",
         "column=_rank_ok",
     }, msg
+
+
+def test_small_copy_is_the_whole_frame_or_nothing(spark, monkeypatch, engine):
+    df = spark.range(10).selectExpr("id", "id * 3 AS triple")
+    copy = small_copy(df, 10)
+    assert sorted(copy["id"].tolist()) == list(range(10))
+    assert (copy["triple"] == copy["id"] * 3).all()
+    assert small_copy(df, 9) is None  # one row over the cap: the general path decides
+    assert small_copy(df, 0) is None  # LONGTAIL_GATE_PANDAS_MAX_ROWS=0: always Spark
+    monkeypatch.setattr(gates, "SMALL_PLAN_BYTES", 8 * 10 - 1)  # Spark plans range(10) at 80 B
+    assert small_copy(df, 10) is None
+
+
+def test_a_table_over_the_pandas_cap_gets_the_same_verdict_in_spark(spark, monkeypatch, engine):
+    monkeypatch.setenv("LONGTAIL_GATE_PANDAS_MAX_ROWS", "1")
+    good = spark.createDataFrame([("a", "t"), ("b", "u")], "item_id string, title string")
+    assert gate_catalogue(good)["success"] is True
+    bad = spark.createDataFrame([("a", "t"), ("a", "u")], "item_id string, title string")
+    with pytest.raises(GateFailed, match="expect_column_values_to_be_unique"):
+        gate_catalogue(bad)

@@ -30,10 +30,13 @@ class Fs:
         self._jvm = spark._jvm  # type: ignore[attr-defined]
         self._gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]
         self._conf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+        # The class, looked up once: py4j resolves each name of `_jvm.org.apache...` with its
+        # own call to the JVM, and a night builds about 1,500 paths.
+        self._path_class = self._jvm.org.apache.hadoop.fs.Path
         self._fs = self._path(uri).getFileSystem(self._conf)
 
     def _path(self, uri: str) -> Any:
-        return self._jvm.org.apache.hadoop.fs.Path(uri)
+        return self._path_class(uri)
 
     def exists(self, uri: str) -> bool:
         return bool(self._fs.exists(self._path(uri)))
