@@ -75,6 +75,17 @@ def long_tests(pytestconfig: pytest.Config) -> bool:
     return bool(pytestconfig.getoption("long"))
 
 
+# Expressions interpreted, not compiled to Java: on test-sized inputs compiling the generated code
+# costs more than running it (the two standard test nights: 46 + 33 s compiled, 42 + 28 s
+# interpreted, the same published bytes). Spark's own test suites run both modes. The production
+# (compiled) path is still what the session-server, Airflow and deployment tests run, and
+# test_session_server compares a night there with the same night in this session.
+INTERPRETED = {
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -87,7 +98,11 @@ def spark() -> Iterator[Any]:
     # each first-run query (results are the same either way). Shuffle partitions: see below.
     session = get_spark(
         "longtail-tests",
-        extra={"spark.sql.shuffle.partitions": "2", "spark.sql.adaptive.enabled": "false"},
+        extra={
+            **INTERPRETED,
+            "spark.sql.shuffle.partitions": "2",
+            "spark.sql.adaptive.enabled": "false",
+        },
     )
     yield session
     session.stop()
