@@ -85,8 +85,11 @@ def session_connection(home: Path, environ: dict[str, str]) -> dict[str, str]:
         return {}  # the connection already names a server
     idle = int(environ.get("LONGTAIL_SESSION_IDLE_EXIT_S", DEFAULT_IDLE_EXIT_S))
     t0 = time.time()
-    url = ensure_server(home / "session", str(conn["host"]), idle_exit_s=idle, env=environ)
-    print(f"longtail: Spark session at {url} ({time.time() - t0:.0f}s to reach)", flush=True)
+    # Not waited for: the session starts while Airflow does, and the first stage waits for it.
+    url = ensure_server(
+        home / "session", str(conn["host"]), idle_exit_s=idle, env=environ, wait=False
+    )
+    print(f"longtail: Spark session at {url} (answered in {time.time() - t0:.0f}s)", flush=True)
     return {var: json.dumps({**conn, "extra": {**extra, SESSION_EXTRA: url}})}
 
 

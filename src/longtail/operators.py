@@ -93,7 +93,7 @@ class StageSubmitOperator(SparkSubmitOperator):
 
     def execute(self, context: Any) -> None:
         url = self.session_url()
-        if url and session_client.health(url) is None:
+        if url and session_client.wait_until_up(url) is None:
             # a dead server must not stop the night: this task brings its own driver
             self.log.warning("no session server answers at %s: spark-submit instead", url)
             url = None

@@ -58,6 +58,12 @@ def _expected(users: list[str]) -> list[tuple]:
     return sorted(out)
 
 
+def _temp_views(spark: Any) -> set[str]:
+    """The session's temporary views. SHOW VIEWS, not catalog.listTables(): the tests' session
+    interprets expressions (tests/conftest.py), and Spark cannot decode listTables' rows so."""
+    return {r.viewName for r in spark.sql("SHOW VIEWS").collect() if r.isTemporary}
+
+
 def test_sql_inputs_are_bound_per_call_not_by_session_view_names(spark: Any) -> None:
     """A view that another night (or a user) registered as `silver_events` is neither read nor
     replaced."""
@@ -65,13 +71,13 @@ def test_sql_inputs_are_bound_per_call_not_by_session_view_names(spark: Any) -> 
     decoy = _events(spark, theirs)
     decoy.createOrReplaceTempView("silver_events")
     try:
-        before = {v.name for v in spark.catalog.listTables() if v.isTemporary}
+        before = _temp_views(spark)
         result = build_interactions(_events(spark, mine))
         assert _interaction_rows(result) == _expected(mine)
         assert _interaction_rows(build_interactions(spark.table("silver_events"))) == _expected(
             theirs
         )
-        after = {v.name for v in spark.catalog.listTables() if v.isTemporary}
+        after = _temp_views(spark)
         assert after == before  # nothing left registered in the session by the call
     finally:
         spark.catalog.dropTempView("silver_events")

@@ -156,8 +156,13 @@ def test_the_operator_sends_its_stage_to_the_connections_session(
 def test_a_server_that_dies_mid_stage_fails_the_task_retryably(
     standard_landing: Path, tmp_path: Path
 ) -> None:
+    """Also: a server started without waiting answers at once, says it is starting, and a stage
+    sent meanwhile waits for the session, then runs."""
     folder = tmp_path / "session"
-    url = ensure_server(folder, MASTER, idle_exit_s=0)
+    url = ensure_server(folder, MASTER, idle_exit_s=0, wait=False)
+    first = client.status(url)  # a JVM takes seconds to start, the answer a fraction of one
+    assert first is not None and first["starting"] and not first["ok"], first
+    assert client.health(url) is None  # not healthy yet, but not gone: the operator waits
     pid = client.read_state(folder)["pid"]  # type: ignore[index]
     cfg = _configs(standard_landing, tmp_path / "wh", NIGHTS[0])["ingest"]
     started = threading.Event()

@@ -45,14 +45,34 @@ def _request(url: str, path: str, payload: Any = None, timeout: float | None = 1
     return urllib.request.urlopen(req, timeout=timeout)
 
 
-def health(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
-    """The server's health answer, or None when nothing healthy answers at `url`."""
+def status(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The server's answer to /health (`ok`, or `starting` while its Spark session starts), or
+    None when nothing answers at `url`."""
     try:
         with _request(url, "/health", timeout=timeout) as resp:
             body = json.loads(resp.read())
     except (OSError, ValueError):
         return None
-    return body if isinstance(body, dict) and body.get("ok") else None
+    return body if isinstance(body, dict) else None
+
+
+def health(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The server's health answer, or None when nothing healthy answers at `url`."""
+    body = status(url, timeout)
+    return body if body is not None and body.get("ok") else None
+
+
+def wait_until_up(url: str, timeout_s: float = START_TIMEOUT_S) -> dict[str, Any] | None:
+    """The health answer once the server at `url` is up; while it says it is starting, wait (up
+    to timeout_s). None at once when nothing answers: a dead server is not waited for."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = status(url)
+        if body is None or body.get("ok"):
+            return body
+        if not body.get("starting") or time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)
 
 
 def run_stage(
@@ -110,17 +130,19 @@ def ensure_server(
     idle_exit_s: int = DEFAULT_IDLE_EXIT_S,
     python: str | None = None,
     env: Mapping[str, str] | None = None,
+    wait: bool = True,
 ) -> str:
     """The URL of a healthy server for `master` whose state lives in `folder`; start one if none.
 
     A server found there for another master is stopped first (a session's master is fixed when
     its JVM starts). The new server writes its log to `folder`/server.log and exits after
-    `idle_exit_s` seconds without a stage.
+    `idle_exit_s` seconds without a stage. wait=False: return as soon as the new server answers,
+    while its Spark session is still starting (stages sent meanwhile wait for it).
     """
     folder.mkdir(parents=True, exist_ok=True)
     state = read_state(folder)
     if state is not None:
-        found = health(state["url"])
+        found = wait_until_up(state["url"])
         if found is not None and found.get("master") == master:
             return str(state["url"])
         if found is not None:
@@ -154,9 +176,11 @@ def ensure_server(
             tail = (folder / "server.log").read_text(errors="replace")[-3000:]
             raise SessionUnavailable(f"the session server exited with {proc.returncode}:\n{tail}")
         state = read_state(folder)
-        if state is not None and health(state["url"]) is not None:
-            return str(state["url"])
-        time.sleep(0.5)
+        if state is not None:
+            body = status(state["url"])
+            if body is not None and (body.get("ok") or not wait):
+                return str(state["url"])
+        time.sleep(0.2 if not wait else 0.5)
     proc.terminate()
     raise SessionUnavailable(f"the session server did not start in {START_TIMEOUT_S:.0f} s")
 
@@ -172,5 +196,5 @@ def stop_server(folder: Path, timeout_s: float = 60.0) -> bool:
 
 def _wait_gone(url: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and health(url, timeout=1.0) is not None:
+    while time.monotonic() < deadline and status(url, timeout=1.0) is not None:
         time.sleep(0.3)

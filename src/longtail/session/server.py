@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib
 import io
 import json
 import logging
@@ -116,7 +117,11 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
 
 
 class SessionServer:
-    """One Spark session; `run` executes one stage at a time and reports its exit code."""
+    """One Spark session; `run` executes one stage at a time and reports its exit code.
+
+    The server answers before its Spark session exists (`spark` None, health `starting`), so a
+    caller can start it and go on with its own start-up (`make run` starts Airflow meanwhile);
+    a stage that arrives then waits for the session (`ready`)."""
 
     def __init__(self, spark: Any, master: str, idle_exit_s: float) -> None:
         self.spark, self.master, self.idle_exit_s = spark, master, idle_exit_s
@@ -125,10 +130,18 @@ class SessionServer:
         self.stages_run = 0
         self.last_active = time.monotonic()
         self.stopping = threading.Event()
+        self.started = threading.Event()
+        if spark is not None:
+            self.started.set()
+
+    def ready(self, spark: Any) -> None:
+        self.spark, self.last_active = spark, time.monotonic()
+        self.started.set()
 
     def health(self) -> dict[str, Any]:
         return {
-            "ok": True,
+            "ok": self.started.is_set(),
+            "starting": not self.started.is_set(),
             "pid": os.getpid(),
             "master": self.master,
             "stages_run": self.stages_run,
@@ -136,7 +149,7 @@ class SessionServer:
         }
 
     def cancel(self) -> None:
-        if self.running is not None:
+        if self.running is not None and self.spark is not None:
             log.warning("cancelling the Spark jobs of %s", self.running)
             self.spark.sparkContext.cancelAllJobs()
 
@@ -147,6 +160,10 @@ class SessionServer:
         if stage not in registry.BY_NAME:
             sink.write(f"unknown stage {stage!r}; stages: {', '.join(registry.NAMES)}\n")
             return PERMANENT_EXIT_CODE
+        while not self.started.wait(1.0):  # the session is still starting
+            if self.stopping.is_set():
+                sink.write("the session server stopped before its Spark session started\n")
+                return 1
         with self.run_lock:
             self.running, self.last_active = stage, time.monotonic()
             started = time.time()
@@ -177,7 +194,8 @@ class SessionServer:
 
     def idle_too_long(self) -> bool:
         idle = time.monotonic() - self.last_active
-        return self.running is None and self.idle_exit_s > 0 and idle > self.idle_exit_s
+        started = self.started.is_set()
+        return started and self.running is None and self.idle_exit_s > 0 and idle > self.idle_exit_s
 
 
 def _handler(server: SessionServer) -> type[BaseHTTPRequestHandler]:
@@ -242,6 +260,31 @@ def _write_state(folder: Path, state: dict[str, Any]) -> None:
     tmp.replace(folder / STATE_FILE)
 
 
+def _remove_state(folder: Path) -> None:
+    """Remove the state file if it is this process's."""
+    state = folder / STATE_FILE
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(state.read_text()).get("pid") == os.getpid():
+            state.unlink()
+
+
+# Imported once the session is up, while the server waits for its first stage: each costs a
+# stage seconds the first time (Great Expectations about 2-4 s at the first gate, LightGBM and
+# the tokenizer less), and a server is usually idle at first while Airflow starts its tasks.
+PRELOAD = ("great_expectations", "lightgbm", "implicit", "transformers")
+
+
+def preload_modules(names: tuple[str, ...] = PRELOAD) -> None:
+    """Import the stages' heavy modules ahead of them (best effort: a stage imports what it
+    needs anyway; Python's import lock makes a stage importing the same module wait for it)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a missing optional module is the stage's to report
+            log.info("preloading %s failed: %s", name, exc)
+
+
 def start_spark(master: str) -> Any:
     """The driver, started like a spark-submit task for `master` (bind address, executors' env)."""
     from longtail import runtime_env
@@ -271,8 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
-    spark = start_spark(args.master)
-    server = SessionServer(spark, args.master, args.idle_exit_s)
+    server = SessionServer(None, args.master, args.idle_exit_s)
     httpd = ThreadingHTTPServer((args.host, args.port), _handler(server))
     httpd.daemon_threads = True
     host, port = httpd.server_address[:2]
@@ -281,7 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=httpd.serve_forever, name="session-http", daemon=True).start()
     args.state_dir.mkdir(parents=True, exist_ok=True)
     _write_state(args.state_dir, {"url": url, "pid": os.getpid(), "master": args.master})
-    log.info("session server for %s at %s (pid %d)", args.master, url, os.getpid())
+    log.info("session server for %s at %s (pid %d): starting Spark", args.master, url, os.getpid())
+    try:
+        spark = start_spark(args.master)
+    except BaseException:
+        server.stopping.set()
+        _remove_state(args.state_dir)
+        raise
+    server.ready(spark)
+    threading.Thread(target=preload_modules, name="session-preload", daemon=True).start()
+    log.info("Spark session ready for %s", args.master)
     try:
         while not server.stopping.wait(1.0):
             if server.idle_too_long():
@@ -291,10 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stopping.set()
         with server.run_lock:  # a running stage finishes first
             httpd.shutdown()
-        state = args.state_dir / STATE_FILE
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(state.read_text()).get("pid") == os.getpid():
-                state.unlink()
+        _remove_state(args.state_dir)
         # the JVM may be gone already (a SIGTERM to the process group reaches it too)
         with contextlib.suppress(Exception):
             spark.stop()
