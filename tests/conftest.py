@@ -78,8 +78,9 @@ def long_tests(pytestconfig: pytest.Config) -> bool:
 # Expressions interpreted, not compiled to Java: on test-sized inputs compiling the generated code
 # costs more than running it (the two standard test nights: 46 + 33 s compiled, 42 + 28 s
 # interpreted, the same published bytes). Spark's own test suites run both modes. The production
-# (compiled) path is still what the session-server, Airflow and deployment tests run, and
-# test_session_server compares a night there with the same night in this session.
+# (compiled) path is still what the session-server, Airflow and deployment tests and the one-core
+# night of test_schedule_independence run; the session-server and one-core tests compare their
+# tables with the reference nights built in this session.
 INTERPRETED = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
