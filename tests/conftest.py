@@ -78,13 +78,17 @@ def long_tests(pytestconfig: pytest.Config) -> bool:
 # Expressions interpreted, not compiled to Java: on test-sized inputs compiling the generated code
 # costs more than running it (the two standard test nights: 46 + 33 s compiled, 42 + 28 s
 # interpreted, the same published bytes). Spark's own test suites run both modes. The production
-# (compiled) path is still what the session-server, Airflow and deployment tests and the one-core
-# night of test_schedule_independence run; the session-server and one-core tests compare their
-# tables with the reference nights built in this session.
+# (compiled) path is still what the deployment tests (their own LONGTAIL_SPARK_CONF in make test)
+# and the one-core night of test_schedule_independence run; that test compares its tables with
+# the reference nights built in this session.
 INTERPRETED = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
+# The session servers and `make run`s the tests start read their stages' Spark settings from
+# LONGTAIL_SPARK_CONF (spark_launch.submit_settings): the same, unless the caller set its own.
+# run_nights.py (the one-core night) does not read it, so one end-to-end night still compiles.
+os.environ.setdefault("LONGTAIL_SPARK_CONF", json.dumps(INTERPRETED))
 
 
 @pytest.fixture(scope="session")

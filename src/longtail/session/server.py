@@ -187,9 +187,11 @@ class SessionServer:
         """Nothing of one stage stays for the next: cached tables, temporary views, garbage."""
         with contextlib.suppress(Exception):
             self.spark.catalog.clearCache()
-            for table in self.spark.catalog.listTables():
-                if table.isTemporary:
-                    self.spark.catalog.dropTempView(table.name)
+            # SHOW VIEWS rather than catalog.listTables(): Spark cannot decode listTables' rows
+            # when expressions are interpreted (spark.sql.codegen.factoryMode=NO_CODEGEN).
+            for view in self.spark.sql("SHOW VIEWS").collect():
+                if view.isTemporary:
+                    self.spark.catalog.dropTempView(view.viewName)
         gc.collect()
 
     def idle_too_long(self) -> bool:
