@@ -1,7 +1,8 @@
 """Talk to a session server, and start one when none runs (stdlib only: the operator imports it).
 
 The wire protocol is plain HTTP on the loopback address (or wherever the server listens):
-- `GET /health`: JSON {"ok", "pid", "master", "stages_run", "running"};
+- `GET /health`: JSON {"ok", "starting", "pid", "master", "stages_run", "running"}; `starting`
+  (and not `ok`) while the server's Spark session starts;
 - `POST /run` with JSON {"stage", "args", "env"}: the stage's log as text lines, then one last
   line `EXIT_MARK <code>`; a response without that line means the server died mid-stage;
 - `POST /cancel`: cancel the running stage's Spark jobs (the task was killed);
