@@ -86,14 +86,15 @@ def _run_suite(gx: Any, df: DataFrame, name: str, expectations: Sequence[Any]) -
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    copy = small_copy(df, pandas_max_rows())
+    max_rows = pandas_max_rows()
+    copy = small_copy(df, max_rows)
     if copy is not None:
         return _validate(gx, ctx, copy, name, expectations)
     # The checked frame (windows, joins to other tables) is computed once: GX runs several Spark
     # jobs per expectation, each of which would otherwise recompute it from the files.
     df = df.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        data = df.toPandas() if df.count() <= pandas_max_rows() else df
+        data = df.toPandas() if df.count() <= max_rows else df
         return _validate(gx, ctx, data, name, expectations)
     finally:
         df.unpersist()
@@ -111,8 +112,10 @@ def small_copy(df: DataFrame, max_rows: int) -> Any | None:
     """df as pandas in one Spark job when it plans small and has at most max_rows rows, else
     None. Why: on small tables the persist + count + copy of the general path costs two to three
     times the copy alone (a test night's 13 gates spent most of their time there)."""
+    if max_rows <= 0:
+        return None
     planned = int(str(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))  # type: ignore[attr-defined]
-    if planned > SMALL_PLAN_BYTES or max_rows <= 0:
+    if planned > SMALL_PLAN_BYTES:
         return None
     data = df.limit(max_rows + 1).toPandas()
     return data if len(data) <= max_rows else None
