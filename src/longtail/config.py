@@ -135,7 +135,9 @@ class ItemSpaceConfig(StageConfig):
 
 class ScoreConfig(StageConfig):
     # Added after the fingerprints were pinned.
-    NEW_FIELDS: ClassVar[frozenset[str]] = frozenset({"spread", "spread_sample_users"})
+    NEW_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"spread", "spread_sample_users", "new_item_slots", "new_item_max_share"}
+    )
 
     top_n: StrictInt = 20
     # Popularity counts distinct users over this many days before the run date.
@@ -146,6 +148,12 @@ class ScoreConfig(StageConfig):
     # Minimum share of new items (listed, never sold) in the same top k, taken from the
     # shopper's own candidates (text matches): the only way a new product earns its first sale.
     new_item_share: Number = 0.1
+    # How the night shares those slots out. "matched": new_item_share is the mean over lists;
+    # a shopper gets one slot for each new candidate the ranker scores at or above the night's
+    # bar (set on the spread sample so that the mean holds), at most new_item_max_share of the
+    # list, so the slots go where a new product matches best. "even": every list gets the share.
+    new_item_slots: StrictStr = "matched"
+    new_item_max_share: Number = 0.2
     # Each shopper's own tail target: their history's tail share (shrunk to the night's mean),
     # shifted so that the mean over shoppers is tail_target (calibration, Steck 2018).
     calibrate_tail: StrictBool = True
@@ -169,6 +177,10 @@ class ScoreConfig(StageConfig):
             raise ConfigError("tail_target must be in [0, 1] and head_share in (0, 1)")
         if not 0 <= self.new_item_share <= 0.5:
             raise ConfigError("new_item_share must be in [0, 0.5]")
+        if self.new_item_slots not in ("matched", "even"):
+            raise ConfigError("new_item_slots must be 'matched' or 'even'")
+        if not self.new_item_share <= self.new_item_max_share <= 1:
+            raise ConfigError("new_item_max_share must be in [new_item_share, 1]")
         if self.strategy not in ("fusion", "als"):
             raise ConfigError("strategy must be 'fusion' or 'als'")
         if (self.spread is not None and not 0 <= self.spread <= 5) or self.spread_sample_users < 1:

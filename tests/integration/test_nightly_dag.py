@@ -536,6 +536,17 @@ def test_the_exposure_spread_is_recorded_with_its_strength_and_sample(
     assert recs["item_id"].nunique() >= 10
 
 
+def test_the_new_item_slots_are_recorded_with_the_nights_bar(nightly: Nightly) -> None:
+    new_items = _record(nightly, "score")["new_items"]
+    # The default: a mean of 0.1 x 20 = 2 slots a list, at most 0.2 x 20 = 4 for one shopper,
+    # the bar set on the exposure sample's lists (every user of the sample shop has one).
+    assert new_items["slots"] == "matched" and new_items["share"] == 0.1
+    assert new_items["max_per_list"] == 4
+    users = _read_published(nightly.published)["user_id"].nunique()
+    assert 1 <= new_items["sample_users"] <= min(5000, users)
+    assert new_items["threshold"] is None or np.isfinite(new_items["threshold"])
+
+
 def test_quarantine_and_run_accounting(nightly: Nightly, expected: Expected) -> None:
     q = pd.read_parquet(nightly.warehouse / "quarantine" / f"ds={nightly.ds}")
     assert {"table", "reason", "source_file", "record"} <= set(q.columns)

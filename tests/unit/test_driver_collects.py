@@ -43,8 +43,9 @@ BOUNDED: dict[str, str] = {
     "more than once (nights that embedded the same new text side by side): items",
     "longtail.stages.score._run_als": "popularity per catalogue item and the item factors: items",
     "longtail.stages.score.run.inspect": "recommendation counts per candidate source: a few rows",
-    "longtail.stages.score._night_exposure": "one (item, count) row per item shown in the "
-    "sample's top 10s, counted in Spark: items",
+    "longtail.stages.score._night_sample": "per partition of the fixed-size exposure sample, "
+    "one (item, count) row per item its top 10s show and each sampled user's few best "
+    "new-candidate scores: items and sample",
     "longtail.session.server.SessionServer._between_stages": "the catalogue's tables and "
     "temporary views, to drop the views a stage left: a handful of names",
 }

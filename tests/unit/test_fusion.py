@@ -328,3 +328,66 @@ def test_users_without_any_cooccurrence_get_no_cooccurrence_candidates() -> None
     # b co-occurs with nothing: an empty product with exclusions (once a scipy error)
     c = _cands(users([{"user": "u", "items": ["b"]}]), cooccurrence=3, popularity=1)
     assert "cooccurrence" not in set(c[C.SOURCE]) and items_of(c) == {"a"}
+
+
+def test_top_new_scores_keep_each_users_best_new_candidates() -> None:
+    users_ = np.array(["u1", "u2", "u1", "u1", "u2", "u1"])
+    scores = np.array([5.0, 4.0, 1.0, 9.0, 3.0, 7.0])
+    is_new = np.array([1, 1, 1, 0, 1, 1], bool)  # u1's 9.0 is not new
+    got = fusion.top_new_scores(users_, scores, is_new, cap=2)
+    assert sorted(got.tolist()) == [3.0, 4.0, 5.0, 7.0]  # u1: 7, 5 (not 1); u2: 4, 3
+
+
+def test_new_item_threshold_fills_the_mean_number_of_slots() -> None:
+    # Three sampled users, at most two slots each: u1's best new scores 5, 1; u2's 4, 3; u3 has
+    # none. A mean of one slot a list is 3 slots: the three best pooled scores 5, 4, 3 -> bar 3,
+    # so u1 gets 1 (5), u2 gets 2 (4, 3), u3 0: three in all.
+    pooled = np.array([5.0, 1.0, 4.0, 3.0])
+    assert fusion.new_item_threshold(pooled, 3, 1.0) == 3.0
+    assert fusion.new_item_threshold(pooled, 3, 0.0) == np.inf  # no slots to give
+    assert fusion.new_item_threshold(pooled, 3, 2.0) == -np.inf  # 6 wanted, 4 candidates
+    users_ = np.array(["u1", "u1", "u2", "u2", "u3"])
+    is_new = np.array([1, 1, 1, 1, 0], bool)
+    scores = np.array([5.0, 1.0, 4.0, 3.0, 9.0])
+    assert fusion.new_item_counts(users_, scores, is_new, 3.0, 2) == {"u1": 1, "u2": 2, "u3": 0}
+    assert fusion.new_item_counts(users_, scores, is_new, -np.inf, 1) == {"u1": 1, "u2": 1, "u3": 0}
+
+
+def test_final_lists_take_one_new_item_share_per_user() -> None:
+    # Both users score a 3, b 2, e 1 (e is new, and tail); only u2's share asks for a new item
+    # by rank 2: floor(0.5 x 2) = 1, placed at the end of the block.
+    cands = pd.DataFrame(
+        {
+            C.USER_ID: ["u1"] * 3 + ["u2"] * 3,
+            "item_idx": np.array([0, 1, 4, 0, 1, 4], np.int32),
+            C.SOURCE: ["als"] * 6,
+        }
+    )
+    scores = np.array([3.0, 2.0, 1.0, 3.0, 2.0, 1.0])
+    got = fusion.final_lists(cands, scores, space(), 2, 0.0, {"u1": 0.0, "u2": 0.5})
+    assert got[C.ITEM_ID].tolist() == ["a", "b", "a", "e"]
+
+
+def test_recommend_gives_new_item_slots_where_a_new_candidate_clears_the_bar() -> None:
+    # The fixed blend scores e and f (both new) by their text match: f (5 deg) is close to a
+    # buyer of a (0 deg) and b (10 deg), e (180 deg) is opposite. With a bar between the two
+    # users' best new scores, only the close match gets a slot; the same share given evenly
+    # (one slot in two) shows the far user a new item too.
+    sp = space()
+    u = users([{"user": "near", "items": ["a", "b"]}, {"user": "far", "items": ["c", "d"]}])
+    counts = fusion.CandidateCounts(**{**ONLY, "popularity": 6, "cold_text": 2})
+    blocks = list(fusion.scored_blocks(u, sp, counts, None))
+    assert len(blocks) == 1
+    _, cands, scores = blocks[0]
+    new = sp.is_cold[cands["item_idx"].to_numpy()]
+    best = {
+        user: scores[new & (cands[C.USER_ID].to_numpy() == user)].max() for user in ("near", "far")
+    }
+    assert best["near"] > best["far"]
+    bar = (best["near"] + best["far"]) / 2
+    out = fusion.recommend(u, sp, counts, None, 2, 0.0, new_slots=(bar, 1))
+    lists = out.groupby(C.USER_ID)[C.ITEM_ID].apply(list).to_dict()
+    assert "f" in lists["near"] and not {"e", "f"} & set(lists["far"])
+    even = fusion.recommend(u, sp, counts, None, 2, 0.0, new_target=0.5)
+    lists = even.groupby(C.USER_ID)[C.ITEM_ID].apply(list).to_dict()
+    assert "f" in lists["near"] and {"e", "f"} & set(lists["far"])

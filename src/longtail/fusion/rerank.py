@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -101,6 +101,45 @@ def tail_rerank(
     pos = np.array(picked, dtype=np.int64)
     out = np.minimum.accumulate(scores[pos]) if len(pos) else np.zeros(0)
     return pos, out
+
+
+def top_new_scores(
+    users: np.ndarray, scores: np.ndarray, is_new: np.ndarray, cap: int
+) -> np.ndarray:
+    """Each user's `cap` best scores among their new candidates, pooled (new_item_threshold's
+    input: only these can earn a slot)."""
+    new = np.asarray(is_new, bool)
+    frame = pd.DataFrame(
+        {"u": np.asarray(users).astype(str)[new], "s": np.asarray(scores, np.float64)[new]}
+    )
+    frame = frame.sort_values(["u", "s"], ascending=[True, False], kind="stable")
+    return frame["s"].to_numpy()[frame.groupby("u").cumcount().to_numpy() < cap]
+
+
+def new_item_threshold(top_scores: np.ndarray, n_users: int, per_list: float) -> float:
+    """The night's bar for a new-item slot: the ranker score at or above which the sampled
+    users' new candidates fill `per_list` slots a list on average (`top_scores`: each user's
+    best new-candidate scores, as many as one list may take, pooled; see top_new_scores).
+    -inf when every such candidate is needed to reach the average, +inf when no slot is given."""
+    want = round(per_list * n_users)
+    if want <= 0:
+        return float("inf")
+    if want >= len(top_scores):
+        return float("-inf")
+    return float(np.sort(np.asarray(top_scores, np.float64))[::-1][want - 1])
+
+
+def new_item_counts(
+    users: np.ndarray, scores: np.ndarray, is_new: np.ndarray, threshold: float, cap: int
+) -> dict[str, int]:
+    """Each user's new-item slots: how many of their new candidates score at or above the
+    night's `threshold`, at most `cap` (0 for a user without one)."""
+    users = np.asarray(users).astype(str)
+    hit = np.asarray(is_new, bool) & (np.asarray(scores, np.float64) >= threshold)
+    out = dict.fromkeys(pd.unique(users).tolist(), 0)
+    for u, n in pd.Series(hit).groupby(users).sum().items():
+        out[str(u)] = min(cap, int(n))
+    return out
 
 
 def exposure_penalty(shown: np.ndarray, is_new: np.ndarray | None = None) -> np.ndarray:
@@ -228,10 +267,11 @@ def final_lists(
     space: ItemSpace,
     n: int,
     tail_target: float | Mapping[str, float],
-    new_target: float = 0.0,
+    new_target: float | Mapping[str, float] = 0.0,
 ) -> pd.DataFrame:
     """Per user: tail- and new-item-aware top-n of the scored candidates -> user_id, rank,
-    item_id, score, source, is_long_tail. `tail_target` is one share for all or one per user."""
+    item_id, score, source, is_long_tail. `tail_target` and `new_target` are each one share for
+    all or one per user."""
     columns = [C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE, IS_LONG_TAIL]
     # Users in sorted order, each user's rows in their given order (as groupby(sort=True)), read
     # as numpy slices: one frame for the whole block, not one per user.
@@ -247,16 +287,17 @@ def final_lists(
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     ends = np.r_[starts[1:], len(rows)]
     picked, out_scores, ranks, lengths = [], [], [], []
-    per_user = isinstance(tail_target, Mapping)
     for a, b in zip(starts, ends, strict=True):
         ids = item_idx[a:b]
-        target = tail_target[str(users[codes[a]])] if per_user else tail_target  # type: ignore[index]
+        user = str(users[codes[a]])
+        target = tail_target[user] if isinstance(tail_target, Mapping) else tail_target
+        new_share = new_target[user] if isinstance(new_target, Mapping) else new_target
         block, keep = score[a:b], np.arange(b - a)
         if space.rules is not None:  # boosts, then the capped candidates only (longtail.rules)
             boosted, keep = business_rules.apply(space.rules, block, ids)
             block, ids = boosted[keep], ids[keep]
         pos, sc = tail_rerank(
-            block, space.is_tail[ids], n, float(target), space.is_cold[ids], new_target
+            block, space.is_tail[ids], n, float(target), space.is_cold[ids], float(new_share)
         )
         pos = keep[pos]
         picked.append(pos + a)
@@ -278,6 +319,81 @@ def final_lists(
     )
 
 
+def scored_candidates(
+    batch: pd.DataFrame,
+    space: ItemSpace,
+    counts: CandidateCounts,
+    booster: object | None,
+    index: dict[str, int],
+    retrieval: Retrieval,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """A batch of users' candidates and their ranker scores (the fixed blend without a ranker)."""
+    cands = candidates(batch, space, counts, index, retrieval)
+    if cands.empty:
+        return cands, np.zeros(0)
+    scores = (
+        booster.predict(feature_matrix(cands))  # type: ignore[attr-defined]
+        if booster is not None
+        else blend_score(cands)
+    )
+    return cands, np.asarray(scores, np.float64)
+
+
+def scored_blocks(
+    users: pd.DataFrame,
+    space: ItemSpace,
+    counts: CandidateCounts,
+    booster: object | None,
+    block: int = 256,
+    index: dict[str, int] | None = None,
+    retrieval: Retrieval | None = None,
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, np.ndarray]]:
+    """(users, their candidates, ranker scores) for each block of `block` users that has any
+    candidates: the scores come from the ranker, or the fixed blend without one."""
+    index = index if index is not None else space.index
+    retrieval = retrieval if retrieval is not None else build_retrieval(space, counts)
+    for start in range(0, len(users), block):
+        batch = users.iloc[start : start + block].reset_index(drop=True)
+        cands = candidates(batch, space, counts, index, retrieval)
+        if cands.empty:
+            continue
+        scores = (
+            booster.predict(feature_matrix(cands))  # type: ignore[attr-defined]
+            if booster is not None
+            else blend_score(cands)
+        )
+        yield batch, cands, np.asarray(scores, np.float64)
+
+
+def block_lists(
+    batch: pd.DataFrame,
+    cands: pd.DataFrame,
+    scores: np.ndarray,
+    space: ItemSpace,
+    n: int,
+    tail_target: float,
+    index: dict[str, int] | None = None,
+    new_target: float = 0.0,
+    calibration: tuple[float, float] | None = None,
+    penalty: np.ndarray | None = None,
+    new_slots: tuple[float, int] | None = None,
+) -> pd.DataFrame:
+    """One block's scored candidates -> tail- and new-item-aware top-n (see recommend)."""
+    index = index if index is not None else space.index
+    user_ids = cands[C.USER_ID].to_numpy()
+    new: float | dict[str, float] = new_target
+    if new_slots is not None:
+        is_new = space.is_cold[cands["item_idx"].to_numpy()]
+        new = {u: k / n for u, k in new_item_counts(user_ids, scores, is_new, *new_slots).items()}
+    if penalty is not None:
+        scores = spread_scores(user_ids, scores, cands["item_idx"].to_numpy(), penalty)
+    target: float | dict[str, float] = tail_target
+    if calibration is not None:
+        own = calibrated_targets(tail_shares(batch, space, index), *calibration)
+        target = dict(zip(batch[C.USER_ID].astype(str), own.tolist(), strict=True))
+    return final_lists(cands, scores, space, n, target, new)
+
+
 def recommend(
     users: pd.DataFrame,
     space: ItemSpace,
@@ -291,33 +407,32 @@ def recommend(
     new_target: float = 0.0,
     calibration: tuple[float, float] | None = None,
     penalty: np.ndarray | None = None,
+    new_slots: tuple[float, int] | None = None,
 ) -> pd.DataFrame:
     """Candidates -> ranker (or blend) -> tail- and new-item-aware top-n, block by block.
     With `calibration` (prior, shift) each user gets their own tail target (calibrated_targets)
-    instead of `tail_target`; with `penalty` (per item) the scores are spread (spread_scores)."""
+    instead of `tail_target`; with `penalty` (per item) the scores are spread (spread_scores);
+    with `new_slots` (threshold, cap) each user gets one new-item slot per new candidate scored
+    at or above the night's threshold, at most cap (new_item_counts), instead of `new_target`."""
     index = index if index is not None else space.index
-    retrieval = retrieval if retrieval is not None else build_retrieval(space, counts)
-    parts = []
-    for start in range(0, len(users), block):
-        batch = users.iloc[start : start + block].reset_index(drop=True)
-        cands = candidates(batch, space, counts, index, retrieval)
-        if cands.empty:
-            continue
-        scores = (
-            booster.predict(feature_matrix(cands))  # type: ignore[attr-defined]
-            if booster is not None
-            else blend_score(cands)
+    parts = [
+        block_lists(
+            batch,
+            cands,
+            scores,
+            space,
+            n,
+            tail_target,
+            index,
+            new_target,
+            calibration,
+            penalty,
+            new_slots,
         )
-        scores = np.asarray(scores, np.float64)
-        if penalty is not None:
-            scores = spread_scores(
-                cands[C.USER_ID].to_numpy(), scores, cands["item_idx"].to_numpy(), penalty
-            )
-        target: float | dict[str, float] = tail_target
-        if calibration is not None:
-            own = calibrated_targets(tail_shares(batch, space, index), *calibration)
-            target = dict(zip(batch[C.USER_ID].astype(str), own.tolist(), strict=True))
-        parts.append(final_lists(cands, scores, space, n, target, new_target))
+        for batch, cands, scores in scored_blocks(
+            users, space, counts, booster, block, index, retrieval
+        )
+    ]
     if not parts:
         return final_lists(
             pd.DataFrame(columns=[C.USER_ID, "item_idx", C.SOURCE]), np.zeros(0), space, n, 0

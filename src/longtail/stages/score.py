@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
 
 from longtail import columns as C
 from longtail import fusion, reasons, tables
@@ -159,9 +166,10 @@ def night_lists(
     cfg: ScoreConfig,
     calibration: tuple[float, float] | None,
     penalty: np.ndarray | None = None,
+    new_slots: tuple[float, int] | None = None,
 ) -> pd.DataFrame:
     """The ranked part of a batch's lists as the night builds them (before the popularity fill
-    and reasons): the exposure count sees the same lists the night publishes, unspread."""
+    and reasons)."""
     return fusion.recommend(
         batch,
         space,
@@ -173,6 +181,7 @@ def night_lists(
         new_target=cfg.new_item_share,
         calibration=calibration,
         penalty=penalty,
+        new_slots=new_slots,
     )
 
 
@@ -188,8 +197,11 @@ def score_fusion_batch(
     version: str,
     calibration: tuple[float, float] | None = None,
     penalty: np.ndarray | None = None,
+    new_slots: tuple[float, int] | None = None,
 ) -> pd.DataFrame:
-    lists = night_lists(batch, space, retrieval, booster, counts, cfg, calibration, penalty)
+    lists = night_lists(
+        batch, space, retrieval, booster, counts, cfg, calibration, penalty, new_slots
+    )
     out = fill_lists(lists, batch, space, order, cfg.top_n)
     out = out.sort_values([C.USER_ID, C.RANK], kind="stable")
     out[C.MODEL_VERSION] = version
@@ -219,18 +231,33 @@ def _run_fusion(
     version = versioned(meta["model_version"], rules)
     parts = max(2, spark.sparkContext.defaultParallelism * 2)
     strength = cfg.spread if cfg.spread is not None else (meta.get("spread") or {}).get("strength")
-    spread = {
+    spread: dict[str, Any] = {
         "strength": float(strength or 0.0),
         "chosen_by": "config" if cfg.spread is not None else "train_ranker",
     }
-    penalty = None
-    if spread["strength"] > 0:
+    cap = new_item_cap(cfg)
+    matched = cfg.new_item_slots == "matched" and cap > 0 and bool(space.is_cold.any())
+    new_items: dict[str, Any] = {"slots": cfg.new_item_slots, "share": cfg.new_item_share}
+    penalty, new_slots = None, None
+    if spread["strength"] > 0 or matched:
         sample = _exposure_sample(users, cfg.spread_sample_users)
-        shown = _night_exposure(sample, bc, counts, cfg, calibration, len(space.item_ids), parts)
-        penalty = spark.sparkContext.broadcast(
-            spread["strength"] * fusion.exposure_penalty(shown, space.is_cold)
+        shown, top_new, n_sampled = _night_sample(
+            sample, bc, counts, cfg, calibration, len(space.item_ids), parts, cap
         )
-        spread.update(sample_users=cfg.spread_sample_users, items_shown=int((shown > 0).sum()))
+        if spread["strength"] > 0:
+            penalty = spark.sparkContext.broadcast(
+                spread["strength"] * fusion.exposure_penalty(shown, space.is_cold)
+            )
+            spread.update(sample_users=cfg.spread_sample_users, items_shown=int((shown > 0).sum()))
+        if matched:
+            bar = fusion.new_item_threshold(top_new, n_sampled, cfg.new_item_share * cfg.top_n)
+            new_slots = (bar, cap)
+            new_items.update(
+                max_per_list=cap,
+                # None: no bar (every new candidate, up to max_per_list, gets a slot).
+                threshold=bar if np.isfinite(bar) else None,
+                sample_users=n_sampled,
+            )
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         sp, re, text, model_meta = bc.value
@@ -240,11 +267,22 @@ def _run_fusion(
         for batch in batches:
             if len(batch):
                 yield score_fusion_batch(
-                    batch, sp, re, index, order, booster, counts, cfg, version, calibration, pen
+                    batch,
+                    sp,
+                    re,
+                    index,
+                    order,
+                    booster,
+                    counts,
+                    cfg,
+                    version,
+                    calibration,
+                    pen,
+                    new_slots,
                 )
 
     recs = users.repartition(parts, C.USER_ID).mapInPandas(run, OUTPUT_SCHEMA)
-    return recs, version, calibration, spread
+    return recs, version, calibration, {"spread": spread, "new_items": new_items}
 
 
 def _exposure_sample(users: DataFrame, n: int) -> DataFrame:
@@ -254,10 +292,21 @@ def _exposure_sample(users: DataFrame, n: int) -> DataFrame:
     return users.withColumn("_h", h).orderBy("_h", C.USER_ID).limit(n).drop("_h")
 
 
-SHOWN_SCHEMA = StructType([StructField("item_idx", LongType(), False)])
+def new_item_cap(cfg: ScoreConfig) -> int:
+    """The most new-item slots one list gets under "matched" slots."""
+    return int(np.floor(cfg.new_item_max_share * cfg.top_n + 1e-9))
 
 
-def _night_exposure(
+SAMPLE_SCHEMA = StructType(
+    [
+        StructField("item_idx", LongType(), True),
+        StructField("count", LongType(), True),
+        StructField("new_score", DoubleType(), True),
+    ]
+)
+
+
+def _night_sample(
     sample: DataFrame,
     bc: Any,
     counts: fusion.CandidateCounts,
@@ -265,31 +314,62 @@ def _night_exposure(
     calibration: tuple[float, float] | None,
     n_items: int,
     parts: int,
-) -> np.ndarray:
-    """How many of the sample's lists show each item in their top 10, before any spreading:
-    the lists scored as the night scores them, reduced in Spark to one count per item."""
+    cap: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One pass over the sample's lists, scored as the night scores them before any spreading
+    and with new_item_share slots each: (how many lists show each item in their top 10, each
+    user's `cap` best new-candidate scores pooled, how many users have lists). Each partition
+    sends one row per item it shows, one per kept score and its user count: sample-sized."""
 
-    def shown(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def rows(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         sp, re, text, model_meta = bc.value
         booster = load_scorer(text, model_meta)
+        shown = np.zeros(n_items, np.int64)
+        top: list[np.ndarray] = []
+        users = 0
         for batch in batches:
-            if not len(batch):
-                continue
-            lists = night_lists(batch, sp, re, booster, counts, cfg, calibration)
-            top = lists[lists[C.RANK] <= 10][C.ITEM_ID].astype(str)
-            yield pd.DataFrame({"item_idx": [sp.index[x] for x in top]}, dtype="int64")
+            for b, cands, scores in fusion.scored_blocks(batch, sp, counts, booster, retrieval=re):
+                lists = fusion.block_lists(
+                    b,
+                    cands,
+                    scores,
+                    sp,
+                    cfg.top_n,
+                    cfg.tail_target,
+                    None,
+                    cfg.new_item_share,
+                    calibration,
+                )
+                top10 = lists[lists[C.RANK] <= 10][C.ITEM_ID].astype(str)
+                np.add.at(shown, [sp.index[x] for x in top10], 1)
+                ids = cands[C.USER_ID].to_numpy()
+                top.append(
+                    fusion.top_new_scores(
+                        ids, scores, sp.is_cold[cands["item_idx"].to_numpy()], cap
+                    )
+                )
+                users += len(pd.unique(ids))
+        at = np.flatnonzero(shown)
+        new = np.concatenate(top) if top else np.zeros(0)
+        yield pd.DataFrame(
+            {
+                "item_idx": pd.array([*at, *[None] * (len(new) + 1)], dtype="Int64"),
+                "count": pd.array([*shown[at], *[None] * len(new), users], dtype="Int64"),
+                "new_score": pd.array([*[None] * len(at), *new, None], dtype="Float64"),
+            }
+        )
 
-    rows = (
-        sample.repartition(parts, C.USER_ID)
-        .mapInPandas(shown, SHOWN_SCHEMA)
-        .groupBy("item_idx")
-        .count()
-        .collect()  # one row per item shown: item-sized
-    )
-    out = np.zeros(n_items, np.float64)
-    for r in rows:
-        out[int(r["item_idx"])] = float(r["count"])
-    return out
+    got = sample.repartition(parts, C.USER_ID).mapInPandas(rows, SAMPLE_SCHEMA).collect()
+    shown = np.zeros(n_items, np.float64)
+    top_new, n_users = [], 0
+    for r in got:  # sample-sized: items shown, the kept scores, a count per partition
+        if r["item_idx"] is not None:
+            shown[int(r["item_idx"])] += float(r["count"])
+        elif r["new_score"] is not None:
+            top_new.append(float(r["new_score"]))
+        else:
+            n_users += int(r["count"])
+    return shown, np.sort(np.asarray(top_new, np.float64)), n_users
 
 
 def _run_als(
@@ -353,10 +433,10 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     if cfg.strategy == "fusion":
         # Every shopper through the ranker, however short the history: one item already has
         # neighbours, text and a category to retrieve from.
-        recs, version, calibration, spread = _run_fusion(spark, cfg, rules)
+        recs, version, calibration, lists_record = _run_fusion(spark, cfg, rules)
     else:
         (recs, version), calibration = _run_als(spark, cfg, als_record, rules), None
-        spread = None
+        lists_record = {"spread": None, "new_items": None}
 
     # Staged in a folder private to this attempt; publish takes the one named in this stage's run
     # record, so two runs of one date never publish a mixture of each other's output.
@@ -378,8 +458,9 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
         "tail_calibration": None
         if calibration is None
         else {"prior": calibration[0], "shift": calibration[1]},
-        # The exposure penalty (fusion.spread_scores): its strength and where it came from.
-        "spread": spread,
+        # The exposure penalty (fusion.spread_scores): its strength and where it came from; the
+        # new-item slots: how they were shared out, and the night's bar for one.
+        **lists_record,
         "counts": {
             "users": n_users,
             "rows": sum(by_source.values()),
