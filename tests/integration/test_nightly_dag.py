@@ -538,11 +538,13 @@ def test_the_exposure_spread_is_recorded_with_its_strength_and_sample(
 
 def test_the_new_item_slots_are_recorded_with_the_nights_bar(nightly: Nightly) -> None:
     new_items = _record(nightly, "score")["new_items"]
-    # The default: a mean of 0.1 x 20 = 2 slots a list, at most 0.2 x 20 = 4 for one shopper,
-    # the bar set on the exposure sample's lists (every user of the sample shop has one).
+    # The default: a mean of 0.1 x N slots a list, at most 0.2 x N for one shopper, the bar set
+    # on the exposure sample's lists (every user of the test shop has one).
+    recs = _read_published(nightly.published)
+    top_n = int(recs["rank"].max())
     assert new_items["slots"] == "matched" and new_items["share"] == 0.1
-    assert new_items["max_per_list"] == 4
-    users = _read_published(nightly.published)["user_id"].nunique()
+    assert new_items["max_per_list"] == int(0.2 * top_n)
+    users = recs["user_id"].nunique()
     assert 1 <= new_items["sample_users"] <= min(5000, users)
     assert new_items["threshold"] is None or np.isfinite(new_items["threshold"])
 
