@@ -32,6 +32,28 @@ def test_score_config_accepts_top_n_bounds(top_n: int) -> None:
     assert ScoreConfig(ds="2024-05-01", warehouse=WH, top_n=top_n).top_n == top_n
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"new_item_slots": "random"}, "new_item_slots must be 'matched' or 'even'"),
+        ({"new_item_max_share": 0.05}, r"new_item_max_share must be in \[new_item_share, 1\]"),
+        ({"new_item_max_share": 1.5}, r"new_item_max_share must be in \[new_item_share, 1\]"),
+    ],
+)
+def test_score_config_rejects_bad_new_item_slots(fields: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        ScoreConfig(ds="2024-05-01", warehouse=WH, **fields)
+
+
+def test_score_config_new_item_slot_defaults_keep_the_pinned_fingerprint() -> None:
+    # Fields added after the fingerprints were pinned leave a default config's fingerprint as
+    # it was; set to anything else, they change it.
+    base = ScoreConfig(ds="2024-05-01", warehouse=WH)
+    same = ScoreConfig(ds="2024-05-01", warehouse=WH, new_item_slots="matched")
+    other = ScoreConfig(ds="2024-05-01", warehouse=WH, new_item_slots="even")
+    assert base.fingerprint() == same.fingerprint() != other.fingerprint()
+
+
 def test_clean_config_rejects_unknown_event_weight_type() -> None:
     with pytest.raises(ConfigError, match=r"unknown event types: \['click'\]"):
         CleanConfig(ds="2024-05-01", warehouse=WH, event_weights={"click": 1.0})
