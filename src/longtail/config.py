@@ -286,7 +286,7 @@ class RankerConfig(StageConfig):
     k_cooccurrence: StrictInt = 50
     k_category: StrictInt = 20
     k_tail_explorer: StrictInt = 30
-    k_cold_text: StrictInt = 40
+    k_cold_text: StrictInt = 20
     k_popularity: StrictInt = 20
     # Only on nights the item space carries the character n-gram channel (text_ngrams.py).
     k_text_ngram: StrictInt = 50

@@ -23,8 +23,7 @@ DEFAULTS = {
     cfgs.ContentConfig: "fc41d6edcb33",
     cfgs.AlsConfig: "5baec205dd9f",
     cfgs.ItemSpaceConfig: "696e745cdd60",
-    # k_cold_text 20 -> 40 (2026-12-06): the ranker's candidates changed, so its version does.
-    cfgs.RankerConfig: "eb48081ca305",
+    cfgs.RankerConfig: "4fb96d1b99e8",
     cfgs.ScoreConfig: "07b8976b146c",
     cfgs.PublishConfig: "ba30cac350f3",
     cfgs.SimilarItemsConfig: "5face4b9cbed",
@@ -42,7 +41,7 @@ CHANGED: list[tuple[type, dict[str, Any], str]] = [
     (
         cfgs.RankerConfig,
         {"k_als": 150, "learning_rate": 0.1, "n_estimators": 200, "item_dropout": 0.0},
-        "e7161e261a74",
+        "89ff0361b740",
     ),
     (
         cfgs.ScoreConfig,
