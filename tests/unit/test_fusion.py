@@ -294,17 +294,22 @@ def test_calibrated_targets_follow_each_history_and_keep_the_mean() -> None:
     assert got == pytest.approx([0.3, 0.0, 0.675])  # 0.125 - 0.2 clipped at 0
 
 
-def test_final_lists_take_one_tail_target_per_user() -> None:
-    # both users score a 3, b 2, c 1 (c is tail); only u2's own target asks for tail items:
-    # floor(0.7 x 3) = 2 by rank 3, so c moves to rank 2 (the one tail item there is)
+def _two_users_alike(items: list[int]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Candidates of users u1 and u2, both scoring `items` 3, 2, 1."""
     cands = pd.DataFrame(
         {
             C.USER_ID: ["u1"] * 3 + ["u2"] * 3,
-            "item_idx": np.array([0, 1, 2, 0, 1, 2], np.int32),
+            "item_idx": np.array(items * 2, np.int32),
             C.SOURCE: ["als"] * 6,
         }
     )
-    scores = np.array([3.0, 2.0, 1.0, 3.0, 2.0, 1.0])
+    return cands, np.array([3.0, 2.0, 1.0, 3.0, 2.0, 1.0])
+
+
+def test_final_lists_take_one_tail_target_per_user() -> None:
+    # both users score a 3, b 2, c 1 (c is tail); only u2's own target asks for tail items:
+    # floor(0.7 x 3) = 2 by rank 3, so c moves to rank 2 (the one tail item there is)
+    cands, scores = _two_users_alike([0, 1, 2])
     got = fusion.final_lists(cands, scores, space(), 3, {"u1": 0.0, "u2": 0.7})
     assert got[C.ITEM_ID].tolist() == ["a", "b", "c", "a", "c", "b"]
 
@@ -356,14 +361,7 @@ def test_new_item_threshold_fills_the_mean_number_of_slots() -> None:
 def test_final_lists_take_one_new_item_share_per_user() -> None:
     # Both users score a 3, b 2, e 1 (e is new, and tail); only u2's share asks for a new item
     # by rank 2: floor(0.5 x 2) = 1, placed at the end of the block.
-    cands = pd.DataFrame(
-        {
-            C.USER_ID: ["u1"] * 3 + ["u2"] * 3,
-            "item_idx": np.array([0, 1, 4, 0, 1, 4], np.int32),
-            C.SOURCE: ["als"] * 6,
-        }
-    )
-    scores = np.array([3.0, 2.0, 1.0, 3.0, 2.0, 1.0])
+    cands, scores = _two_users_alike([0, 1, 4])
     got = fusion.final_lists(cands, scores, space(), 2, 0.0, {"u1": 0.0, "u2": 0.5})
     assert got[C.ITEM_ID].tolist() == ["a", "b", "a", "e"]
 
