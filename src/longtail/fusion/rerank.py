@@ -134,12 +134,9 @@ def new_item_counts(
 ) -> dict[str, int]:
     """Each user's new-item slots: how many of their new candidates score at or above the
     night's `threshold`, at most `cap` (0 for a user without one)."""
-    users = np.asarray(users).astype(str)
     hit = np.asarray(is_new, bool) & (np.asarray(scores, np.float64) >= threshold)
-    out = dict.fromkeys(pd.unique(users).tolist(), 0)
-    for u, n in pd.Series(hit).groupby(users).sum().items():
-        out[str(u)] = min(cap, int(n))
-    return out
+    per_user = pd.Series(hit).groupby(np.asarray(users).astype(str), sort=False).sum()
+    return {str(u): int(n) for u, n in per_user.clip(upper=cap).items()}
 
 
 def exposure_penalty(shown: np.ndarray, is_new: np.ndarray | None = None) -> np.ndarray:

@@ -369,7 +369,7 @@ def _night_sample(
             top_new.append(float(r["new_score"]))
         else:
             n_users += int(r["count"])
-    return shown, np.sort(np.asarray(top_new, np.float64)), n_users
+    return shown, np.asarray(top_new, np.float64), n_users
 
 
 def _run_als(
