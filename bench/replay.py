@@ -211,7 +211,8 @@ def _pipeline_parts(
         out[name] = (time.perf_counter() - t0, lists)
     if with_fusion:
         t0 = time.perf_counter()
-        counts, re = fusion.retrieval_from_meta(space, meta)
+        # the score stage's candidates: the ranker's counts, new-item candidates widened as there
+        counts, re = fusion.retrieval_from_meta(space, meta, ScoreConfig.default("k_cold_text"))
         cands, scores = [], []
         for batch in batches():
             c = fusion.candidates(batch, space, counts, index, re)

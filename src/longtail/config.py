@@ -136,7 +136,7 @@ class ItemSpaceConfig(StageConfig):
 class ScoreConfig(StageConfig):
     # Added after the fingerprints were pinned.
     NEW_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"spread", "spread_sample_users", "new_item_slots", "new_item_max_share"}
+        {"spread", "spread_sample_users", "new_item_slots", "new_item_max_share", "k_cold_text"}
     )
 
     top_n: StrictInt = 20
@@ -154,6 +154,11 @@ class ScoreConfig(StageConfig):
     # list, so the slots go where a new product matches best. "even": every list gets the share.
     new_item_slots: StrictStr = "matched"
     new_item_max_share: Number = 0.2
+    # New-product candidates per shopper (the cold_text source) at scoring; None = as many as
+    # the ranker was trained with. Wider than training's 20: the night's bar above decides which
+    # of them earn a slot, so more candidates give it more to choose from, while the ranker
+    # keeps learning on the share of cold candidates it will mostly see.
+    k_cold_text: StrictInt | None = 40
     # Each shopper's own tail target: their history's tail share (shrunk to the night's mean),
     # shifted so that the mean over shoppers is tail_target (calibration, Steck 2018).
     calibrate_tail: StrictBool = True
@@ -181,6 +186,8 @@ class ScoreConfig(StageConfig):
             raise ConfigError("new_item_slots must be 'matched' or 'even'")
         if not self.new_item_share <= self.new_item_max_share <= 1:
             raise ConfigError("new_item_max_share must be in [new_item_share, 1]")
+        if self.k_cold_text is not None and not 0 <= self.k_cold_text <= 1000:
+            raise ConfigError("k_cold_text must be in 0..1000 (or unset)")
         if self.strategy not in ("fusion", "als"):
             raise ConfigError("strategy must be 'fusion' or 'als'")
         if (self.spread is not None and not 0 <= self.spread <= 5) or self.spread_sample_users < 1:

@@ -543,6 +543,7 @@ def test_the_new_item_slots_are_recorded_with_the_nights_bar(nightly: Nightly) -
     recs = _read_published(nightly.published)
     top_n = int(recs["rank"].max())
     assert new_items["slots"] == "matched" and new_items["share"] == 0.1
+    assert new_items["candidates"] == 40  # k_cold_text: wider than the ranker's 20
     assert new_items["max_per_list"] == int(0.2 * top_n)
     users = recs["user_id"].nunique()
     assert 1 <= new_items["sample_users"] <= min(5000, users)

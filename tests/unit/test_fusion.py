@@ -88,6 +88,19 @@ def test_cold_text_only_offers_items_without_interactions() -> None:
     assert c[C.SOURCE].tolist() == ["cold_text"]
 
 
+def test_scoring_can_widen_the_new_item_candidates_the_ranker_was_trained_with() -> None:
+    sp = space()
+    meta = {"candidate_counts": {**ONLY, "cold_text": 1}}
+    trained, _ = fusion.retrieval_from_meta(sp, meta)
+    assert trained.cold_text == 1
+    counts, re = fusion.retrieval_from_meta(sp, meta, cold_text=2)
+    # every other count as trained; the two cold items e and f both offered now
+    assert counts == fusion.CandidateCounts(**{**ONLY, "cold_text": 2})
+    c = fusion.candidates(users([{"user": "u", "items": ["c"]}]), sp, counts, sp.index, re)
+    assert items_of(c) == {"e", "f"}
+    assert set(c[C.SOURCE]) == {"cold_text"}
+
+
 def test_tail_explorer_only_offers_tail_items() -> None:
     c = _cands(users([{"user": "u", "items": ["a"]}]), tail_explorer=2)
     assert items_of(c) <= {"c", "d", "e", "f"}

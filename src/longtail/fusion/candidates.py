@@ -8,7 +8,7 @@ features are then computed for those (user, item) pairs only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -134,9 +134,14 @@ def build_retrieval(
     )
 
 
-def retrieval_from_meta(space: ItemSpace, meta: dict) -> tuple[CandidateCounts, Retrieval]:
-    """The candidate counts and retrieval a published ranker was trained with."""
+def retrieval_from_meta(
+    space: ItemSpace, meta: dict, cold_text: int | None = None
+) -> tuple[CandidateCounts, Retrieval]:
+    """The candidate counts and retrieval a published ranker was trained with; `cold_text`, if
+    given, replaces the count of new-item candidates (the score stage's `k_cold_text`)."""
     counts = CandidateCounts(**meta["candidate_counts"])
+    if cold_text is not None:
+        counts = replace(counts, cold_text=cold_text)
     limit = meta.get("retrieval", {}).get("exact_max_items", EXACT_MAX_ITEMS)
     return counts, build_retrieval(space, counts, int(limit))
 

@@ -223,7 +223,7 @@ def _run_fusion(
         )
     meta, model_text = model
     space = inputs.space_at(spark, wh, ds, cfg.head_share, rules)
-    counts, retrieval = fusion.retrieval_from_meta(space, meta)
+    counts, retrieval = fusion.retrieval_from_meta(space, meta, cfg.k_cold_text)
     interactions = read_table(spark, wh, tables.INTERACTIONS, ds)
     users = fusion_users(interactions, read_table(spark, wh, tables.ALS_USER_FACTORS, ds))
     calibration = night_tail_calibration(interactions, space, cfg)
@@ -237,7 +237,11 @@ def _run_fusion(
     }
     cap = new_item_cap(cfg)
     matched = cfg.new_item_slots == "matched" and cap > 0 and bool(space.is_cold.any())
-    new_items: dict[str, Any] = {"slots": cfg.new_item_slots, "share": cfg.new_item_share}
+    new_items: dict[str, Any] = {
+        "slots": cfg.new_item_slots,
+        "share": cfg.new_item_share,
+        "candidates": counts.cold_text,
+    }
     penalty, new_slots = None, None
     if spread["strength"] > 0 or matched:
         sample = _exposure_sample(users, cfg.spread_sample_users)
