@@ -225,13 +225,20 @@ def _pipeline_parts(
         pool = all_c.assign(**{C.ITEM_ID: space.item_ids[all_c["item_idx"].to_numpy()]})
         out["candidates"] = (0.0, pool.groupby(C.USER_ID)[C.ITEM_ID].agg(list).to_dict())
         # Each point is the published re-ranking at that tail target, its new-item slots
-        # included (a share of the tail target at most); 0.0 is the ranker's own order.
+        # included (a share of the tail target at most) and its tail order; 0.0 is the
+        # ranker's own order.
         new_share = ScoreConfig.default("new_item_share")
         shares = _tail_shares(interactions, space)
+        tail_s = fusion.ordered_tail(all_c, all_s, space, ScoreConfig.default("tail_cooccurrence"))
         by_target = {
             t: metrics.recs_from_frame(
                 fusion.final_lists(
-                    all_c, all_s, space, K, _user_targets(shares, t), min(new_share, t)
+                    all_c,
+                    tail_s if t > 0 else all_s,
+                    space,
+                    K,
+                    _user_targets(shares, t),
+                    min(new_share, t),
                 )
             )
             for t in TAIL_TARGETS

@@ -136,7 +136,14 @@ class ItemSpaceConfig(StageConfig):
 class ScoreConfig(StageConfig):
     # Added after the fingerprints were pinned.
     NEW_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"spread", "spread_sample_users", "new_item_slots", "new_item_max_share", "k_cold_text"}
+        {
+            "spread",
+            "spread_sample_users",
+            "new_item_slots",
+            "new_item_max_share",
+            "k_cold_text",
+            "tail_cooccurrence",
+        }
     )
 
     top_n: StrictInt = 20
@@ -162,6 +169,11 @@ class ScoreConfig(StageConfig):
     # Each shopper's own tail target: their history's tail share (shrunk to the night's mean),
     # shifted so that the mean over shoppers is tail_target (calibration, Steck 2018).
     calibrate_tail: StrictBool = True
+    # Which tail items fill the tail's positions: the ranker's order among the warm tail
+    # candidates blended with their co-occurrence with the shopper's items, this weight on its
+    # z-score (fusion.tail_order). The ranker, learning mostly from head positives, orders the
+    # tail by popularity-like features and gives every shopper the same few. 0 = its order.
+    tail_cooccurrence: Number = 0.5
     # Head = the fewest most-interacted items holding this share of interactions; the rest is tail.
     head_share: Number = HEAD_SHARE
     # Exposure penalty strength (fusion.spread_scores): items already in the top 10 of many lists
@@ -186,6 +198,8 @@ class ScoreConfig(StageConfig):
             raise ConfigError("new_item_slots must be 'matched' or 'even'")
         if not self.new_item_share <= self.new_item_max_share <= 1:
             raise ConfigError("new_item_max_share must be in [new_item_share, 1]")
+        if not 0 <= self.tail_cooccurrence <= 10:
+            raise ConfigError("tail_cooccurrence must be in [0, 10]")
         if self.k_cold_text is not None and not 0 <= self.k_cold_text <= 1000:
             raise ConfigError("k_cold_text must be in 0..1000 (or unset)")
         if self.strategy not in ("fusion", "als"):

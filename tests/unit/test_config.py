@@ -39,6 +39,7 @@ def test_score_config_accepts_top_n_bounds(top_n: int) -> None:
         ({"new_item_max_share": 0.05}, r"new_item_max_share must be in \[new_item_share, 1\]"),
         ({"new_item_max_share": 1.5}, r"new_item_max_share must be in \[new_item_share, 1\]"),
         ({"k_cold_text": -1}, r"k_cold_text must be in 0..1000"),
+        ({"tail_cooccurrence": -0.5}, r"tail_cooccurrence must be in \[0, 10\]"),
     ],
 )
 def test_score_config_rejects_bad_new_item_slots(fields: dict, message: str) -> None:

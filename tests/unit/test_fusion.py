@@ -208,6 +208,39 @@ def test_spread_scores_standardise_each_user_then_subtract_the_items_penalty() -
     assert swapped[0] > swapped[1]
 
 
+def test_tail_order_swaps_tail_items_by_their_co_occurrence_and_keeps_the_positions() -> None:
+    # u: head h1 3.0, tail t1 2.0 (no co-occurrence), tail t2 1.0 (co-occurrence 10), head h2
+    # 0.5; v: one tail item, which has nothing to swap with.
+    users = np.array(["u", "u", "u", "u", "v", "v"])
+    scores = np.array([3.0, 2.0, 1.0, 0.5, 1.0, 2.0])
+    tail = np.array([False, True, True, False, True, False])
+    cooc = np.array([0.0, 0.0, 10.0, 0.0, 10.0, 0.0])
+    # u's z-scores: score mean 1.625, sd 0.9601 -> t1 0.3906, t2 -0.6510; log1p(cooc) =
+    # (0, 0, 2.3979, 0): mean 0.5995, sd 1.0384 -> t1 -0.5774, t2 1.7321.
+    # weight 0.5: t1 0.3906 - 0.2887 = 0.1019 < t2 -0.6510 + 0.8660 = 0.2150: t2 takes t1's
+    # score (2.0) and t1 t2's (1.0); the head items and v keep theirs.
+    got = fusion.tail_order(users, scores, tail, cooc, 0.5)
+    assert got.tolist() == [3.0, 1.0, 2.0, 0.5, 1.0, 2.0]
+    # weight 0.25: t1 0.3906 - 0.1443 = 0.2463 > t2 -0.6510 + 0.4330 = -0.2180: unchanged.
+    assert fusion.tail_order(users, scores, tail, cooc, 0.25).tolist() == scores.tolist()
+    assert fusion.tail_order(users, scores, tail, cooc, 0.0).tolist() == scores.tolist()
+
+
+def test_ordered_tail_leaves_new_items_where_the_ranker_put_them() -> None:
+    # c and d are warm tail items, e is new (also tail): only c and d trade places, by their
+    # co-occurrence with the shopper's items, however much e co-occurs.
+    cands = pd.DataFrame(
+        {
+            C.USER_ID: ["u"] * 4,
+            "item_idx": [0, 2, 3, 4],  # a (head), c, d, e
+            "cooccurrence": [0.0, 0.0, 10.0, 50.0],
+        }
+    )
+    scores = np.array([3.0, 2.0, 1.0, 0.5])
+    got = fusion.ordered_tail(cands, scores, space(), 2.0)
+    assert got.tolist() == [3.0, 1.0, 2.0, 0.5]
+
+
 def test_choose_spread_picks_the_strength_with_the_best_validation_ndcg() -> None:
     # Two users with the same two candidates; item 0 scores a little higher for both, but each
     # user bought item 1. Spreading by exposure (item 0 is in both top-1s) puts item 1 first.

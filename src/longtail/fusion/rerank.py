@@ -158,12 +158,57 @@ def spread_scores(
     rates alike, the one fewer other lists already show wins, so the night's lists cover more of
     the catalogue. Standardising puts every user's and every ranker's scores on one scale."""
     codes, _ = pd.factorize(np.asarray(users), sort=False)
-    scores = np.asarray(scores, np.float64)
+    return _user_z(codes, np.asarray(scores, np.float64)) - np.asarray(penalty)[item_idx]
+
+
+def _user_z(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """values standardised within each user's rows (codes: the rows' user codes); 0 where a
+    user's values are all equal."""
     n = np.bincount(codes).astype(np.float64)
-    mean = np.bincount(codes, scores) / n
-    sd = np.sqrt(np.maximum(np.bincount(codes, scores * scores) / n - mean * mean, 0.0))
+    mean = np.bincount(codes, values) / n
+    sd = np.sqrt(np.maximum(np.bincount(codes, values * values) / n - mean * mean, 0.0))
     sd = np.where(sd > 1e-12, sd, 1.0)
-    return (scores - mean[codes]) / sd[codes] - np.asarray(penalty)[item_idx]
+    return (values - mean[codes]) / sd[codes]
+
+
+def tail_order(
+    users: np.ndarray,
+    scores: np.ndarray,
+    is_tail: np.ndarray,
+    cooccurrence: np.ndarray,
+    weight: float,
+) -> np.ndarray:
+    """The scores with each user's tail candidates re-ordered among themselves by
+    z(score) + weight x z(log1p(cooccurrence)) (z over the user's candidates): the tail keeps
+    the scores, so the positions, the ranker gave it, but which tail item takes each is decided
+    with the co-occurrence with the shopper's own items too. The ranker learns mostly from head
+    positives and ranks the tail by popularity-like features, so every shopper would get the same
+    few tail items; co-occurrence is the evidence a rarely-sold item has for this shopper. Ties
+    keep the ranker's order, then the candidates' order."""
+    scores = np.asarray(scores, np.float64)
+    rows = np.flatnonzero(np.asarray(is_tail, bool))
+    if weight == 0 or not len(rows):
+        return scores
+    codes, _ = pd.factorize(np.asarray(users), sort=False)
+    key = _user_z(codes, scores) + weight * _user_z(
+        codes, np.log1p(np.asarray(cooccurrence, np.float64))
+    )
+    by_score = rows[np.lexsort((rows, -scores[rows], codes[rows]))]
+    by_key = rows[np.lexsort((rows, -scores[rows], -key[rows], codes[rows]))]
+    out = scores.copy()
+    out[by_key] = scores[by_score]
+    return out
+
+
+def ordered_tail(
+    cands: pd.DataFrame, scores: np.ndarray, space: ItemSpace, weight: float
+) -> np.ndarray:
+    """tail_order on a candidate frame: its warm tail rows (tail, not new) by co-occurrence."""
+    items = cands["item_idx"].to_numpy()
+    warm_tail = space.is_tail[items] & ~space.is_cold[items]
+    return tail_order(
+        cands[C.USER_ID].to_numpy(), scores, warm_tail, cands["cooccurrence"].to_numpy(), weight
+    )
 
 
 def choose_spread(
@@ -374,16 +419,20 @@ def block_lists(
     calibration: tuple[float, float] | None = None,
     penalty: np.ndarray | None = None,
     new_slots: tuple[float, int] | None = None,
+    tail_cooccurrence: float = 0.0,
 ) -> pd.DataFrame:
     """One block's scored candidates -> tail- and new-item-aware top-n (see recommend)."""
     index = index if index is not None else space.index
     user_ids = cands[C.USER_ID].to_numpy()
+    item_idx = cands["item_idx"].to_numpy()
+    is_new = space.is_cold[item_idx]
+    if tail_cooccurrence:
+        scores = ordered_tail(cands, scores, space, tail_cooccurrence)
     new: float | dict[str, float] = new_target
     if new_slots is not None:
-        is_new = space.is_cold[cands["item_idx"].to_numpy()]
         new = {u: k / n for u, k in new_item_counts(user_ids, scores, is_new, *new_slots).items()}
     if penalty is not None:
-        scores = spread_scores(user_ids, scores, cands["item_idx"].to_numpy(), penalty)
+        scores = spread_scores(user_ids, scores, item_idx, penalty)
     target: float | dict[str, float] = tail_target
     if calibration is not None:
         own = calibrated_targets(tail_shares(batch, space, index), *calibration)
@@ -405,12 +454,15 @@ def recommend(
     calibration: tuple[float, float] | None = None,
     penalty: np.ndarray | None = None,
     new_slots: tuple[float, int] | None = None,
+    tail_cooccurrence: float = 0.0,
 ) -> pd.DataFrame:
     """Candidates -> ranker (or blend) -> tail- and new-item-aware top-n, block by block.
     With `calibration` (prior, shift) each user gets their own tail target (calibrated_targets)
     instead of `tail_target`; with `penalty` (per item) the scores are spread (spread_scores);
     with `new_slots` (threshold, cap) each user gets one new-item slot per new candidate scored
-    at or above the night's threshold, at most cap (new_item_counts), instead of `new_target`."""
+    at or above the night's threshold, at most cap (new_item_counts), instead of `new_target`;
+    with `tail_cooccurrence` > 0 the warm tail candidates are re-ordered among themselves
+    (tail_order)."""
     index = index if index is not None else space.index
     parts = [
         block_lists(
@@ -425,6 +477,7 @@ def recommend(
             calibration,
             penalty,
             new_slots,
+            tail_cooccurrence,
         )
         for batch, cands, scores in scored_blocks(
             users, space, counts, booster, block, index, retrieval

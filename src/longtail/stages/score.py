@@ -182,6 +182,7 @@ def night_lists(
         calibration=calibration,
         penalty=penalty,
         new_slots=new_slots,
+        tail_cooccurrence=cfg.tail_cooccurrence,
     )
 
 
@@ -343,6 +344,7 @@ def _night_sample(
                     None,
                     cfg.new_item_share,
                     calibration,
+                    tail_cooccurrence=cfg.tail_cooccurrence,
                 )
                 top10 = lists[lists[C.RANK] <= 10][C.ITEM_ID].astype(str)
                 np.add.at(shown, [sp.index[x] for x in top10], 1)
