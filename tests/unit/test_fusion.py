@@ -288,7 +288,7 @@ def test_cooccurrence_matrix_is_cosine_over_users() -> None:
 def test_recommend_gives_n_distinct_unexcluded_items() -> None:
     sp = space()
     u = users([{"user": "u", "items": ["a", "c"], "factors": [0.5, 0.5]}])
-    out = fusion.recommend(u, sp, fusion.CandidateCounts(), None, 3, 0.34)
+    out = fusion.recommend(u, sp, fusion.CandidateCounts(), None, fusion.ListShape(3, 0.34))
     assert len(out) == 3 and out[C.ITEM_ID].nunique() == 3
     assert not set(out[C.ITEM_ID]) & {"a", "c"}
     assert out[C.RANK].tolist() == [1, 2, 3]
@@ -369,7 +369,7 @@ def test_recommend_calibrates_from_each_batch_users_history() -> None:
     # popularity order a b c d e f minus own items; prior 0.5, shift -0.1, pseudo 5:
     # h: 2.5/7 - 0.1 = 0.257 -> one tail item by rank 4 (c, d are h's tail candidates);
     # t: 4.5/7 - 0.1 = 0.543 -> floor(0.543 x 4) = 2 tail items by rank 4, at ranks 3 and 4
-    out = fusion.recommend(u, sp, counts, None, 4, 0.4, calibration=(0.5, -0.1))
+    out = fusion.recommend(u, sp, counts, None, fusion.ListShape(4, 0.4, calibration=(0.5, -0.1)))
     lists = out.groupby(C.USER_ID)[fusion.IS_LONG_TAIL].apply(list).to_dict()
     assert lists["t"] == [False, False, True, True]
     assert sum(lists["h"]) >= 1
@@ -429,9 +429,9 @@ def test_recommend_gives_new_item_slots_where_a_new_candidate_clears_the_bar() -
     }
     assert best["near"] > best["far"]
     bar = (best["near"] + best["far"]) / 2
-    out = fusion.recommend(u, sp, counts, None, 2, 0.0, new_slots=(bar, 1))
+    out = fusion.recommend(u, sp, counts, None, fusion.ListShape(2, 0.0, new_slots=(bar, 1)))
     lists = out.groupby(C.USER_ID)[C.ITEM_ID].apply(list).to_dict()
     assert "f" in lists["near"] and not {"e", "f"} & set(lists["far"])
-    even = fusion.recommend(u, sp, counts, None, 2, 0.0, new_target=0.5)
+    even = fusion.recommend(u, sp, counts, None, fusion.ListShape(2, 0.0, new_target=0.5))
     lists = even.groupby(C.USER_ID)[C.ITEM_ID].apply(list).to_dict()
     assert "f" in lists["near"] and {"e", "f"} & set(lists["far"])

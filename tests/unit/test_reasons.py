@@ -103,7 +103,7 @@ def test_recommend_lists_get_reasons_from_their_own_history() -> None:
             {"user": "v", "items": ["b"], "factors": [1.0, 0.0]},
         ]
     )
-    lists = fusion.recommend(u, sp, fusion.CandidateCounts(), None, 3, 0.34)
+    lists = fusion.recommend(u, sp, fusion.CandidateCounts(), None, fusion.ListShape(3, 0.34))
     before = lists.copy()
     out = reasons.explain(lists, u, sp)
     pd.testing.assert_frame_equal(lists, before)  # the lists themselves are untouched

@@ -50,6 +50,7 @@ from longtail.fusion.history import (
 from longtail.fusion.rerank import (
     CALIBRATION_PSEUDO,
     IS_LONG_TAIL,
+    ListShape,
     blend_score,
     block_lists,
     calibrated_targets,
@@ -104,6 +105,7 @@ __all__ = [
     "SOURCES",
     "CandidateCounts",
     "ItemSpace",
+    "ListShape",
     "Retrieval",
     "assemble_item_space",
     "blend_score",

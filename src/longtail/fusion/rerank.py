@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -407,35 +408,50 @@ def scored_blocks(
         yield batch, cands, np.asarray(scores, np.float64)
 
 
+@dataclass(frozen=True, eq=False)
+class ListShape:
+    """How scored candidates become lists (block_lists, recommend): top `n` with at least
+    `tail_target` tail and `new_target` new items by rank k. With `calibration` (prior, shift)
+    each user gets their own tail target (calibrated_targets) instead; with `penalty` (per item)
+    the scores are spread (spread_scores); with `new_slots` (threshold, cap) each user gets one
+    new-item slot per new candidate scored at or above the night's threshold, at most cap
+    (new_item_counts), instead of `new_target`; with `tail_cooccurrence` > 0 the warm tail
+    candidates are re-ordered among themselves (tail_order)."""
+
+    n: int
+    tail_target: float
+    new_target: float = 0.0
+    calibration: tuple[float, float] | None = None
+    penalty: np.ndarray | None = None
+    new_slots: tuple[float, int] | None = None
+    tail_cooccurrence: float = 0.0
+
+
 def block_lists(
     batch: pd.DataFrame,
     cands: pd.DataFrame,
     scores: np.ndarray,
     space: ItemSpace,
-    n: int,
-    tail_target: float,
+    shape: ListShape,
     index: dict[str, int] | None = None,
-    new_target: float = 0.0,
-    calibration: tuple[float, float] | None = None,
-    penalty: np.ndarray | None = None,
-    new_slots: tuple[float, int] | None = None,
-    tail_cooccurrence: float = 0.0,
 ) -> pd.DataFrame:
-    """One block's scored candidates -> tail- and new-item-aware top-n (see recommend)."""
+    """One block's scored candidates -> tail- and new-item-aware top-n (see ListShape)."""
     index = index if index is not None else space.index
     user_ids = cands[C.USER_ID].to_numpy()
     item_idx = cands["item_idx"].to_numpy()
     is_new = space.is_cold[item_idx]
-    if tail_cooccurrence:
-        scores = ordered_tail(cands, scores, space, tail_cooccurrence)
-    new: float | dict[str, float] = new_target
-    if new_slots is not None:
-        new = {u: k / n for u, k in new_item_counts(user_ids, scores, is_new, *new_slots).items()}
-    if penalty is not None:
-        scores = spread_scores(user_ids, scores, item_idx, penalty)
-    target: float | dict[str, float] = tail_target
-    if calibration is not None:
-        own = calibrated_targets(tail_shares(batch, space, index), *calibration)
+    n = shape.n
+    if shape.tail_cooccurrence:
+        scores = ordered_tail(cands, scores, space, shape.tail_cooccurrence)
+    new: float | dict[str, float] = shape.new_target
+    if shape.new_slots is not None:
+        counts = new_item_counts(user_ids, scores, is_new, *shape.new_slots)
+        new = {u: k / n for u, k in counts.items()}
+    if shape.penalty is not None:
+        scores = spread_scores(user_ids, scores, item_idx, shape.penalty)
+    target: float | dict[str, float] = shape.tail_target
+    if shape.calibration is not None:
+        own = calibrated_targets(tail_shares(batch, space, index), *shape.calibration)
         target = dict(zip(batch[C.USER_ID].astype(str), own.tolist(), strict=True))
     return final_lists(cands, scores, space, n, target, new)
 
@@ -445,46 +461,22 @@ def recommend(
     space: ItemSpace,
     counts: CandidateCounts,
     booster: object | None,
-    n: int,
-    tail_target: float,
+    shape: ListShape,
     block: int = 256,
     index: dict[str, int] | None = None,
     retrieval: Retrieval | None = None,
-    new_target: float = 0.0,
-    calibration: tuple[float, float] | None = None,
-    penalty: np.ndarray | None = None,
-    new_slots: tuple[float, int] | None = None,
-    tail_cooccurrence: float = 0.0,
 ) -> pd.DataFrame:
-    """Candidates -> ranker (or blend) -> tail- and new-item-aware top-n, block by block.
-    With `calibration` (prior, shift) each user gets their own tail target (calibrated_targets)
-    instead of `tail_target`; with `penalty` (per item) the scores are spread (spread_scores);
-    with `new_slots` (threshold, cap) each user gets one new-item slot per new candidate scored
-    at or above the night's threshold, at most cap (new_item_counts), instead of `new_target`;
-    with `tail_cooccurrence` > 0 the warm tail candidates are re-ordered among themselves
-    (tail_order)."""
+    """Candidates -> ranker (or blend) -> tail- and new-item-aware top-n (`shape`), block by
+    block."""
     index = index if index is not None else space.index
     parts = [
-        block_lists(
-            batch,
-            cands,
-            scores,
-            space,
-            n,
-            tail_target,
-            index,
-            new_target,
-            calibration,
-            penalty,
-            new_slots,
-            tail_cooccurrence,
-        )
+        block_lists(batch, cands, scores, space, shape, index)
         for batch, cands, scores in scored_blocks(
             users, space, counts, booster, block, index, retrieval
         )
     ]
     if not parts:
         return final_lists(
-            pd.DataFrame(columns=[C.USER_ID, "item_idx", C.SOURCE]), np.zeros(0), space, n, 0
+            pd.DataFrame(columns=[C.USER_ID, "item_idx", C.SOURCE]), np.zeros(0), space, shape.n, 0
         )
     return pd.concat(parts, ignore_index=True)

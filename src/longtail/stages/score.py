@@ -170,14 +170,21 @@ def night_lists(
 ) -> pd.DataFrame:
     """The ranked part of a batch's lists as the night builds them (before the popularity fill
     and reasons)."""
-    return fusion.recommend(
-        batch,
-        space,
-        counts,
-        booster,
-        cfg.top_n,
-        cfg.tail_target,
-        retrieval=retrieval,
+    shape = list_shape(cfg, calibration, penalty, new_slots)
+    return fusion.recommend(batch, space, counts, booster, shape, retrieval=retrieval)
+
+
+def list_shape(
+    cfg: ScoreConfig,
+    calibration: tuple[float, float] | None,
+    penalty: np.ndarray | None = None,
+    new_slots: tuple[float, int] | None = None,
+) -> fusion.ListShape:
+    """The config's list settings with the night's calibration, penalty and new-item bar
+    (None: even new-item slots, no spread, as the exposure sample's lists are built)."""
+    return fusion.ListShape(
+        n=cfg.top_n,
+        tail_target=cfg.tail_target,
         new_target=cfg.new_item_share,
         calibration=calibration,
         penalty=penalty,
@@ -332,22 +339,15 @@ def _night_sample(
         shown = np.zeros(n_items, np.int64)
         top: list[np.ndarray] = []
         users = 0
+        shape = list_shape(cfg, calibration)
+        index = sp.index  # a property that builds the id -> position dict: once, not per item
         for batch in batches:
-            for b, cands, scores in fusion.scored_blocks(batch, sp, counts, booster, retrieval=re):
-                lists = fusion.block_lists(
-                    b,
-                    cands,
-                    scores,
-                    sp,
-                    cfg.top_n,
-                    cfg.tail_target,
-                    None,
-                    cfg.new_item_share,
-                    calibration,
-                    tail_cooccurrence=cfg.tail_cooccurrence,
-                )
+            for b, cands, scores in fusion.scored_blocks(
+                batch, sp, counts, booster, index=index, retrieval=re
+            ):
+                lists = fusion.block_lists(b, cands, scores, sp, shape, index)
                 top10 = lists[lists[C.RANK] <= 10][C.ITEM_ID].astype(str)
-                np.add.at(shown, [sp.index[x] for x in top10], 1)
+                np.add.at(shown, [index[x] for x in top10], 1)
                 ids = cands[C.USER_ID].to_numpy()
                 top.append(
                     fusion.top_new_scores(
