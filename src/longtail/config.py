@@ -94,6 +94,10 @@ class AlsConfig(StageConfig):
     validation_share: Number = 0.1
     validation_users: StrictInt = 2000
     min_validation_users: StrictInt = 50
+    # The settings are chosen as of the cadence's anchor (cadence.py): every night of a week
+    # uses Monday's choice and copies it from an earlier night's record where one has it.
+    # 1 = chosen every night.
+    select_every_days: StrictInt = 7
 
     @field_validator("regularization_grid", "alpha_factors")
     @classmethod
@@ -113,6 +117,8 @@ class AlsConfig(StageConfig):
             raise ConfigError("regularization >= 0, alpha > 0 and iterations >= 1 are required")
         if self.min_user_items < 1:
             raise ConfigError("min_user_items must be >= 1")
+        if not 1 <= self.select_every_days <= 366:
+            raise ConfigError("select_every_days must be in 1..366")
 
 
 class ItemSpaceConfig(StageConfig):
@@ -340,8 +346,15 @@ class RankerConfig(StageConfig):
     # whose re-ranked lists score best is recorded for the score stage. (0.0,) turns it off.
     spread_strengths: tuple[Number, ...] = (0.0, 0.1, 0.2, 0.3, 0.4)
     seed: StrictInt = 42
+    # The ranker is trained as of the cadence's anchor (cadence.py): every night of a week uses
+    # the model learned from the inputs up to the end of its Monday, and copies it from an
+    # earlier night of that week whose inputs key matches instead of training it again.
+    # 1 = trained every night on everything up to ds.
+    retrain_every_days: StrictInt = 7
 
     def check(self) -> None:
+        if not 1 <= self.retrain_every_days <= 366:
+            raise ConfigError("retrain_every_days must be in 1..366")
         if not self.spread_strengths or not all(0 <= v <= 5 for v in self.spread_strengths):
             raise ConfigError("spread_strengths must be a non-empty list of numbers in [0, 5]")
         if not 0 <= self.item_dropout < 1:

@@ -33,11 +33,24 @@ def test_published_factors_equal_fit_als_on_pandas(spark, tmp_path):
         "interactions",
         ds,
     )
+    # the selection reads the silver events (as of its anchor, the Monday 2024-04-29): one
+    # event a pair, at its first time
+    write_audit_publish(
+        spark.createDataFrame(
+            [(*r[:2], r[3].to_pydatetime(), "view", r[2]) for r in rows],
+            "user_id string, item_id string, ts timestamp, event_type string, weight double",
+        ),
+        wh,
+        "silver_events",
+        ds,
+    )
     cfg = AlsConfig(ds=ds, warehouse=wh, factors=4, iterations=3, seed=5, num_threads=1)
     out = run(spark, cfg)
     # 12 users cannot judge a choice: the configured settings are fitted, and the record says why
     assert out["chosen"] == {"regularization": cfg.regularization, "alpha": cfg.alpha}
     assert "fewer than 50" in out["selection"]["kept_configured"]
+    assert out["cadence"]["anchor"] == "2024-04-29" and out["cadence"]["reused_from"] is None
+    assert out["cadence"]["events"]["events"] == len(rows)  # every pair's event precedes it
     want = fit_als(frame, factors=4, iterations=3, seed=5, num_threads=1)
     assert out["counts"] == {
         "users": len(want.user_ids),

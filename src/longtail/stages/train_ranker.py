@@ -11,11 +11,17 @@ The window, the labels and every user-sized reduction are computed in Spark; the
 item-sized arrays, the ALS matrix and a bounded sample of labelled users. The model, its
 feature list, candidate settings, window and feature importance are written to
 `ranker/ds=<ds>/`.
+
+Training runs as of the night's cadence anchor (`retrain_every_days`, cadence.py): the window
+ends at the end of the anchor date and the catalogue holds the items listed by then, so every
+night of a week publishes the same model, and a night that finds it under an earlier night of
+the week with the same inputs key copies it instead of training again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -24,11 +30,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
+from longtail import cadence, label_window, tables, text_ngrams
 from longtail import columns as C
-from longtail import label_window, tables
 from longtail.als import factors_frame, fit_als
 from longtail.cleaning import build_interactions
-from longtail.config import AlsConfig, ItemSpaceConfig, RankerConfig, ScoreConfig
+from longtail.config import AlsConfig, ContentConfig, ItemSpaceConfig, RankerConfig, ScoreConfig
 from longtail.fusion import (
     FEATURES,
     CandidateCounts,
@@ -49,15 +55,20 @@ from longtail.ranker import (
 from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
 from longtail.user_histories import fusion_users
-from longtail.warehouse.models import publish_model
+from longtail.warehouse.models import Model, publish_model, read_model
 from longtail.warehouse.publish import read_table
 from longtail.warehouse.records import read_record
 
 TABLE = tables.RANKER
 
 
+_NOT_DS = ("warehouse", "landing", "ds")
+
+
 def model_version(cfg: RankerConfig) -> str:
-    return f"fusion-{cfg.ds.isoformat()}-{cfg.fingerprint()}"
+    """`fusion-<anchor>-<config hash without the date>`: the same for every night of a week."""
+    first = cadence.anchor(cfg.ds, cfg.retrain_every_days)
+    return f"fusion-{first.isoformat()}-{cfg.fingerprint(exclude=_NOT_DS)}"
 
 
 def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
@@ -71,10 +82,26 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     if space_record is None:
         raise FileNotFoundError(f"no item_space record for ds={ds}: run item_space first")
     space_cfg = ItemSpaceConfig.from_record(space_record)
-    end = inputs.window_end(ds)
+    first = cadence.anchor(ds, cfg.retrain_every_days)
+    end = inputs.window_end(first)
     events = read_table(spark, wh, tables.SILVER_EVENTS, ds).select(
         C.USER_ID, C.ITEM_ID, C.TS, C.EVENT_TYPE, C.WEIGHT
     )
+    cat = catalogue_as_of(inputs.catalogue(spark, wh, ds), end)
+    content_record = read_record(spark, wh, ds, "content")
+    key = _inputs_key(cfg, als_record, als_cfg, space_cfg, content_record, events, cat, end)
+    anchored = {
+        "every_days": cfg.retrain_every_days,
+        "anchor": first.isoformat(),
+        "key": key,
+        "reused_from": None,
+    }
+    earlier = _earlier_model(spark, cfg, key)
+    if earlier is not None:
+        night, model = earlier
+        publish_model(spark, wh, TABLE, ds, model.text, model.meta)
+        anchored["reused_from"] = night.isoformat()
+        return _record(model.meta, anchored)
     firsts = label_window.pair_firsts(events, end).cache()
     labels = None
     try:
@@ -111,6 +138,8 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
             labels.unpersist()
     meta: dict[str, Any] = {
         "model_version": model_version(cfg),
+        "trained_as_of": first.isoformat(),
+        "inputs_key": key,
         "features": list(FEATURES),
         "candidate_counts": cfg.candidate_counts(),
         "retrieval": {"exact_max_items": cfg.retrieval_exact_max_items},
@@ -127,7 +156,10 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         if rule == "last_items":  # the sample's own labels leave its feature history
             pairs = [(u, i) for u, items in sorted(truth.items()) for i in sorted(items)]
             held = spark.createDataFrame(pairs, [C.USER_ID, C.ITEM_ID])
-        ts = _training_set(spark, cfg, als_cfg, space_cfg, events, start, sample, truth, held)
+        ngrams = text_ngrams.channel_on(content_record)
+        ts = _training_set(
+            spark, cfg, als_cfg, space_cfg, events, cat, ngrams, start, end, sample, truth, held
+        )
         meta["candidate_recall"] = ts.candidate_recall
         meta["features"] = list(frame_features(ts.frame))  # + the n-gram channel's, when on
         if ts.n_users >= 10:
@@ -143,10 +175,67 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
         meta["ranker"] = "lightgbm-lambdarank" if booster_text else "blend"
     meta["spread"] = _spread(ts, booster_text, meta, cfg)
     publish_model(spark, wh, TABLE, ds, booster_text, meta)
-    return {
-        "counts": {"label_pairs": meta["label_pairs"], "label_users": meta["label_users"]},
-        **meta,
-    }
+    return _record(meta, anchored)
+
+
+def _record(meta: dict[str, Any], anchored: dict[str, Any]) -> dict[str, Any]:
+    counts = {"label_pairs": meta["label_pairs"], "label_users": meta["label_users"]}
+    return {"counts": counts, **meta, "cadence": anchored}
+
+
+def catalogue_as_of(cat: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
+    """The catalogue's items listed before end (items without a listing date stay): what the
+    anchor's night could list. Availability is dropped: training never reads it, and it changes
+    nightly."""
+    listed = pd.to_datetime(cat[C.FIRST_SEEN], utc=True, errors="coerce")
+    kept = cat[~(listed >= end).to_numpy()]
+    return kept.drop(columns=[C.AVAILABLE], errors="ignore").reset_index(drop=True)
+
+
+def _inputs_key(
+    cfg: RankerConfig,
+    als_record: dict[str, Any],
+    als_cfg: AlsConfig,
+    space_cfg: ItemSpaceConfig,
+    content_record: dict[str, Any] | None,
+    events: DataFrame,
+    cat: pd.DataFrame,
+    end: pd.Timestamp,
+) -> str:
+    """Every input training reads, as of end: the configs (chosen ALS settings included, dates
+    left out), the events before end (train_als's digest when its anchor is the same), the
+    catalogue as of end (texts included: the vectors are a function of them and the content
+    config) and whether the n-gram channel is on."""
+    als_anchor = als_record.get("cadence") or {}
+    if als_anchor.get("anchor") == cadence.anchor(cfg.ds, cfg.retrain_every_days).isoformat():
+        digest = als_anchor["events"]
+    else:
+        digest = cadence.events_digest(events, label_window.epoch_us(end))
+    content = ContentConfig.from_record(content_record) if content_record else None
+    return cadence.inputs_key(
+        {
+            "step": "train_ranker",
+            "anchor": end.isoformat(),
+            "ranker": cfg.fingerprint(exclude=_NOT_DS),
+            "als": als_cfg.fingerprint(exclude=_NOT_DS),
+            "item_space": space_cfg.fingerprint(exclude=_NOT_DS),
+            "content": content.fingerprint(exclude=_NOT_DS) if content else None,
+            "ngrams": text_ngrams.channel_on(content_record),
+            "events": digest,
+            "catalogue": cadence.frame_digest(cat, C.ITEM_ID),
+        }
+    )
+
+
+def _earlier_model(spark: SparkSession, cfg: RankerConfig, key: str) -> tuple[date, Model] | None:
+    """(night, model) of the newest earlier night of the same anchor trained on the same
+    inputs; None when there is none (the first night of a week, a changed input, a night that
+    retention removed)."""
+    for night in cadence.earlier_nights(cfg.ds, cfg.retrain_every_days):
+        model = read_model(spark, cfg.warehouse, TABLE, night)
+        if model is not None and model.meta.get("inputs_key") == key:
+            return night, model
+    return None
 
 
 def _spread(
@@ -172,7 +261,10 @@ def _training_set(
     als_cfg: AlsConfig,
     space_cfg: ItemSpaceConfig,
     events: DataFrame,
+    cat: pd.DataFrame,
+    ngrams: bool,
     start: pd.Timestamp,
+    end: pd.Timestamp,
     sample: DataFrame,
     truth: dict[str, set[str]],
     held: DataFrame | None = None,
@@ -202,7 +294,6 @@ def _training_set(
         )
         # The whole catalogue: an item first listed or first sold inside the window is a cold
         # success, exactly what the ranker has to learn to find.
-        cat = inputs.catalogue(spark, cfg.warehouse, cfg.ds)
         ids = spark.createDataFrame(
             [(str(i),) for i in cat[C.ITEM_ID]], StructType([StructField(C.ITEM_ID, StringType())])
         )
@@ -217,8 +308,8 @@ def _training_set(
             factors_frame(model.item_ids, model.item_factors, C.ITEM_ID),
             start,
         )
-        space = _listed_in_window_ages(space, cat, start, inputs.window_end(cfg.ds))
-        space = inputs.with_text_ngrams(spark, cfg.warehouse, cfg.ds, space, cat)
+        space = _listed_in_window_ages(space, cat, start, end)
+        space = text_ngrams.attach(space, cat) if ngrams else space
         sampled = np.isin(model.user_ids, list(truth))
         factors = factors_frame(model.user_ids[sampled], model.user_factors[sampled], C.USER_ID)
         rows = fusion_users(
