@@ -21,6 +21,7 @@ the week with the same inputs key copies it instead of training again.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import date
 from typing import Any
 
@@ -174,6 +175,7 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     else:
         meta["ranker"] = "lightgbm-lambdarank" if booster_text else "blend"
     meta["spread"] = _spread(ts, booster_text, meta, cfg)
+    meta["model_sha256"] = _sha256(booster_text)
     publish_model(spark, wh, TABLE, ds, booster_text, meta)
     return _record(meta, anchored)
 
@@ -233,9 +235,18 @@ def _earlier_model(spark: SparkSession, cfg: RankerConfig, key: str) -> tuple[da
     retention removed)."""
     for night in cadence.earlier_nights(cfg.ds, cfg.retrain_every_days):
         model = read_model(spark, cfg.warehouse, TABLE, night)
-        if model is not None and model.meta.get("inputs_key") == key:
+        # the text must be the one its meta describes (not a re-run's, swapped in between reads)
+        if (
+            model is not None
+            and model.meta.get("inputs_key") == key
+            and model.meta.get("model_sha256") == _sha256(model.text)
+        ):
             return night, model
     return None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _spread(
