@@ -1,4 +1,5 @@
-"""The weekly cadence of the ranker and the ALS selection on real nights (cadence.py).
+"""The weekly cadence of the ranker and the ALS selection on real nights (cadence.py; an
+option, on in reliability_kit.PIPELINE_OVERRIDES).
 
 The reference's two nights, EARLIER_DS (Thursday 2024-05-09) and DS (Friday), share the anchor
 Monday 2024-05-06: the first night of the week to run learns both as of the end of that Monday,
