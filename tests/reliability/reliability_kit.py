@@ -29,7 +29,13 @@ INGEST_CLEAN_TABLES = (tables.BRONZE_EVENTS, tables.BRONZE_ITEMS, *tables.SILVER
 TOP_N = 5
 # Small models: seconds on two cores, the same code paths as the nightly run. Also given to the
 # backfill through Airflow (dag run conf), so both build the very same configs.
-PIPELINE_OVERRIDES = {"train_als": {"factors": 8, "iterations": 5}}
+# The weekly ranker and ALS selection (an option; nightly by default): every comparison of a
+# night run alone with the reference, whose DS copies EARLIER_DS's models, checks that a copied
+# model is the one the night would have learned.
+PIPELINE_OVERRIDES = {
+    "train_als": {"factors": 8, "iterations": 5, "select_every_days": 7},
+    "train_ranker": {"retrain_every_days": 7},
+}
 
 
 def iso(day: date, seconds: int = 0) -> str:

@@ -1,4 +1,5 @@
-"""The weekly cadence of the ranker and the ALS selection on real nights (cadence.py).
+"""The weekly cadence of the ranker and the ALS selection on real nights (cadence.py; an
+option, on in reliability_kit.PIPELINE_OVERRIDES).
 
 The reference's two nights, EARLIER_DS (Thursday 2024-05-09) and DS (Friday), share the anchor
 Monday 2024-05-06: the first night of the week to run learns both as of the end of that Monday,
@@ -10,6 +11,8 @@ learn again.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -25,7 +28,9 @@ from reliability_kit import (
     full_pipeline,
     iso,
     item_id,
+    resolved_configs,
     run_record,
+    run_stage,
     write,
 )
 
@@ -69,3 +74,31 @@ def test_an_event_of_the_anchors_past_arriving_late_makes_the_night_learn_again(
     assert run_record(wh, DS, "train_als")["cadence"]["events"]["events"] == (
         run_record(wh, EARLIER_DS, "train_als")["cadence"]["events"]["events"] + 1
     )
+
+
+def test_a_copied_model_keeps_every_byte_and_a_mismatched_one_is_not_copied(
+    spark: Any, reference_published: Path, tmp_path: Path
+) -> None:
+    """The week's model as another night wrote it (here a text with blank lines and a final
+    newline, as LightGBM writes them) is published byte for byte; a text that is not the one
+    its meta describes (a re-run swapped in between reads) is trained again instead."""
+    wh = copy_warehouse(reference_published, tmp_path / "warehouse")
+    earlier = wh / "ranker" / f"ds={EARLIER_DS}"
+    text = "tree\nversion=v4\n\nend of trees\n\npandas_categorical:null\n"
+    meta = json.loads((earlier / "meta.json").read_text())
+    meta["model_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    (earlier / "model.txt").write_text(text)
+    (earlier / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    for crc in earlier.glob(".*.crc"):  # Hadoop's checksums of the files replaced above
+        crc.unlink()
+    cfg = resolved_configs(wh.parent / "unused", wh, DS)["train_ranker"]
+    record = run_stage(spark, "train_ranker", cfg)
+    assert record["cadence"]["reused_from"] == EARLIER_DS.isoformat()
+    assert (wh / "ranker" / f"ds={DS}" / "model.txt").read_bytes() == text.encode()
+    assert json.loads((wh / "ranker" / f"ds={DS}" / "meta.json").read_text()) == meta
+
+    (earlier / "model.txt").write_text(text + "tree\n")  # no longer the text its meta names
+    (earlier / ".model.txt.crc").unlink(missing_ok=True)
+    record = run_stage(spark, "train_ranker", cfg)
+    assert record["cadence"]["reused_from"] is None
+    assert (wh / "ranker" / f"ds={DS}" / "model.txt").read_text() == ""  # trained: a blend

@@ -157,6 +157,11 @@ def test_write_text_read_text_round_trip(spark, tmp_path):
     assert fs.read_text(uri) == text
     fs.write_text(uri, "replaced")
     assert fs.read_text(uri) == "replaced"
+    # byte for byte: final and blank newlines and carriage returns are kept (a copied model)
+    for exact in ("tree\n\nend\n", "a\r\nb\r\n", "", "\n"):
+        fs.write_text(uri, exact)
+        assert fs.read_text(uri) == exact
+        assert (tmp_path / "runs" / "deep" / "note.txt").read_bytes() == exact.encode()
     # written through a temporary name: nothing else is left beside it (Hadoop's .crc aside)
     assert [p for p in _tree(tmp_path / "runs" / "deep") if not p.endswith(".crc")] == ["note.txt"]
 

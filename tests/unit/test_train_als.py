@@ -33,8 +33,8 @@ def test_published_factors_equal_fit_als_on_pandas(spark, tmp_path):
         "interactions",
         ds,
     )
-    # the selection reads the silver events (as of its anchor, the Monday 2024-04-29): one
-    # event a pair, at its first time
+    # a weekly selection (select_every_days 7) chooses on the interactions rebuilt from the
+    # silver events before its Monday, 2024-04-29: one event a pair, at its first time
     write_audit_publish(
         spark.createDataFrame(
             [(*r[:2], r[3].to_pydatetime(), "view", r[2]) for r in rows],
@@ -44,7 +44,9 @@ def test_published_factors_equal_fit_als_on_pandas(spark, tmp_path):
         "silver_events",
         ds,
     )
-    cfg = AlsConfig(ds=ds, warehouse=wh, factors=4, iterations=3, seed=5, num_threads=1)
+    cfg = AlsConfig(
+        ds=ds, warehouse=wh, factors=4, iterations=3, seed=5, num_threads=1, select_every_days=7
+    )
     out = run(spark, cfg)
     # 12 users cannot judge a choice: the configured settings are fitted, and the record says why
     assert out["chosen"] == {"regularization": cfg.regularization, "alpha": cfg.alpha}

@@ -93,22 +93,24 @@ def _anchored_selection(
     first = cadence.anchor(ds, cfg.select_every_days)
     end_us = label_window.epoch_us(inputs.window_end(first))
     events = read_table(spark, wh, tables.SILVER_EVENTS, ds)
-    digest = cadence.events_digest(events, end_us)
-    key = cadence.inputs_key(
-        {
-            "step": "als_selection",
-            "anchor": first,
-            "config": cfg.fingerprint(exclude=("warehouse", "landing", "ds")),
-            "events": digest,
-        }
-    )
     anchored: dict[str, Any] = {
         "every_days": cfg.select_every_days,
         "anchor": first.isoformat(),
-        "events": digest,
-        "key": key,
+        "events": None,
+        "key": None,
         "reused_from": None,
     }
+    if cfg.select_every_days > 1:  # nothing to share when every night chooses for itself
+        anchored["events"] = cadence.events_digest(events, end_us)
+        anchored["key"] = cadence.inputs_key(
+            {
+                "step": "als_selection",
+                "anchor": first,
+                "config": cfg.fingerprint(exclude=("warehouse", "landing", "ds")),
+                "events": anchored["events"],
+            }
+        )
+    key = anchored["key"]
     for night in cadence.earlier_nights(ds, cfg.select_every_days):
         earlier = read_record(spark, wh, night, "train_als") or {}
         if (earlier.get("cadence") or {}).get("key") == key and earlier.get("selection"):

@@ -21,6 +21,7 @@ the week with the same inputs key copies it instead of training again.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import date
 from typing import Any
 
@@ -66,7 +67,10 @@ _NOT_DS = ("warehouse", "landing", "ds")
 
 
 def model_version(cfg: RankerConfig) -> str:
-    """`fusion-<anchor>-<config hash without the date>`: the same for every night of a week."""
+    """`fusion-<ds>-<config hash>` when trained every night (as always); with a longer cadence
+    `fusion-<anchor>-<config hash without the date>`, the same for every night that shares it."""
+    if cfg.retrain_every_days == 1:
+        return f"fusion-{cfg.ds.isoformat()}-{cfg.fingerprint()}"
     first = cadence.anchor(cfg.ds, cfg.retrain_every_days)
     return f"fusion-{first.isoformat()}-{cfg.fingerprint(exclude=_NOT_DS)}"
 
@@ -89,14 +93,16 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     )
     cat = catalogue_as_of(inputs.catalogue(spark, wh, ds), end)
     content_record = read_record(spark, wh, ds, "content")
-    key = _inputs_key(cfg, als_record, als_cfg, space_cfg, content_record, events, cat, end)
+    key = None
+    if cfg.retrain_every_days > 1:  # nothing to share when every night trains its own
+        key = _inputs_key(cfg, als_record, als_cfg, space_cfg, content_record, events, cat, end)
     anchored = {
         "every_days": cfg.retrain_every_days,
         "anchor": first.isoformat(),
         "key": key,
         "reused_from": None,
     }
-    earlier = _earlier_model(spark, cfg, key)
+    earlier = _earlier_model(spark, cfg, key) if key is not None else None
     if earlier is not None:
         night, model = earlier
         publish_model(spark, wh, TABLE, ds, model.text, model.meta)
@@ -139,7 +145,6 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "model_version": model_version(cfg),
         "trained_as_of": first.isoformat(),
-        "inputs_key": key,
         "features": list(FEATURES),
         "candidate_counts": cfg.candidate_counts(),
         "retrieval": {"exact_max_items": cfg.retrieval_exact_max_items},
@@ -174,6 +179,9 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     else:
         meta["ranker"] = "lightgbm-lambdarank" if booster_text else "blend"
     meta["spread"] = _spread(ts, booster_text, meta, cfg)
+    meta["model_sha256"] = _sha256(booster_text)
+    if key is not None:
+        meta["inputs_key"] = key
     publish_model(spark, wh, TABLE, ds, booster_text, meta)
     return _record(meta, anchored)
 
@@ -207,7 +215,8 @@ def _inputs_key(
     catalogue as of end (texts included: the vectors are a function of them and the content
     config) and whether the n-gram channel is on."""
     als_anchor = als_record.get("cadence") or {}
-    if als_anchor.get("anchor") == cadence.anchor(cfg.ds, cfg.retrain_every_days).isoformat():
+    same = als_anchor.get("anchor") == cadence.anchor(cfg.ds, cfg.retrain_every_days).isoformat()
+    if same and als_anchor.get("events"):
         digest = als_anchor["events"]
     else:
         digest = cadence.events_digest(events, label_window.epoch_us(end))
@@ -233,9 +242,18 @@ def _earlier_model(spark: SparkSession, cfg: RankerConfig, key: str) -> tuple[da
     retention removed)."""
     for night in cadence.earlier_nights(cfg.ds, cfg.retrain_every_days):
         model = read_model(spark, cfg.warehouse, TABLE, night)
-        if model is not None and model.meta.get("inputs_key") == key:
+        # the text must be the one its meta describes (not a re-run's, swapped in between reads)
+        if (
+            model is not None
+            and model.meta.get("inputs_key") == key
+            and model.meta.get("model_sha256") == _sha256(model.text)
+        ):
             return night, model
     return None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _spread(

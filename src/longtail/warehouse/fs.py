@@ -139,17 +139,11 @@ class Fs:
             stream.close()
 
     def read_text(self, uri: str) -> str:
+        """The file's text exactly as written (UTF-8): a model copied from one night to another
+        must keep every byte, its final newline included, so it is read whole, not by lines."""
         stream = self._fs.open(self._path(uri))
         try:
-            reader = self._jvm.java.io.BufferedReader(
-                self._jvm.java.io.InputStreamReader(stream, "UTF-8")
-            )
-            lines = []
-            line = reader.readLine()
-            while line is not None:
-                lines.append(line)
-                line = reader.readLine()
-            return "\n".join(lines)
+            return bytes(stream.readAllBytes()).decode("utf-8")
         finally:
             stream.close()
 
