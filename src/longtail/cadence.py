@@ -60,10 +60,8 @@ def events_digest(events: DataFrame, end_us: int) -> dict[str, Any]:
         )
         .first()
     )
-    n = int(row["n"]) if row is not None else 0
-    h64 = row["h64"] if row is not None and row["h64"] is not None else 0
-    h32 = row["h32"] if row is not None and row["h32"] is not None else 0
-    return {"events": n, "digest": f"{int(h64):x}-{int(h32):x}"}
+    # a global aggregate is always one row; its sums are NULL when no event is before end_us
+    return {"events": int(row["n"]), "digest": f"{int(row['h64'] or 0):x}-{int(row['h32'] or 0):x}"}
 
 
 def frame_digest(frame: pd.DataFrame, key: str) -> str:

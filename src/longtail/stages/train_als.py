@@ -91,8 +91,6 @@ def _anchored_selection(
     """
     wh, ds = cfg.warehouse, cfg.ds
     first = cadence.anchor(ds, cfg.select_every_days)
-    end_us = label_window.epoch_us(inputs.window_end(first))
-    events = read_table(spark, wh, tables.SILVER_EVENTS, ds)
     anchored: dict[str, Any] = {
         "every_days": cfg.select_every_days,
         "anchor": first.isoformat(),
@@ -100,7 +98,10 @@ def _anchored_selection(
         "key": None,
         "reused_from": None,
     }
+    end_us = label_window.epoch_us(inputs.window_end(first))
+    events: DataFrame | None = None
     if cfg.select_every_days > 1:  # nothing to share when every night chooses for itself
+        events = read_table(spark, wh, tables.SILVER_EVENTS, ds)
         anchored["events"] = cadence.events_digest(events, end_us)
         anchored["key"] = cadence.inputs_key(
             {
@@ -110,17 +111,18 @@ def _anchored_selection(
                 "events": anchored["events"],
             }
         )
-    key = anchored["key"]
-    for night in cadence.earlier_nights(ds, cfg.select_every_days):
-        earlier = read_record(spark, wh, night, "train_als") or {}
-        if (earlier.get("cadence") or {}).get("key") == key and earlier.get("selection"):
-            anchored["reused_from"] = night.isoformat()
-            return dict(earlier["chosen"]), earlier["selection"], anchored, None
+        for night in cadence.earlier_nights(ds, cfg.select_every_days):
+            earlier = read_record(spark, wh, night, "train_als") or {}
+            same = (earlier.get("cadence") or {}).get("key") == anchored["key"]
+            if same and earlier.get("selection"):
+                anchored["reused_from"] = night.isoformat()
+                return dict(earlier["chosen"]), earlier["selection"], anchored, None
     night_ii: IndexedInteractions | None = None
-    if first == ds:  # the night's table is the anchor's: silver events all end before ds's end
+    if first == ds:  # the night's own table (always, nightly): its events all end before then
         night_ii, first_us = collect_indexed_with_firsts(table)
         ii = night_ii
-    else:
+    else:  # a later night of a longer cadence: events were read above
+        assert events is not None
         before = events.where(F.unix_micros(F.col(C.TS)) < F.lit(end_us))
         ii, first_us = collect_indexed_with_firsts(build_interactions(before))
     picked, split = als_selection.choose(

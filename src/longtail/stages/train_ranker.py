@@ -95,7 +95,7 @@ def run(spark: SparkSession, cfg: RankerConfig) -> dict[str, Any]:
     content_record = read_record(spark, wh, ds, "content")
     key = None
     if cfg.retrain_every_days > 1:  # nothing to share when every night trains its own
-        key = _inputs_key(cfg, als_record, als_cfg, space_cfg, content_record, events, cat, end)
+        key = _inputs_key(cfg, als_record, als_cfg, space_cfg, content_record, events, cat, first)
     anchored = {
         "every_days": cfg.retrain_every_days,
         "anchor": first.isoformat(),
@@ -208,15 +208,15 @@ def _inputs_key(
     content_record: dict[str, Any] | None,
     events: DataFrame,
     cat: pd.DataFrame,
-    end: pd.Timestamp,
+    first: date,
 ) -> str:
-    """Every input training reads, as of end: the configs (chosen ALS settings included, dates
-    left out), the events before end (train_als's digest when its anchor is the same), the
-    catalogue as of end (texts included: the vectors are a function of them and the content
-    config) and whether the n-gram channel is on."""
+    """Every input training reads, as of the end of the anchor `first`: the configs (chosen
+    ALS settings included, dates left out), the events before that end (train_als's digest
+    when its anchor is the same), the catalogue as of then (texts included: the vectors are a
+    function of them and the content config) and whether the n-gram channel is on."""
+    end = inputs.window_end(first)
     als_anchor = als_record.get("cadence") or {}
-    same = als_anchor.get("anchor") == cadence.anchor(cfg.ds, cfg.retrain_every_days).isoformat()
-    if same and als_anchor.get("events"):
+    if als_anchor.get("anchor") == first.isoformat() and als_anchor.get("events"):
         digest = als_anchor["events"]
     else:
         digest = cadence.events_digest(events, label_window.epoch_us(end))
