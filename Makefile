@@ -59,6 +59,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --upgrade "pip>=25"
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m longtail.jvm_archive  # the Spark driver's class archive (src/longtail/jvm_archive.py)
 	touch $(STAMP)
 
 sample: $(SAMPLE)/_SAMPLE_OK

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from longtail import jvm_archive
 from longtail.runtime_env import WORKER_ENV
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -57,6 +58,7 @@ def submit_settings(
     if environ.get("LONGTAIL_SPARK_CORES_MAX"):  # share a standalone cluster between stages
         conf["spark.cores.max"] = str(int(environ["LONGTAIL_SPARK_CORES_MAX"]))
     conf.update(extra_spark_conf(environ.get("LONGTAIL_SPARK_CONF", "")))
+    conf = jvm_archive.with_archive(conf, environ)  # the driver's class archive, if built
     archive = environ.get("LONGTAIL_PYSPARK_ARCHIVE")
     if archive:
         conf["spark.pyspark.python"] = f"./{PACKED_ENV_NAME}/bin/python"

@@ -7,7 +7,7 @@ import os
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
-from longtail import runtime_env
+from longtail import jvm_archive, runtime_env
 
 # Settings that make results independent of the machine: UTC everywhere, Arrow for pandas UDFs.
 BASE_CONF = {
@@ -17,6 +17,9 @@ BASE_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # Compiled query code is cached by its source: Spark keeps 100, and a night compiles about
+    # 1,000 (sample), so in a long-lived session every night and stage compiled them again.
+    "spark.sql.codegen.cache.maxEntries": "4000",
 }
 
 # Shuffles sized by their input and the cluster, not by a fixed count: every shuffle starts at
@@ -49,7 +52,10 @@ def get_spark(app_name: str = "longtail", extra: dict[str, str] | None = None) -
     if not launched_by_submit and not SparkConf().contains("spark.master"):
         builder = builder.master(os.environ.get("LONGTAIL_SPARK_MASTER", "local[2]"))
         builder = builder.config("spark.driver.memory", runtime_env.driver_memory())
-    for key, value in {**BASE_CONF, **(extra or {})}.items():
+    conf = {**BASE_CONF, **(extra or {})}
+    if not launched_by_submit and not SparkConf().contains(jvm_archive.JAVA_OPTIONS):
+        conf = jvm_archive.with_archive(conf)  # this call starts the driver JVM
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     # Builder options override the launching conf, so the sizing defaults go in afterwards and

@@ -133,3 +133,32 @@ def test_token_counts_are_the_encoders_lengths_without_special_tokens() -> None:
     expected = content.token_lengths(encoder, texts) - 2
     assert content.token_counts(texts, model).tolist() == expected.tolist()
     assert content.token_counts(["Blue ceramic mug"], model).tolist() == [3]
+
+
+def test_balanced_parts_keep_lengths_whole_and_even_out_the_work() -> None:
+    # Work per length, batch 4: ceil(count / 4) * 4 * (length + 2).
+    # length 10 x5 -> 2 batches * 4 * 12 = 96; length 30 x1 -> 4 * 32 = 128;
+    # length 5 x8 -> 2 * 4 * 7 = 56; length 6 x1 -> 4 * 8 = 32.
+    lengths = np.array([10] * 5 + [30] + [5] * 8 + [6])
+    part = content.balanced_parts(lengths, parts=2, batch_size=4)
+    # largest first to the least loaded: 30 -> p0 (128); 10 -> p1 (96); 5 -> p1 (152);
+    # 6 -> p0 (160)
+    expected = {30: 0, 10: 1, 5: 1, 6: 0}
+    assert part.tolist() == [expected[n] for n in lengths.tolist()]
+    # a median split by rows (lengths 5 and 6 | 10 and 30) would leave 88 against 224
+    assert content.balanced_parts(lengths, parts=1, batch_size=4).tolist() == [0] * len(lengths)
+    assert content.balanced_parts(np.array([], np.int64), 2, 4).tolist() == []
+    # a function of the lengths alone: the order of the texts does not move a length's part
+    shuffled = lengths[::-1]
+    again = content.balanced_parts(shuffled, parts=2, batch_size=4)
+    assert again.tolist() == [expected[n] for n in shuffled.tolist()]
+
+
+def test_encoding_input_puts_each_part_in_its_own_partition(spark: Any) -> None:
+    from longtail.stages import content as stage
+
+    todo = pd.DataFrame({"text_hash": [f"h{i}" for i in range(6)], "text": list("abcdef")})
+    part = np.array([2, 0, 2, 1, 0, 2])
+    frame = stage.encoding_input(spark, todo, part, 3)
+    got = frame.rdd.glom().map(lambda rows: sorted(r["text_hash"] for r in rows)).collect()
+    assert got == [["h1", "h4"], ["h3"], ["h0", "h2", "h5"]]

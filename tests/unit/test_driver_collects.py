@@ -46,6 +46,8 @@ BOUNDED: dict[str, str] = {
     "longtail.stages.score._night_sample": "per partition of the fixed-size exposure sample, "
     "one (item, count) row per item its top 10s show and each sampled user's few best "
     "new-candidate scores: items and sample",
+    "longtail.jvm_archive._workload": "the class archive's build: a fixed workload of a few "
+    "hundred generated rows, never a shop's data",
     "longtail.session.server.SessionServer._between_stages": "the catalogue's tables and "
     "temporary views, to drop the views a stage left: a handful of names",
 }

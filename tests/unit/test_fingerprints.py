@@ -20,7 +20,7 @@ WH = "/tmp/wh"
 DEFAULTS = {
     cfgs.IngestConfig: "c148557a5cf9",
     cfgs.CleanConfig: "01eada153c39",
-    cfgs.ContentConfig: "fc41d6edcb33",
+    cfgs.ContentConfig: "b5ead948f516",  # default batch_size 32 -> 8
     cfgs.AlsConfig: "5baec205dd9f",
     cfgs.ItemSpaceConfig: "696e745cdd60",
     cfgs.RankerConfig: "4fb96d1b99e8",
@@ -51,7 +51,7 @@ CHANGED: list[tuple[type, dict[str, Any], str]] = [
     (cfgs.CleanConfig, {"event_weights": {"view": 0.5}}, "b8afa103c490"),
     (cfgs.RetentionConfig, {"keep_published_nights": 60}, "4cf01ef18435"),
     (cfgs.ItemAudiencesConfig, {"include_long_tail": True, "audience_size": 100}, "c63d14f42b48"),
-    (cfgs.ContentConfig, {"ngram_channel": "on", "batch_size": 8}, "90b65aab2a6a"),
+    (cfgs.ContentConfig, {"ngram_channel": "on", "batch_size": 32}, "46329c81b35f"),
     # locations are not part of the fingerprint
     (cfgs.IngestConfig, {"landing": "/tmp/other"}, "c148557a5cf9"),
 ]

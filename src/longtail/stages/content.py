@@ -19,8 +19,9 @@ import logging
 import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
 
@@ -28,6 +29,7 @@ from longtail import columns as C
 from longtail import gates, tables
 from longtail.config import ContentConfig
 from longtail.content import (
+    balanced_parts,
     count_unknown_tokens,
     embed_batches,
     item_text,
@@ -46,7 +48,7 @@ log = logging.getLogger("longtail")
 TABLE = tables.ITEM_EMBEDDINGS
 EMBEDDING = C.EMBEDDING
 TEXT_HASH = C.TEXT_HASH
-N_TOKENS = "_n_tokens"
+_TEXTS = StructType([StructField(TEXT_HASH, StringType()), StructField("text", StringType())])
 _SCHEMA = StructType(
     [StructField(TEXT_HASH, StringType()), StructField(EMBEDDING, ArrayType(FloatType()))]
 )
@@ -73,6 +75,27 @@ def catalogue_texts(catalogue: pd.DataFrame, cfg: ContentConfig) -> pd.DataFrame
     return out
 
 
+def encoding_input(
+    spark: SparkSession, todo: pd.DataFrame, part: np.ndarray, parts: int
+) -> DataFrame:
+    """(text_hash, text) in exactly `parts` Spark partitions, row i in partition part[i].
+
+    Texts of one token length share a partition (`balanced_parts`): each length's last batch is
+    padded once per partition it appears in. Which partition a text is in never changes its
+    vector (every forward pass of a length has one shape), so the split is free to follow the
+    work. A hash or range repartition would not put part p in partition p (two parts can share
+    one while the other core waits), hence the pair RDD partitioned by the part itself.
+    """
+    rows = list(zip(part.tolist(), todo[TEXT_HASH].tolist(), todo["text"].tolist(), strict=True))
+    rdd = (
+        spark.sparkContext.parallelize(rows, parts)
+        .keyBy(lambda row: row[0])
+        .partitionBy(parts, lambda p: p)
+        .map(lambda kv: (kv[1][1], kv[1][2]))
+    )
+    return spark.createDataFrame(rdd, _TEXTS)
+
+
 def run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
     # Retention compacts the cache: never while a night reads or adds to it.
     with read_lease(spark, cfg.warehouse, CACHE_KEY):
@@ -97,18 +120,10 @@ def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
     )
     if len(todo):
         parts = max(1, min(spark.sparkContext.defaultParallelism, len(todo) // 256 + 1))
-        # Texts of one token length in one partition: each length's last batch is padded, once
-        # per partition it appears in (sample: 168k token rows encoded over two partitions split
-        # by text hash, 137k split by length). Which partition a text is in never changes its
-        # vector, so the split is free to follow the lengths.
-        todo = todo.assign(**{N_TOKENS: token_counts(todo["text"].tolist(), cfg.model)})
-        new = (
-            spark.createDataFrame(todo)
-            .repartitionByRange(parts, N_TOKENS)
-            .drop(N_TOKENS)
-            .mapInPandas(
-                lambda it: embed_batches(it, cfg.model, cfg.device, cfg.batch_size), _SCHEMA
-            )
+        lengths = token_counts(todo["text"].tolist(), cfg.model)
+        new = encoding_input(spark, todo, balanced_parts(lengths, parts, cfg.batch_size), parts)
+        new = new.mapInPandas(
+            lambda it: embed_batches(it, cfg.model, cfg.device, cfg.batch_size), _SCHEMA
         )
         write_audit_publish(new, wh, cache_table(cfg.model), ds)
     all_cached = spark.read.parquet(cache_root).select(TEXT_HASH, EMBEDDING, C.DS)

@@ -686,6 +686,7 @@ def test_image_and_build_context(tmp_path: Path) -> None:
     assert "pip install --no-cache-dir -r requirements.lock" in text
     assert "pip install --no-cache-dir --no-deps --no-build-isolation ." in text
     assert " -e " not in text  # not editable: the package lives in site-packages
+    assert "python -m longtail.jvm_archive" in text  # the driver JVM's class archive
     # `make -s env`'s settings, except PATH (the image's python) and SPARK_LOCAL_IP (compose sets
     # each container's own)
     for key, value in make_env(tmp_path).items():
