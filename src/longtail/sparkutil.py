@@ -54,7 +54,9 @@ def get_spark(app_name: str = "longtail", extra: dict[str, str] | None = None) -
         builder = builder.config("spark.driver.memory", runtime_env.driver_memory())
     conf = {**BASE_CONF, **(extra or {})}
     if not launched_by_submit and not SparkConf().contains(jvm_archive.JAVA_OPTIONS):
-        conf = jvm_archive.with_archive(conf)  # this call starts the driver JVM
+        # the driver JVM starts in this process: map the class archive (a submitted one got it
+        # from spark_launch.submit_settings; a JVM that is already up ignores the option)
+        conf = jvm_archive.with_archive(conf)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
