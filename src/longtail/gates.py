@@ -75,19 +75,30 @@ def pandas_max_rows() -> int:
     return int(os.environ.get("LONGTAIL_GATE_PANDAS_MAX_ROWS", "1000000"))
 
 
-def run_suite(df: DataFrame, name: str, expectations: Sequence[Any]) -> dict:
-    """Validate df against expectations; raise GateFailed with the failures, else return results."""
+def run_suite(
+    df: DataFrame, name: str, expectations: Sequence[Any], sized_by: DataFrame | None = None
+) -> dict:
+    """Validate df against expectations; raise GateFailed with the failures, else return results.
+
+    sized_by: the table df checks, when df adds check columns through joins that match each row
+    at most once (see small_copy); its planned size, not df's, picks the path."""
     with counted_gate(df.sparkSession, name):
-        return _run_suite(_gx(), df, name, expectations)
+        return _run_suite(_gx(), df, name, expectations, sized_by)
 
 
-def _run_suite(gx: Any, df: DataFrame, name: str, expectations: Sequence[Any]) -> dict:
+def _run_suite(
+    gx: Any,
+    df: DataFrame,
+    name: str,
+    expectations: Sequence[Any],
+    sized_by: DataFrame | None = None,
+) -> dict:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     max_rows = pandas_max_rows()
-    copy = small_copy(df, max_rows)
+    copy = small_copy(df, max_rows, sized_by)
     if copy is not None:
         return _validate(gx, ctx, copy, name, expectations)
     # The checked frame (windows, joins to other tables) is computed once: GX runs several Spark
@@ -108,13 +119,19 @@ def _run_suite(gx: Any, df: DataFrame, name: str, expectations: Sequence[Any]) -
 SMALL_PLAN_BYTES = 16 * 1024 * 1024
 
 
-def small_copy(df: DataFrame, max_rows: int) -> Any | None:
+def small_copy(df: DataFrame, max_rows: int, sized_by: DataFrame | None = None) -> Any | None:
     """df as pandas in one Spark job when it plans small and has at most max_rows rows, else
     None. Why: on small tables the persist + count + copy of the general path costs two to three
-    times the copy alone (a test night's 13 gates spent most of their time there)."""
+    times the copy alone (a test night's 13 gates spent most of their time there).
+
+    sized_by (default df) is what is planned. Spark estimates a join at the product of its
+    sides' sizes (the sample's recommendations joined to the shoppers' histories: terabytes),
+    so a gate whose check columns come from joins sizes itself by the table it checks; the row
+    cap still bounds the copy."""
     if max_rows <= 0:
         return None
-    planned = int(str(df._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))  # type: ignore[attr-defined]
+    plan = (sized_by if sized_by is not None else df)._jdf.queryExecution().optimizedPlan()  # type: ignore[attr-defined]
+    planned = int(str(plan.stats().sizeInBytes()))
     if planned > SMALL_PLAN_BYTES:
         return None
     data = df.limit(max_rows + 1).toPandas()
@@ -415,6 +432,7 @@ def gate_recommendations(
             *reason_expectations,
             *rule_expectations,
         ],
+        sized_by=df,
     )
 
 
@@ -522,4 +540,5 @@ def gate_item_audiences(
             e.ExpectTableRowCountToBeBetween(min_value=0, max_value=len(targets) * k),
             *owned_checks,
         ],
+        sized_by=df,
     )

@@ -48,7 +48,7 @@ BOUNDED: dict[str, str] = {
     "new-candidate scores: items and sample",
     "longtail.jvm_archive._workload": "the class archive's build: a fixed workload of a few "
     "hundred generated rows, never a shop's data",
-    "longtail.session.server.SessionServer._between_stages": "the catalogue's tables and "
+    "longtail.session.server.SessionServer._clean": "the catalogue's tables and "
     "temporary views, to drop the views a stage left: a handful of names",
 }
 

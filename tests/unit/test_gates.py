@@ -236,6 +236,18 @@ def test_small_copy_is_the_whole_frame_or_nothing(spark, monkeypatch, engine):
     assert small_copy(df, 10) is None
 
 
+def test_a_joined_check_frame_is_sized_by_the_table_it_checks(spark, monkeypatch, engine):
+    table = spark.range(10).selectExpr("id", "CAST(id % 3 AS BIGINT) AS k")
+    other = spark.range(3).selectExpr("id AS k", "true AS owned")
+    checked = table.join(other, "k", "left")
+    # Spark plans a join at the product of its sides (range(10) x range(3): 80 B x 48 B = 3,840 B)
+    monkeypatch.setattr(gates, "SMALL_PLAN_BYTES", 1000)
+    assert small_copy(checked, 10) is None
+    copy = small_copy(checked, 10, sized_by=table)
+    assert sorted(copy["id"].tolist()) == list(range(10)) and copy["owned"].all()
+    assert small_copy(checked, 9, sized_by=table) is None  # the row cap still holds
+
+
 def test_a_table_over_the_pandas_cap_gets_the_same_verdict_in_spark(spark, monkeypatch, engine):
     monkeypatch.setenv("LONGTAIL_GATE_PANDAS_MAX_ROWS", "1")
     good = spark.createDataFrame([("a", "t"), ("b", "u")], "item_id string, title string")

@@ -131,6 +131,8 @@ class SessionServer:
         self.last_active = time.monotonic()
         self.stopping = threading.Event()
         self.started = threading.Event()
+        self.preloading: threading.Thread | None = None
+        self.frozen = False
         if spark is not None:
             self.started.set()
 
@@ -164,27 +166,39 @@ class SessionServer:
             if self.stopping.is_set():
                 sink.write("the session server stopped before its Spark session started\n")
                 return 1
-        with self.run_lock:
-            self.running, self.last_active = stage, time.monotonic()
-            started = time.time()
-            try:
-                with _captured(sink), _environ(env):
-                    try:
-                        code = registry.stage(stage).load().main(args)
-                    except SystemExit as exc:
-                        code = exc.code if isinstance(exc.code, int) else 1
-                    except BaseException:
-                        traceback.print_exc()
-                        code = 1
-                return int(code or 0)
-            finally:
-                self._between_stages()
-                self.stages_run += 1
-                self.running, self.last_active = None, time.monotonic()
-                log.info("%s %s done in %.1fs", stage, " ".join(args)[:200], time.time() - started)
+        self.run_lock.acquire()
+        self.running, self.last_active = stage, time.monotonic()
+        started = time.time()
+        try:
+            with _captured(sink), _environ(env):
+                try:
+                    code = registry.stage(stage).load().main(args)
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+                except BaseException:
+                    traceback.print_exc()
+                    code = 1
+            return int(code or 0)
+        finally:
+            self.stages_run += 1
+            self.running, self.last_active = None, time.monotonic()
+            log.info("%s %s done in %.1fs", stage, " ".join(args)[:200], time.time() - started)
+            # The caller has its exit code at once; the cleanup keeps the run lock, so the next
+            # stage (or the server's shutdown) starts only after it, while Airflow books this task
+            # and starts the next one.
+            threading.Thread(
+                target=self._between_stages, name="session-cleanup", daemon=True
+            ).start()
 
     def _between_stages(self) -> None:
-        """Nothing of one stage stays for the next: cached tables, temporary views, garbage."""
+        """Nothing of one stage stays for the next: cached tables, temporary views, garbage.
+        Runs in its own thread and releases the run lock that `run` took."""
+        try:
+            self._clean()
+        finally:
+            self.run_lock.release()
+
+    def _clean(self) -> None:
         with contextlib.suppress(Exception):
             self.spark.catalog.clearCache()
             # SHOW VIEWS rather than catalog.listTables(): Spark cannot decode listTables' rows
@@ -193,6 +207,12 @@ class SessionServer:
                 if view.isTemporary:
                     self.spark.catalog.dropTempView(view.viewName)
         gc.collect()
+        if not self.frozen and not (self.preloading and self.preloading.is_alive()):
+            # What survives a full collection once the modules are loaded (the modules, Spark's
+            # and GX's caches) stays for the server's life: later collections skip it, 0.18 s a
+            # stage otherwise (measured with the preloaded modules).
+            gc.freeze()
+            self.frozen = True
 
     def idle_too_long(self) -> bool:
         idle = time.monotonic() - self.last_active
@@ -328,7 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     import pyspark.sql  # noqa: F401  (before the preload thread: one thread imports Spark's modules)
 
     # The preload's imports run while the JVM starts (its own process), not beside the first stage.
-    threading.Thread(target=preload_modules, name="session-preload", daemon=True).start()
+    server.preloading = threading.Thread(
+        target=preload_modules, name="session-preload", daemon=True
+    )
+    server.preloading.start()
     try:
         spark = start_spark(args.master)
     except BaseException:
