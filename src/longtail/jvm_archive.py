@@ -175,18 +175,14 @@ def _dump(partial: Path) -> None:
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
+    from longtail.sparkutil import BASE_CONF  # the stages' own settings
+
     options = f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds=off -Xlog:cds+dynamic=off"
     with tempfile.TemporaryDirectory() as tmp:
-        spark = (
-            SparkSession.builder.master("local[2]")
-            .appName("longtail-jvm-archive")
-            .config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config(JAVA_OPTIONS, options)
-            .getOrCreate()
-        )
+        builder = SparkSession.builder.master("local[2]").appName("longtail-jvm-archive")
+        for key, value in {**BASE_CONF, JAVA_OPTIONS: options}.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("ERROR")
         _workload(spark, Path(tmp))
         gateway = SparkContext._gateway

@@ -34,11 +34,24 @@ def test_every_submitted_driver_gets_it_unless_the_deployment_sets_its_own(tmp_p
     assert jvm_archive.JAVA_OPTIONS not in conf
 
 
-def test_the_archive_is_named_after_spark_java_and_jars() -> None:
+def test_the_archive_is_named_after_spark_java_and_jars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = jvm_archive.archive_path("/some/venv")
     assert path is not None and path.parent == Path("/some/venv/share/longtail")
     assert path.name.startswith("spark-driver-") and path.suffix == ".jsa"
     assert jvm_archive.archive_path(sys.prefix) == jvm_archive.archive_path()
+    # another java binary (JAVA_HOME) gets another archive: one built by a different JVM is
+    # never named to this one
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "java").write_text("")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path))
+    other = jvm_archive.archive_path("/some/venv")
+    assert other is not None and other.parent == path.parent and other.name != path.name
+    monkeypatch.delenv("JAVA_HOME")
+    (tmp_path / "bin" / "java").unlink()
+    monkeypatch.setenv("PATH", "")
+    assert jvm_archive.archive_path("/some/venv") is None  # no java at all: no archive
 
 
 def test_the_test_sessions_driver_maps_the_installed_archive(spark: Any) -> None:
