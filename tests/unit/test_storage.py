@@ -126,7 +126,13 @@ def test_read_table_of_unpublished_date(spark, tmp_path):
         read_table(spark, str(tmp_path / "wh"), "recs", DS)
 
 
-def test_list_files_skips_metadata_and_hidden_entries(spark, tmp_path):
+# Fs takes a local disk directly (os) for its small-file calls, Hadoop's API otherwise: the
+# helper tests run both, so the Hadoop path (HDFS, object stores) stays tested on a local disk.
+BOTH = pytest.mark.parametrize("direct", [True, False], ids=["disk", "hadoop"])
+
+
+@BOTH
+def test_list_files_skips_metadata_and_hidden_entries(spark, tmp_path, direct):
     root = tmp_path / "landing"
     for rel in [
         "a.csv",
@@ -140,18 +146,42 @@ def test_list_files_skips_metadata_and_hidden_entries(spark, tmp_path):
     ]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text("x")
-    fs = Fs(spark, str(root))
+    fs = Fs(spark, str(root), direct=direct)
     assert fs.list_files(str(root)) == [
         f"file:{root}/a.csv",
         f"file:{root}/dt=2024-05-01/b.csv",
     ]
     assert fs.list_files(str(root / "missing")) == []
     assert fs.list_dirs(str(root)) == [".hidden", "_temporary", "dt=2024-05-01"]
+    # Hadoop's checksum files are not entries; other hidden names are
+    assert fs.list_names(str(root)) == [
+        ".hidden",
+        "_SUCCESS",
+        "_temporary",
+        "a.csv",
+        "dt=2024-05-01",
+    ]
+    assert fs.list_names(str(root / "a.csv")) == ["a.csv"]
+    assert fs.list_names(str(root / "missing")) == []
+    assert fs.list_dirs(str(root / "a.csv")) == []
 
 
-def test_write_text_read_text_round_trip(spark, tmp_path):
+def test_odd_names_are_listed_as_hadoop_lists_them(spark, tmp_path):
+    """A name Hadoop's Path reads differently (an escape, a colon) is listed by Hadoop."""
+    root = tmp_path / "landing"
+    for rel in ["dt=2024-05-01/a%20b.csv", "c:d.csv", "plain.csv"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("x")
+    disk, hadoop = Fs(spark, str(root)), Fs(spark, str(root), direct=False)
+    assert disk.list_files(str(root)) == hadoop.list_files(str(root))
+    assert f"file:{root}/plain.csv" in disk.list_files(str(root))
+    assert disk.qualify(f"file://{root}/") == hadoop.qualify(f"file://{root}/") == f"file:{root}"
+
+
+@BOTH
+def test_write_text_read_text_round_trip(spark, tmp_path, direct):
     uri = str(tmp_path / "runs" / "deep" / "note.txt")
-    fs = Fs(spark, uri)
+    fs = Fs(spark, uri, direct=direct)
     text = 'line one\n{"ünïcödé": "€"}\n\tlast line'
     fs.write_text(uri, text)
     assert fs.read_text(uri) == text
@@ -164,6 +194,47 @@ def test_write_text_read_text_round_trip(spark, tmp_path):
         assert (tmp_path / "runs" / "deep" / "note.txt").read_bytes() == exact.encode()
     # written through a temporary name: nothing else is left beside it (Hadoop's .crc aside)
     assert [p for p in _tree(tmp_path / "runs" / "deep") if not p.endswith(".crc")] == ["note.txt"]
+
+
+@BOTH
+def test_file_calls_agree_with_the_disk(spark, tmp_path, direct):
+    """Each small-file call against what os and hashlib say of the same files."""
+    import hashlib
+
+    root = tmp_path / "wh"
+    fs = Fs(spark, f"file:{root}", direct=direct)
+    data = "x" * 1000 + "é"
+    uri = f"file:{root}/a/b/c.json"
+    assert not fs.exists(uri) and not fs.exists(str(root))
+    fs.write_text(uri, data)
+    assert fs.exists(uri) and fs.exists(f"{root}/a/b/c.json") and fs.exists(f"file://{root}/a")
+    assert (root / "a/b/c.json").read_text(encoding="utf-8") == data
+    assert fs.size(uri) == len(data.encode("utf-8")) == (root / "a/b/c.json").stat().st_size
+    assert fs.sha256(uri) == hashlib.sha256(data.encode("utf-8")).hexdigest()
+    assert 0 <= fs.age_s(uri) < 60
+    os.utime(root / "a/b/c.json", (time.time() - 3600, time.time() - 3600))
+    assert 3590 < fs.age_s(uri) < 3700
+    fs.mkdirs(f"{root}/d/e")
+    fs.mkdirs(f"{root}/d/e")  # already there: no error
+    assert (root / "d/e").is_dir()
+    assert fs.list_dirs(str(root)) == ["a", "d"]
+    fs.delete(f"{root}/a/b/c.json")  # a file, with its checksum file if Hadoop wrote one
+    assert not (root / "a/b/c.json").exists() and list((root / "a/b").iterdir()) == []
+    fs.delete(f"{root}/d")  # a folder, recursively
+    fs.delete(f"{root}/missing")  # nothing there: no error
+    assert _tree(root) == ["a", "a/b"]
+
+
+def test_a_text_written_on_the_disk_reads_back_through_hadoop(spark, tmp_path):
+    """Replacing a file Hadoop wrote (with its checksum file) directly: Hadoop's reader still
+    reads it, as it checks a checksum file only when there is one."""
+    uri = str(tmp_path / "runs" / "note.json")
+    hadoop, disk = Fs(spark, uri, direct=False), Fs(spark, uri)
+    hadoop.write_text(uri, "old text")
+    assert (tmp_path / "runs" / ".note.json.crc").exists()
+    disk.write_text(uri, "new text, longer than the old one")
+    assert hadoop.read_text(uri) == "new text, longer than the old one"
+    assert spark.read.text(uri).first()[0] == "new text, longer than the old one"
 
 
 def test_run_records_round_trip(spark, tmp_path):

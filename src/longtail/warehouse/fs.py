@@ -3,11 +3,23 @@
 Going through Hadoop (not os/shutil) means the same code publishes to a local disk, HDFS or an
 object store; where a local disk allows something Hadoop's local FileSystem does not do
 atomically (create-if-absent, replace), the local path is taken directly.
+
+On a local disk the other calls but rename also go to the disk directly (os, hashlib): through
+Hadoop each is a py4j round trip, and without Hadoop's native library every file it creates is a
+`chmod` process (and its checksum file another), every listed file an `ls -ld`: about 200
+processes and 2.7 s of the two tiny nights of the reliability tests. Names are Hadoop's
+(`file:/...`); a name Hadoop's Path would read differently (`%`, `?`, `#`, `:`) goes to Hadoop.
+Renames stay on Hadoop, which moves a file's checksum file with it. `Fs(..., direct=False)` keeps
+every call on Hadoop (HDFS and object stores take that path; the tests run both on a local disk).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -23,10 +35,43 @@ class PublishError(RuntimeError):
     """Publishing could not complete; the previously published data is unchanged."""
 
 
+# A local URI the disk can take directly: an absolute path, bare or `file:`, without characters
+# that Hadoop's Path would read differently (escapes, query, fragment); any other goes to Hadoop.
+_DIRECT_URI = re.compile(r"(?:file:(?://)?)?(/[^%?#]*)")
+_ODD_NAME = re.compile(r"[%?#:\\]")
+
+
+def _checksum_file(path: str) -> str:
+    """Hadoop's checksum file of a local file (ChecksumFileSystem.getChecksumFile)."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.crc")
+
+
+def _is_checksum_name(name: str) -> bool:
+    """Hidden from Hadoop's listings (ChecksumFileSystem's DEFAULT_FILTER)."""
+    return name.startswith(".") and name.endswith(".crc")
+
+
+def _disk_files(root: str) -> list[str] | None:
+    """Fs.list_files of a local folder, named as Hadoop names them (`file:/...`); None when a
+    name holds a character Hadoop's Path would read differently, so Hadoop lists it instead."""
+    if not os.path.exists(root):
+        return []
+    if not os.path.isdir(root):
+        return [f"file:{root}"]
+    out = []
+    for folder, dirs, files in os.walk(root, followlinks=True):  # Hadoop follows them too
+        if any(_ODD_NAME.search(name) for name in (*dirs, *files)):
+            return None
+        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+        out += [f"file:{folder}/{n}" for n in files if not n.startswith(("_", "."))]
+    return sorted(out)
+
+
 class Fs:
     """Thin wrapper over org.apache.hadoop.fs.FileSystem for the few calls we need."""
 
-    def __init__(self, spark: SparkSession, uri: str) -> None:
+    def __init__(self, spark: SparkSession, uri: str, direct: bool = True) -> None:
         self._jvm = spark._jvm  # type: ignore[attr-defined]
         self._gateway = spark.sparkContext._gateway  # type: ignore[attr-defined]
         self._conf = spark._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
@@ -34,17 +79,41 @@ class Fs:
         # own call to the JVM, and a night builds about 1,500 paths.
         self._path_class = self._jvm.org.apache.hadoop.fs.Path
         self._fs = self._path(uri).getFileSystem(self._conf)
+        self._direct = direct and self._fs.getScheme() == "file"
 
     def _path(self, uri: str) -> Any:
         return self._path_class(uri)
 
+    def _disk(self, uri: str) -> str | None:
+        """The local path of uri when this call goes to the disk directly, else None."""
+        if not self._direct:
+            return None
+        match = _DIRECT_URI.fullmatch(uri)
+        return os.path.normpath(match.group(1)) if match else None
+
     def exists(self, uri: str) -> bool:
+        local = self._disk(uri)
+        if local is not None:
+            return os.path.exists(local)
         return bool(self._fs.exists(self._path(uri)))
 
     def delete(self, uri: str) -> None:
-        self._fs.delete(self._path(uri), True)
+        """uri and everything below it, if it exists (a file's checksum file with it)."""
+        local = self._disk(uri)
+        if local is None:
+            self._fs.delete(self._path(uri), True)
+        elif os.path.isdir(local) and not os.path.islink(local):
+            shutil.rmtree(local)
+        elif os.path.lexists(local):
+            os.remove(local)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(_checksum_file(local))
 
     def mkdirs(self, uri: str) -> None:
+        local = self._disk(uri)
+        if local is not None:
+            os.makedirs(local, exist_ok=True)
+            return
         self._fs.mkdirs(self._path(uri))
 
     def rename(self, src: str, dst: str) -> None:
@@ -54,10 +123,18 @@ class Fs:
 
     def qualify(self, uri: str) -> str:
         """uri as the FileSystem names its entries (scheme and authority added)."""
+        local = self._disk(uri)
+        if local is not None:
+            return f"file:{local}"
         return str(self._fs.makeQualified(self._path(uri)).toString())
 
     def list_files(self, uri: str) -> list[str]:
         """Every data file below uri, sorted; hidden (`.`) and metadata (`_`) entries skipped."""
+        local = self._disk(uri)
+        if local is not None:
+            found = _disk_files(local)
+            if found is not None:
+                return found
         if not self.exists(uri):
             return []
         out = []
@@ -74,18 +151,36 @@ class Fs:
     def list_dirs(self, uri: str) -> list[str]:
         if not self.exists(uri):
             return []
+        local = self._disk(uri)
+        if local is not None:
+            if not os.path.isdir(local):
+                return []
+            with os.scandir(local) as entries:
+                return sorted(e.name for e in entries if e.is_dir())
         return sorted(
             s.getPath().getName() for s in self._fs.listStatus(self._path(uri)) if s.isDirectory()
         )
 
     def list_names(self, uri: str) -> list[str]:
-        """Names of the entries directly below uri (files and folders), sorted."""
+        """Names of the entries directly below uri (files and folders), sorted; Hadoop's
+        checksum files are not entries."""
         if not self.exists(uri):
             return []
+        local = self._disk(uri)
+        if local is not None:
+            if not os.path.isdir(local):
+                return [os.path.basename(local)]
+            return sorted(n for n in os.listdir(local) if not _is_checksum_name(n))
         return sorted(s.getPath().getName() for s in self._fs.listStatus(self._path(uri)))
 
     def write_text(self, uri: str, text: str) -> None:
         """Write via a temporary name and rename, so a reader never sees half a file."""
+        local = self._disk(uri)
+        if local is not None:
+            replace_local(Path(local), text.encode("utf-8"))
+            with contextlib.suppress(FileNotFoundError):  # Hadoop's, of the bytes replaced
+                os.remove(_checksum_file(local))
+            return
         tmp = f"{uri}.{uuid.uuid4().hex}.tmp"
         self.mkdirs(uri.rsplit("/", 1)[0])
         self._create(tmp, text)
@@ -124,14 +219,25 @@ class Fs:
         return str(self._fs.pathToFile(self._path(uri)).getPath())
 
     def size(self, uri: str) -> int:
+        local = self._disk(uri)
+        if local is not None:
+            return os.path.getsize(local)
         return int(self._fs.getFileStatus(self._path(uri)).getLen())
 
     def age_s(self, uri: str) -> float:
         """Seconds since uri was last modified."""
+        local = self._disk(uri)
+        if local is not None:
+            return time.time() - os.stat(local).st_mtime
         return time.time() - self._fs.getFileStatus(self._path(uri)).getModificationTime() / 1000
 
     def sha256(self, uri: str) -> str:
-        """SHA-256 of a file's bytes, read in the JVM (commons-codec ships with Spark)."""
+        """SHA-256 of a file's bytes, read in the JVM (commons-codec ships with Spark) unless
+        the file is on the local disk."""
+        local = self._disk(uri)
+        if local is not None:
+            with open(local, "rb") as f:
+                return hashlib.file_digest(f, "sha256").hexdigest()
         stream = self._fs.open(self._path(uri))
         try:
             return str(self._jvm.org.apache.commons.codec.digest.DigestUtils.sha256Hex(stream))
@@ -141,6 +247,9 @@ class Fs:
     def read_text(self, uri: str) -> str:
         """The file's text exactly as written (UTF-8): a model copied from one night to another
         must keep every byte, its final newline included, so it is read whole, not by lines."""
+        local = self._disk(uri)
+        if local is not None:
+            return Path(local).read_bytes().decode("utf-8")
         stream = self._fs.open(self._path(uri))
         try:
             return bytes(stream.readAllBytes()).decode("utf-8")
