@@ -235,6 +235,9 @@ def test_a_text_written_on_the_disk_reads_back_through_hadoop(spark, tmp_path):
     disk.write_text(uri, "new text, longer than the old one")
     assert hadoop.read_text(uri) == "new text, longer than the old one"
     assert spark.read.text(uri).first()[0] == "new text, longer than the old one"
+    hadoop.write_text(uri, "old text")  # the same for the atomic replace of latest pointers
+    disk.replace_text(uri, "replaced in one step")
+    assert hadoop.read_text(uri) == "replaced in one step"
 
 
 def test_run_records_round_trip(spark, tmp_path):

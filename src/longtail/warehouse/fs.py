@@ -52,6 +52,14 @@ def _is_checksum_name(name: str) -> bool:
     return name.startswith(".") and name.endswith(".crc")
 
 
+def _replace_on_disk(local: str, data: bytes, sync: bool = False) -> None:
+    """files.replace_local, and the checksum file Hadoop wrote for the bytes replaced removed:
+    Hadoop's reader checks a checksum file when there is one."""
+    replace_local(Path(local), data, sync=sync)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(_checksum_file(local))
+
+
 def _disk_files(root: str) -> list[str] | None:
     """Fs.list_files of a local folder, named as Hadoop names them (`file:/...`); None when a
     name holds a character Hadoop's Path would read differently, so Hadoop lists it instead."""
@@ -79,7 +87,8 @@ class Fs:
         # own call to the JVM, and a night builds about 1,500 paths.
         self._path_class = self._jvm.org.apache.hadoop.fs.Path
         self._fs = self._path(uri).getFileSystem(self._conf)
-        self._direct = direct and self._fs.getScheme() == "file"
+        self._on_disk = self._fs.getScheme() == "file"
+        self._direct = direct and self._on_disk
 
     def _path(self, uri: str) -> Any:
         return self._path_class(uri)
@@ -177,9 +186,7 @@ class Fs:
         """Write via a temporary name and rename, so a reader never sees half a file."""
         local = self._disk(uri)
         if local is not None:
-            replace_local(Path(local), text.encode("utf-8"))
-            with contextlib.suppress(FileNotFoundError):  # Hadoop's, of the bytes replaced
-                os.remove(_checksum_file(local))
+            _replace_on_disk(local, text.encode("utf-8"))
             return
         tmp = f"{uri}.{uuid.uuid4().hex}.tmp"
         self.mkdirs(uri.rsplit("/", 1)[0])
@@ -195,8 +202,8 @@ class Fs:
         on a local disk, FileContext's rename with OVERWRITE elsewhere (atomic on HDFS; on S3 a
         rename is a copy, as everywhere in this module).
         """
-        if self._fs.getScheme() == "file":
-            replace_local(Path(self.local_path(uri)), text.encode("utf-8"), sync=True)
+        if self._on_disk:
+            _replace_on_disk(self.local_path(uri), text.encode("utf-8"), sync=True)
             return
         folder, name = uri.rsplit("/", 1)
         tmp = f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
@@ -216,7 +223,8 @@ class Fs:
             out.close()
 
     def local_path(self, uri: str) -> str:
-        return str(self._fs.pathToFile(self._path(uri)).getPath())
+        local = self._disk(uri)
+        return local if local is not None else str(self._fs.pathToFile(self._path(uri)).getPath())
 
     def size(self, uri: str) -> int:
         local = self._disk(uri)
@@ -276,11 +284,10 @@ class Fs:
 
     def create_new(self, uri: str, text: str) -> bool:
         """Create uri holding text if it does not exist, atomically; False when it did exist."""
-        path = self._path(uri)
-        if self._fs.getScheme() == "file":
+        if self._on_disk:
             # Hadoop's local create(overwrite=False) checks, then opens: two writers can both
             # pass the check. O_EXCL makes create-if-absent atomic on a local disk.
-            local = self._fs.pathToFile(path).getPath()
+            local = self.local_path(uri)
             os.makedirs(os.path.dirname(local), exist_ok=True)
             try:
                 fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -290,7 +297,7 @@ class Fs:
                 out.write(text)
             return True
         try:
-            out = self._fs.create(path, False)
+            out = self._fs.create(self._path(uri), False)
         except Exception:  # another writer created it first
             return False
         out.write(bytearray(text.encode("utf-8")))
