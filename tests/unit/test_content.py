@@ -123,6 +123,63 @@ def test_a_partition_is_encoded_whole_with_the_same_vectors() -> None:
     assert list(content.embed_batches(iter([frame.iloc[:0]]), cfg.model, "cpu", 32)) == []
 
 
+def test_bfloat16_vectors_are_near_float32_and_keep_their_own_bytes() -> None:
+    """precision=bfloat16 trades the last bits for speed: each vector stays within a cosine of
+    1e-4 of float32's, is still a function of its text alone, and is keyed apart from float32."""
+    texts = ["Ceramic blue teapot 1L", "Stainless steel electric kettle", "Cotton garden gloves"]
+    texts += [f"Notebook, A{i} ruled, {i * 40} pages" for i in range(3, 9)]
+    f32 = content.embed(texts, "all-MiniLM-L6-v2", "cpu", 8)
+    b16 = content.embed(texts, "all-MiniLM-L6-v2", "cpu", 8, precision="bfloat16")
+    assert b16.shape == f32.shape and b16.dtype == np.float32
+    assert np.allclose(np.linalg.norm(b16, axis=1), 1.0, atol=1e-5)
+    assert ((b16 * f32).sum(axis=1) > 0.9999).all() and not np.array_equal(b16, f32)
+    assert b16[0] @ b16[1] > b16[0] @ b16[2]
+    for i in (0, 4):
+        alone = content.embed([texts[i]], "all-MiniLM-L6-v2", "cpu", 8, precision="bfloat16")
+        assert np.array_equal(alone[0], b16[i]), texts[i]
+    with pytest.raises(ValueError, match="precision"):
+        content.embed(texts, "all-MiniLM-L6-v2", "cpu", 8, precision="float16")
+
+
+def test_encoder_key_leaves_float32_hashes_as_they_were() -> None:
+    import hashlib
+
+    model = "all-MiniLM-L6-v2"
+    old = hashlib.sha256(f"{model}\x00Red mug".encode()).hexdigest()
+    assert content.text_hash("Red mug", content.encoder_key(model, "float32")) == old
+    assert content.encoder_key(model, "bfloat16") == f"{model}@bfloat16"
+    assert content.text_hash("Red mug", content.encoder_key(model, "bfloat16")) != old
+    from longtail.config import ConfigError, ContentConfig
+
+    with pytest.raises(ConfigError, match="precision"):
+        ContentConfig(ds="2024-05-01", warehouse="/tmp/unused", precision="float16")
+
+
+def test_a_bfloat16_night_embeds_into_its_own_cache(spark: Any, tmp_path: Path) -> None:
+    """A night switched to bfloat16 does not read float32 vectors from the cache (nor the other
+    way round): it embeds every text again, into its own cache folder."""
+    from longtail.config import ContentConfig
+    from longtail.stages import content as stage
+
+    wh = str(tmp_path / "wh")
+    _catalogue(spark, wh, "2026-01-01", {"i1": "Blue teapot", "i2": "Red mug"})
+    stage.run(spark, ContentConfig(ds="2026-01-01", warehouse=wh))
+    f32 = pd.read_parquet(f"{wh}/item_embeddings/ds=2026-01-01").sort_values(C.ITEM_ID)
+    _catalogue(spark, wh, "2026-01-02", {"i1": "Blue teapot", "i2": "Red mug"})
+    night = stage.run(spark, ContentConfig(ds="2026-01-02", warehouse=wh, precision="bfloat16"))
+    assert night["counts"] == {"items": 2, "embedded_now": 2, "from_cache": 0}
+    assert night["precision"] == "bfloat16"
+    cache = Path(wh) / "_cache" / "embeddings"
+    assert sorted(p.name for p in cache.iterdir()) == [
+        "model=all-MiniLM-L6-v2",
+        "model=all-MiniLM-L6-v2_bfloat16",
+    ]
+    b16 = pd.read_parquet(f"{wh}/item_embeddings/ds=2026-01-02").sort_values(C.ITEM_ID)
+    for a, b in zip(f32[C.EMBEDDING], b16[C.EMBEDDING], strict=True):
+        assert float(np.dot(a, b)) > 0.9999
+    assert set(f32[C.TEXT_HASH]).isdisjoint(b16[C.TEXT_HASH])
+
+
 def test_token_counts_are_the_encoders_lengths_without_special_tokens() -> None:
     from longtail.config import ContentConfig
 

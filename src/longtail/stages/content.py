@@ -7,7 +7,8 @@ the shop's text, the night warns (log, run record `warnings`, data docs), and wi
 night; the decision is recorded under `ngram_channel`, where training and scoring read it.
 
 The cache lives at `<warehouse>/_cache/embeddings/model=<model>/ds=<night>/` (text_hash,
-embedding): each night embeds only texts never seen before, so an unchanged item is never
+embedding; `model=<model>_bfloat16` for `precision: bfloat16`, whose vectors differ in their last
+bits): each night embeds only texts never seen before, so an unchanged item is never
 embedded twice across nights. A re-run of a night recomputes exactly that night's additions.
 Retention compacts the cache (each text hash kept once, in the night that first embedded it), which
 changes none of this: the vector used is always the earliest night's.
@@ -32,6 +33,7 @@ from longtail.content import (
     balanced_parts,
     count_unknown_tokens,
     embed_batches,
+    encoder_key,
     item_text,
     text_hash,
     token_counts,
@@ -71,7 +73,8 @@ def catalogue_texts(catalogue: pd.DataFrame, cfg: ContentConfig) -> pd.DataFrame
         )
     ]
     out = pd.DataFrame({C.ITEM_ID: catalogue[C.ITEM_ID].astype(str), "text": texts})
-    out[TEXT_HASH] = [text_hash(t, cfg.model) for t in texts]
+    key = encoder_key(cfg.model, cfg.precision)
+    out[TEXT_HASH] = [text_hash(t, key) for t in texts]
     return out
 
 
@@ -106,7 +109,8 @@ def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
     wh, ds = cfg.warehouse, cfg.ds
     catalogue = read_table(spark, wh, tables.CATALOGUE, ds).orderBy(C.ITEM_ID).toPandas()
     texts = catalogue_texts(catalogue, cfg)
-    cache_root = f"{wh}/{cache_table(cfg.model)}"
+    cache_name = cache_table(encoder_key(cfg.model, cfg.precision))
+    cache_root = f"{wh}/{cache_name}"
     fs = Fs(spark, cache_root)
     if fs.exists(cache_root) and fs.list_files(cache_root):
         cache = spark.read.parquet(cache_root).where(F.col(C.DS) != F.lit(ds))
@@ -123,9 +127,10 @@ def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
         lengths = token_counts(todo["text"].tolist(), cfg.model)
         new = encoding_input(spark, todo, balanced_parts(lengths, parts, cfg.batch_size), parts)
         new = new.mapInPandas(
-            lambda it: embed_batches(it, cfg.model, cfg.device, cfg.batch_size), _SCHEMA
+            lambda it: embed_batches(it, cfg.model, cfg.device, cfg.batch_size, cfg.precision),
+            _SCHEMA,
         )
-        write_audit_publish(new, wh, cache_table(cfg.model), ds)
+        write_audit_publish(new, wh, cache_name, ds)
     all_cached = spark.read.parquet(cache_root).select(TEXT_HASH, EMBEDDING, C.DS)
     first = all_cached.groupBy(TEXT_HASH).agg(F.min(C.DS).alias(C.DS))
     vectors = all_cached.join(first, [TEXT_HASH, C.DS]).select(TEXT_HASH, EMBEDDING)
@@ -142,6 +147,7 @@ def _run(spark: SparkSession, cfg: ContentConfig) -> dict[str, Any]:
         **text_report(texts["text"].tolist(), cfg),
         "model": cfg.model,
         "device": cfg.device,  # `auto`: resolved by each task where it encodes
+        "precision": cfg.precision,
         "batch_size": cfg.batch_size,
         "dim": dim,
         "counts": {
