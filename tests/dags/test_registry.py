@@ -142,13 +142,14 @@ def test_stages_do_not_import_their_siblings(stage: str) -> None:
 
 
 def test_no_table_name_is_a_string_literal_in_a_read() -> None:
-    """Every read_table names its table with a constant of longtail.tables."""
+    """Every read_table and table_rows names its table with a constant of longtail.tables."""
     literal = []
     for path in SRC.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Call)
-                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "read_table"
+                and getattr(node.func, "id", getattr(node.func, "attr", None))
+                in ("read_table", "table_rows")
                 and any(
                     isinstance(a, ast.Constant) and isinstance(a.value, str)
                     for a in (*node.args, *(k.value for k in node.keywords))

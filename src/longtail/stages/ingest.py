@@ -12,7 +12,7 @@ from longtail import gates, landing, rules, tables
 from longtail.config import IngestConfig
 from longtail.stages.common import stage_main
 from longtail.warehouse.fs import Fs
-from longtail.warehouse.publish import read_table, write_audit_publish_set
+from longtail.warehouse.publish import table_rows, write_audit_publish_set
 
 TABLES = tables.BRONZE
 
@@ -51,7 +51,7 @@ def run(spark: SparkSession, cfg: IngestConfig) -> dict[str, Any]:
         ds,
         explain_write_error=landing.explain_read_error,
     )
-    counts = {t: read_table(spark, wh, t, ds).count() for t in frames}
+    counts = {t: table_rows(spark, wh, t, ds) for t in frames}
     record: dict[str, Any] = {"counts": counts}
     if shop_rules is not None:
         record[rules.RECORD_KEY] = rules.record_entry(shop_rules[1], shop_rules[0])

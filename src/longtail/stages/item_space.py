@@ -17,7 +17,7 @@ from longtail import gates, tables
 from longtail.config import ItemSpaceConfig
 from longtail.item_stats import cooccurrence_pairs, item_statistics
 from longtail.stages.common import stage_main
-from longtail.warehouse.publish import read_table, write_audit_publish_set
+from longtail.warehouse.publish import read_table, table_rows, write_audit_publish_set
 
 STATS = tables.ITEM_STATS
 COOCCURRENCE = tables.ITEM_COOCCURRENCE
@@ -41,7 +41,7 @@ def run(spark: SparkSession, cfg: ItemSpaceConfig) -> dict[str, Any]:
         ds,
     )
     return {
-        "counts": {t: read_table(spark, wh, t, ds).count() for t in (STATS, COOCCURRENCE)},
+        "counts": {t: table_rows(spark, wh, t, ds) for t in (STATS, COOCCURRENCE)},
         "gates": {t: r.get("statistics") for t, r in results.items()},
     }
 

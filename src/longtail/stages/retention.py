@@ -25,6 +25,7 @@ from longtail.warehouse.fs import Fs
 from longtail.warehouse.layout import CACHE_KEY, night_key, table_path
 from longtail.warehouse.leases import LEASE_STALE_S, removal_lock
 from longtail.warehouse.publish import remove_partition, write_audit_publish
+from longtail.warehouse.reads import read_parquet
 
 
 def _plan_tables(fs: Fs, cfg: RetentionConfig) -> dict[date, list[str]]:
@@ -112,7 +113,7 @@ def compact_cache(spark: SparkSession, fs: Fs, warehouse: str) -> dict[str, Any]
             extra = first_copies((r[C.TEXT_HASH], r[C.DS]) for r in rows)
             rewritten, removed = [], []
             for day, hashes in sorted(extra.items()):
-                part = spark.read.parquet(table_path(warehouse, name, day))
+                part = read_parquet(spark, table_path(warehouse, name, day))
                 drop = spark.createDataFrame(
                     [(h,) for h in sorted(hashes)], f"{C.TEXT_HASH} string"
                 )

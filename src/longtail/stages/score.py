@@ -47,7 +47,7 @@ from longtail.stages import fusion_inputs as inputs
 from longtail.stages.common import stage_main
 from longtail.user_histories import fusion_users
 from longtail.warehouse.models import meta_path, read_model
-from longtail.warehouse.publish import read_table
+from longtail.warehouse.publish import read_table, table_rows
 from longtail.warehouse.records import read_record
 from longtail.warehouse.staging import stage_for_later
 
@@ -432,7 +432,7 @@ def run(spark: SparkSession, cfg: ScoreConfig) -> dict[str, Any]:
     als_record = read_record(spark, wh, ds, "train_als")
     if als_record is None:
         raise FileNotFoundError(f"no train_als record for ds={ds}: run train_als first")
-    n_catalogue = read_table(spark, wh, tables.CATALOGUE, ds).count()
+    n_catalogue = table_rows(spark, wh, tables.CATALOGUE, ds)
     if n_catalogue < cfg.top_n:
         raise ValueError(f"the catalogue has {n_catalogue} items, fewer than top_n={cfg.top_n}")
     rules = inputs.night_rules(spark, wh, ds)

@@ -93,6 +93,10 @@ class Fs:
     def _path(self, uri: str) -> Any:
         return self._path_class(uri)
 
+    def disk_path(self, uri: str) -> str | None:
+        """The local path of uri when calls on it go to the disk directly, else None."""
+        return self._disk(uri)
+
     def _disk(self, uri: str) -> str | None:
         """The local path of uri when this call goes to the disk directly, else None."""
         if not self._direct:

@@ -39,6 +39,7 @@ from longtail.warehouse.layout import (
     trash_path,
 )
 from longtail.warehouse.leases import LOCK_STALE_S, lock_holder, try_lock
+from longtail.warehouse.reads import count_rows, read_parquet
 from longtail.warehouse.records import DATA_DOCS_HTML, write_gate_record
 from longtail.warehouse.staging import check_staged, staging_attempt, write_staging
 
@@ -63,7 +64,7 @@ def audit_staged(
     check_staged(Fs(spark, staged), staged, table, ds)
     record: dict[str, Any] = {"table": table, "ds": ds.isoformat()}
     try:
-        result = audit(spark.read.parquet(staged))
+        result = audit(read_parquet(spark, staged))
     except Exception as exc:
         record.update(success=False, error=f"{type(exc).__name__}: {exc}")
         if isinstance(getattr(exc, "result", None), dict):
@@ -195,7 +196,7 @@ def _write_manifest(
     Rows are counted and files hashed here, from what is staged, not taken from the stage's word.
     """
     staged = staging_path(warehouse, table, ds, attempt)
-    data = spark.read.parquet(staged)
+    data = read_parquet(spark, staged)
     mf.check_columns(
         table,
         [
@@ -209,7 +210,12 @@ def _write_manifest(
         for uri in fs.list_files(staged)
     ]
     doc = mf.manifest_document(
-        table=table, ds=ds, rows=data.count(), files=files, run_id=mf.current_run_id(), **fields
+        table=table,
+        ds=ds,
+        rows=count_rows(spark, staged),
+        files=files,
+        run_id=mf.current_run_id(),
+        **fields,
     )
     fs.write_text(manifest_path(staged), json.dumps(doc, indent=2, sort_keys=True))
     return doc
@@ -347,7 +353,7 @@ def write_audit_publish_set(
                 raise explained from exc
         if before_audit is not None:
             before_audit(
-                {t: spark.read.parquet(staging_path(warehouse, t, ds, attempt)) for t in frames}
+                {t: read_parquet(spark, staging_path(warehouse, t, ds, attempt)) for t in frames}
             )
         results = {
             table: audit_staged(spark, warehouse, table, ds, audit, attempt) if audit else {}
@@ -357,11 +363,20 @@ def write_audit_publish_set(
         return {t: _with_manifest(r, written.get(t)) for t, r in results.items()}
 
 
-def read_table(spark: SparkSession, warehouse: str, table: str, ds: date) -> DataFrame:
+def _published(spark: SparkSession, warehouse: str, table: str, ds: date) -> str:
     uri = table_path(warehouse, table, ds)
     if not Fs(spark, uri).exists(f"{uri}/{SUCCESS}"):
         raise FileNotFoundError(f"{table} for ds={ds} has not been published: {uri}")
-    return spark.read.parquet(uri)
+    return uri
+
+
+def read_table(spark: SparkSession, warehouse: str, table: str, ds: date) -> DataFrame:
+    return read_parquet(spark, _published(spark, warehouse, table, ds))
+
+
+def table_rows(spark: SparkSession, warehouse: str, table: str, ds: date) -> int:
+    """read_table(...).count(), from the files' footers where it can (warehouse.reads)."""
+    return count_rows(spark, _published(spark, warehouse, table, ds))
 
 
 def remove_partition(spark: SparkSession, warehouse: str, table: str, ds: date) -> bool:

@@ -26,6 +26,7 @@ from longtail.warehouse.layout import (
     staging_path,
 )
 from longtail.warehouse.leases import holder_is_dead, lock_holder
+from longtail.warehouse.reads import read_parquet
 
 log = logging.getLogger("longtail")
 T = TypeVar("T")
@@ -105,7 +106,7 @@ def stage_for_later(
     attempt = new_attempt()
     spark = df.sparkSession
     try:
-        facts = inspect(spark.read.parquet(write_staging(df, warehouse, table, ds, attempt)))
+        facts = inspect(read_parquet(spark, write_staging(df, warehouse, table, ds, attempt)))
     except BaseException:
         discard_staged(spark, warehouse, table, ds, attempt)
         raise
