@@ -4,11 +4,13 @@ ALS (stages train_als and train_ranker fit on the driver)."""
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from longtail import columns as C
 from longtail.als import IndexedInteractions
+from longtail.cooccurrence_matrix import NO_TIME
 
 _IDX = "idx"
 
@@ -36,18 +38,26 @@ def collect_indexed(interactions: DataFrame) -> IndexedInteractions:
     implicit fits on one machine, so the matrix has to reach the driver; only int32 coordinates
     and float64 weights per interaction travel (via Arrow), the id strings once per user/item.
     """
-    return _collect(interactions, False)[0]
+    return _collect(interactions, None)[0]
 
 
 def collect_indexed_with_firsts(interactions: DataFrame) -> tuple[IndexedInteractions, np.ndarray]:
     """collect_indexed plus each pair's first event (epoch microseconds, int64)."""
-    ii, first_us = _collect(interactions, True)
+    ii, first_us = _collect(interactions, "first_ts")
     assert first_us is not None
     return ii, first_us
 
 
+def collect_indexed_with_lasts(interactions: DataFrame) -> tuple[IndexedInteractions, np.ndarray]:
+    """collect_indexed plus each pair's last event (epoch microseconds, int64; NO_TIME where
+    it has none), what the co-occurrence cap orders by (cooccurrence_matrix)."""
+    ii, last_us = _collect(interactions, "last_ts")
+    assert last_us is not None
+    return ii, last_us
+
+
 def _collect(
-    interactions: DataFrame, with_firsts: bool
+    interactions: DataFrame, time_column: str | None
 ) -> tuple[IndexedInteractions, np.ndarray | None]:
     users, items = _id_index(interactions, C.USER_ID), _id_index(interactions, C.ITEM_ID)
     try:
@@ -58,7 +68,7 @@ def _collect(
                 F.col("u").cast("int"),
                 F.col("i").cast("int"),
                 F.col(C.WEIGHT).cast("double"),
-                *([F.unix_micros(F.col("first_ts")).alias("f")] if with_firsts else []),
+                *([F.unix_micros(F.col(time_column)).alias("t")] if time_column else []),
             )
             .toArrow()
         )
@@ -67,8 +77,10 @@ def _collect(
         users.unpersist()
         items.unpersist()
     u, i, w = (coo.column(k).to_numpy() for k in range(3))
-    first_us = coo.column(3).to_numpy().astype(np.int64) if with_firsts else None
+    times = None
+    if time_column:
+        times = pc.fill_null(coo.column(3), NO_TIME).to_numpy().astype(np.int64)
     ii = IndexedInteractions(
         u.astype(np.int32), i.astype(np.int32), w.astype(np.float64), user_ids, item_ids
     )
-    return ii, first_us
+    return ii, times

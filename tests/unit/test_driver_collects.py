@@ -30,9 +30,9 @@ BOUNDED: dict[str, str] = {
     "longtail.label_window.sample_users": "at most max_train_users user ids (the ranker's sample)",
     "longtail.label_window.labels_of": "the new items of the sampled users only: bounded by "
     "max_train_users x the items each of them first touched inside the window",
-    "longtail.stages.train_ranker._training_set": "item statistics and at most 50 co-occurrence "
-    "neighbours per item (items), and the history rows of the sampled users only "
-    "(max_train_users)",
+    "longtail.stages.train_ranker._training_set": "item statistics (items), and the history "
+    "rows of the sampled users only (max_train_users); its co-occurrence neighbours come from "
+    "the matrix collected for the ALS fit (longtail.indexing._collect)",
     "longtail.stages.fusion_inputs.embeddings": "one text embedding per item: items",
     "longtail.stages.fusion_inputs.space_at": "the item_space tables: per-item statistics and "
     "at most cooccurrence_top neighbours per item, reduced in Spark: items",
@@ -56,9 +56,9 @@ BOUNDED: dict[str, str] = {
 # must reach the driver. It travels in compact form (int32 coordinates, float64 weights, each id
 # string once), and the id lists are the rows of the factor matrices the stage publishes.
 DRIVER_TRAINING: dict[str, str] = {
-    "longtail.indexing._collect": "(user_idx int32, item_idx int32, weight[, first "
+    "longtail.indexing._collect": "(user_idx int32, item_idx int32, weight[, first or last "
     "event]) per interaction, built in Spark: the matrix implicit fits (and the night's "
-    "validation window for choosing its settings)",
+    "validation window for choosing its settings; train_ranker's co-occurrence neighbours)",
     "longtail.indexing._ids": "the sorted distinct user and item ids: one per row of the "
     "fitted user / item factors",
 }

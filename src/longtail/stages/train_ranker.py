@@ -36,6 +36,7 @@ from longtail import columns as C
 from longtail.als import factors_frame, fit_als
 from longtail.cleaning import build_interactions
 from longtail.config import AlsConfig, ContentConfig, ItemSpaceConfig, RankerConfig, ScoreConfig
+from longtail.cooccurrence_matrix import cooccurrence_from_indexed
 from longtail.fusion import (
     FEATURES,
     CandidateCounts,
@@ -43,8 +44,8 @@ from longtail.fusion import (
     assemble_item_space,
     frame_features,
 )
-from longtail.indexing import collect_indexed
-from longtail.item_stats import cooccurrence_pairs, item_statistics
+from longtail.indexing import collect_indexed_with_lasts
+from longtail.item_stats import item_statistics
 from longtail.ranker import (
     TrainingSet,
     choose_spread_strength,
@@ -294,7 +295,8 @@ def _training_set(
     the events of a seeded `item_dropout` share of items, which so look brand-new; no
     feature knows the labels: the night's own ALS and item_space tables, built through ds, have
     seen every label pair. Only item-sized frames, the ALS matrix (which implicit fits on the
-    driver) and the sample's history rows reach the driver.
+    driver) and the sample's history rows reach the driver. The co-occurrence neighbours are
+    computed from that matrix (item_space's rows, bit for bit), not by a second pass in Spark.
     """
     before = events.where(F.unix_micros(F.col(C.TS)) < F.lit(label_window.epoch_us(start)))
     if held is not None:
@@ -302,8 +304,9 @@ def _training_set(
     before = before.where(~label_window.hidden_items(cfg.item_dropout, cfg.seed))
     interactions = build_interactions(before).cache()
     try:
+        indexed, last_us = collect_indexed_with_lasts(interactions)
         model = fit_als(
-            collect_indexed(interactions),
+            indexed,
             factors=als_cfg.factors,
             regularization=als_cfg.regularization,
             alpha=als_cfg.alpha,
@@ -319,9 +322,16 @@ def _training_set(
         space = assemble_item_space(
             cat,
             item_statistics(in_catalogue, start, space_cfg.recent_days).toPandas(),
-            cooccurrence_pairs(
-                in_catalogue, space_cfg.cooccurrence_top, space_cfg.cooccurrence_user_cap
-            ).toPandas(),
+            # item_space's neighbours, from the matrix the ALS fit already holds
+            cooccurrence_from_indexed(
+                indexed.user_idx,
+                indexed.item_idx,
+                last_us,
+                indexed.item_ids,
+                np.isin(indexed.item_ids, cat[C.ITEM_ID].to_numpy(dtype=str)),
+                space_cfg.cooccurrence_top,
+                space_cfg.cooccurrence_user_cap,
+            ),
             inputs.embeddings(spark, cfg.warehouse, cfg.ds),
             factors_frame(model.item_ids, model.item_factors, C.ITEM_ID),
             start,
