@@ -1,19 +1,26 @@
-"""Co-occurrence neighbours from an interaction matrix that is already on the driver.
+"""Co-occurrence neighbours by sparse products, on the driver and inside Spark partitions.
 
-train_ranker collects the interactions before its window start for implicit's ALS fit anyway
-(`indexing.collect_indexed`). Computing the same neighbours from those arrays with a sparse
-product avoids a second pass over them in Spark: the user self-join, the largest shuffle of
-the step (on the sample, 730k pair rows and 22 Spark jobs, seconds of a night spent on tiny
-data). The item_space stage, which holds no interaction matrix, keeps the Spark path
-(`item_stats.cooccurrence_pairs`); both compute the same rows, scores bit for bit
-(tests/unit/test_cooccurrence_matrix.py checks them against each other).
+Counting co-occurrences with a self-join emits one row per co-occurrence (the sum over users of
+n_u^2 / 2: 730k rows on the sample, 5.7M at 4x) before grouping them; a sparse product X^T X
+counts them in compiled loops. Two users of it:
+
+- train_ranker collects the interactions before its window start for implicit's ALS fit anyway
+  (`indexing.collect_indexed_with_lasts`), so it computes the neighbours from those arrays
+  (`cooccurrence_from_indexed`), with no second pass in Spark.
+- item_space, which holds no interaction matrix, runs `item_stats.cooccurrence_pairs`: each
+  Spark partition of users counts its pairs (`pair_counts`), and the partial counts, gathered by
+  item, are summed, scored and cut (`summed_best_neighbours`).
+
+Both compute the rows of the self-join, group-by and window they replaced, scores bit for bit
+(tests/unit/test_cooccurrence_matrix.py checks them against each other and against a dense
+reference).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import csr_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 
 from longtail import columns as C
 from longtail.fusion import COOCCURRENCE_TOP, COOCCURRENCE_USER_CAP, NEIGHBOUR_ID
@@ -63,20 +70,78 @@ def cooccurrence_from_indexed(
     xt = x.T.tocsr()
     frames = []
     for a in range(0, n_items, block_items):
-        b = min(a + block_items, n_items)
-        co = (xt[a:b] @ x).tocoo()
-        rows, cols, counts = co.row.astype(np.int64) + a, co.col.astype(np.int64), co.data
+        rows, cols, counts = _canonical(xt[a : a + block_items] @ x)
+        rows += a
         off = rows != cols
-        rows, cols, counts = rows[off], cols[off], counts[off]
-        score = counts.astype(np.float64) / np.sqrt((n[rows] * n[cols]).astype(np.float64))
-        best = np.lexsort((cols, -score, rows))
-        rows, cols, score = rows[best], cols[best], score[best]
-        first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
-        within = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
-        keep = within < top
-        frames.append((rows[keep], cols[keep], score[keep]))
-    rows = np.concatenate([f[0] for f in frames]) if frames else np.zeros(0, np.int64)
-    cols = np.concatenate([f[1] for f in frames]) if frames else np.zeros(0, np.int64)
-    score = np.concatenate([f[2] for f in frames]) if frames else np.zeros(0, np.float64)
+        frames.append(best_neighbours(rows[off], cols[off], counts[off], n, top))
+    rows, cols, score = _concat(frames)
     ids = np.asarray(item_ids, dtype=object)
     return pd.DataFrame({C.ITEM_ID: ids[rows], NEIGHBOUR_ID: ids[cols], C.SCORE: score})
+
+
+def best_neighbours(
+    rows: np.ndarray, cols: np.ndarray, counts: np.ndarray, n: np.ndarray, top: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, col, score) of each row's `top` best columns: score = count / sqrt(n_row * n_col)
+    in double (Spark's operations: a long product, its square root, a division), ordered by
+    score desc, then col asc. The (row, col) pairs are distinct and sorted (a canonical CSR's
+    order), every row's pairs present."""
+    score = counts.astype(np.float64) / np.sqrt((n[rows] * n[cols]).astype(np.float64))
+    order = np.lexsort((-score, rows))  # stable: equal scores keep their col order
+    rows, cols, score = rows[order], cols[order], score[order]
+    first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
+    within = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
+    keep = within < top
+    return rows[keep], cols[keep], score[keep]
+
+
+def _canonical(m: csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, col, value) of a CSR matrix, duplicates summed, in (row, col) order."""
+    m.sum_duplicates()  # also sorts each row's columns
+    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+    return rows, m.indices.astype(np.int64), m.data
+
+
+def pair_counts(
+    users: np.ndarray, items: np.ndarray, block_items: int = BLOCK_ITEMS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(item, neighbour, co) for every ordered pair of distinct items (both directions): how
+    many of the given users hold both. items are integer positions, one (user, item) row per
+    pair, every row of a user present: item_stats runs it on each partition of the capped
+    interactions partitioned by user and sums the partitions' counts, in place of a self-join
+    that emits a row per co-occurrence (the sum over users of n_u^2)."""
+    items = np.asarray(items, dtype=np.int64)
+    local, i = np.unique(items, return_inverse=True)
+    _, u = np.unique(np.asarray(users), return_inverse=True)
+    shape = (int(u.max(initial=-1)) + 1, len(local))
+    x = csr_matrix((np.ones(len(i), np.int64), (u, i)), shape=shape)
+    xt = x.T.tocsr()
+    parts = []
+    for a in range(0, len(local), block_items):
+        co = (xt[a : a + block_items] @ x).tocoo()
+        rows, cols = co.row.astype(np.int64) + a, co.col.astype(np.int64)
+        off = rows != cols
+        parts.append((local[rows[off]], local[cols[off]], co.data[off].astype(np.int64)))
+    return _concat(parts)
+
+
+def summed_best_neighbours(
+    rows: np.ndarray, cols: np.ndarray, counts: np.ndarray, n: np.ndarray, top: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """best_neighbours of partial counts: the counts of each (row, col) summed first."""
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    if not len(rows):
+        return rows, cols, np.zeros(0, np.float64)
+    shape = (int(rows.max()) + 1, len(n))
+    rows, cols, summed = _canonical(
+        coo_matrix((np.asarray(counts, np.int64), (rows, cols)), shape=shape).tocsr()
+    )
+    return best_neighbours(rows, cols, summed, n, top)
+
+
+def _concat(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))  # type: ignore[return-value]

@@ -12,7 +12,12 @@ import pytest
 from tests.unit.test_item_stats import as_neighbours, dense_reference, interactions_pd
 
 from longtail import columns as C
-from longtail.cooccurrence_matrix import NO_TIME, cooccurrence_from_indexed
+from longtail.cooccurrence_matrix import (
+    NO_TIME,
+    cooccurrence_from_indexed,
+    pair_counts,
+    summed_best_neighbours,
+)
 from longtail.fusion import NEIGHBOUR_ID
 from longtail.indexing import collect_indexed_with_lasts
 from longtail.item_stats import cooccurrence_pairs
@@ -130,3 +135,52 @@ def test_no_interactions_give_no_rows() -> None:
     got = cooccurrence_from_indexed(empty, empty, empty, np.array(["a"]), np.ones(1, bool))
     assert got.empty
     assert got.columns.tolist() == [C.ITEM_ID, NEIGHBOUR_ID, C.SCORE]
+
+
+def test_partial_counts_of_split_users_sum_to_the_whole() -> None:
+    # each partition of users counts its own pairs; summed, they are the counts of all users
+    inter = _random_interactions(4)
+    users = inter[C.USER_ID].to_numpy()
+    items = np.unique(inter[C.ITEM_ID], return_inverse=True)[1]
+    whole = pair_counts(users, items)
+    odd = np.array([int(u[1:]) % 2 == 1 for u in users])
+    parts = [pair_counts(users[m], items[m], block_items=3) for m in (odd, ~odd)]
+    n = np.bincount(items)
+    want = summed_best_neighbours(*whole, n, 1000)
+    got = summed_best_neighbours(
+        *(np.concatenate([p[k] for p in parts]) for k in range(3)), n, 1000
+    )
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_array_equal(w, g)
+    # by hand: a pair's count is the users holding both; both directions, no item with itself
+    i, j, co = whole
+    assert not (i == j).any()
+    a, b = items[users == users[0]][:2]
+    holders = {u for u, x in zip(users, items, strict=True) if x == a} & {
+        u for u, x in zip(users, items, strict=True) if x == b
+    }
+    assert co[(i == a) & (j == b)].tolist() == co[(i == b) & (j == a)].tolist() == [len(holders)]
+
+
+def test_spark_path_sums_counts_across_partitions(spark: Any) -> None:
+    # AQE would put a small input into one partition: force several, so counts meet in the sum
+    inter = _random_interactions(5)
+    conf = {
+        "spark.sql.adaptive.coalescePartitions.enabled": "false",
+        "spark.sql.shuffle.partitions": "5",
+    }
+    before = {k: spark.conf.get(k) for k in conf}
+    for k, v in conf.items():
+        spark.conf.set(k, v)
+    try:
+        frame = spark.createDataFrame(inter[[C.USER_ID, C.ITEM_ID, "last_ts"]])
+        want = cooccurrence_pairs(frame, top=4, cap=5).toPandas()
+    finally:
+        for k, v in before.items():
+            spark.conf.set(k, v)
+    got = _driver(inter, top=4, cap=5)
+    key = [C.ITEM_ID, NEIGHBOUR_ID]
+    got, want = (f.sort_values(key).reset_index(drop=True) for f in (got, want))
+    assert len(want) > 100
+    assert got[key].equals(want[key])
+    assert (got[C.SCORE].to_numpy().view(np.int64) == want[C.SCORE].to_numpy().view(np.int64)).all()

@@ -34,6 +34,8 @@ BOUNDED: dict[str, str] = {
     "rows of the sampled users only (max_train_users); its co-occurrence neighbours come from "
     "the matrix collected for the ALS fit (longtail.indexing._collect)",
     "longtail.stages.fusion_inputs.embeddings": "one text embedding per item: items",
+    "longtail.item_stats.cooccurrence_pairs": "each item's position and capped user count "
+    "(the co-occurrence's n): items",
     "longtail.stages.fusion_inputs.space_at": "the item_space tables: per-item statistics and "
     "at most cooccurrence_top neighbours per item, reduced in Spark: items",
     "longtail.evaluation.spark.item_flags": "interaction counts per catalogue item for the "
