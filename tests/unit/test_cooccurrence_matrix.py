@@ -9,7 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from tests.unit.test_item_stats import as_neighbours, dense_reference, interactions_pd
+from tests.unit.test_item_stats import (
+    as_neighbours,
+    assert_same_neighbours,
+    by_hand_cap3_top2,
+    dense_reference,
+    interactions_pd,
+)
 
 from longtail import columns as C
 from longtail.cooccurrence_matrix import (
@@ -40,22 +46,8 @@ def _driver(inter: pd.DataFrame, top: int, cap: int, keep: set[str] | None = Non
 
 
 def test_by_hand_with_cap_and_ties() -> None:
-    # as test_item_stats: cap 3 drops u1's e (tied with c and d at its 3rd most recent, largest
-    # id); n: a 4, b 2, c 3, d 1, e 1; c-a 2/sqrt(12), c-d and c-e 1/sqrt(3): a three-way tie
     got = as_neighbours(_driver(interactions_pd(), top=2, cap=3))
-    third = 1 / np.sqrt(3)
-    want = {
-        "a": [("b", 2 / np.sqrt(8)), ("c", third)],
-        "b": [("a", 2 / np.sqrt(8)), ("c", 1 / np.sqrt(6))],
-        "c": [("a", third), ("d", third)],
-        "d": [("c", third), ("a", 0.5)],
-        "e": [("c", third)],
-    }
-    assert {k: [j for j, _ in v] for k, v in got.items()} == {
-        k: [j for j, _ in v] for k, v in want.items()
-    }
-    for item, neighbours in want.items():
-        np.testing.assert_allclose([s for _, s in got[item]], [s for _, s in neighbours])
+    assert_same_neighbours(got, by_hand_cap3_top2())
 
 
 def test_items_outside_the_catalogue_neither_count_nor_take_a_place_in_the_cap() -> None:
@@ -64,10 +56,7 @@ def test_items_outside_the_catalogue_neither_count_nor_take_a_place_in_the_cap()
     inter = interactions_pd()
     got = as_neighbours(_driver(inter, top=5, cap=3, keep={"a", "c", "d", "e"}))
     want = dense_reference(inter[inter[C.ITEM_ID] != "b"], cap=3, top=5)
-    assert got.keys() == want.keys()
-    for item, neighbours in want.items():
-        assert [j for j, _ in got[item]] == [j for j, _ in neighbours], item
-        np.testing.assert_allclose([s for _, s in got[item]], [s for _, s in neighbours])
+    assert_same_neighbours(got, want)
 
 
 @pytest.mark.parametrize(("cap", "top", "block"), [(3, 2, 1), (200, 50, 2), (2, 1, 2048)])
@@ -75,10 +64,7 @@ def test_matches_a_dense_reference(cap: int, top: int, block: int) -> None:
     inter = interactions_pd()
     got = as_neighbours(_driver(inter, top=top, cap=cap, block_items=block))
     want = dense_reference(inter, cap, top)
-    assert got.keys() == want.keys()
-    for item, neighbours in want.items():
-        assert [j for j, _ in got[item]] == [j for j, _ in neighbours], item
-        np.testing.assert_allclose([s for _, s in got[item]], [s for _, s in neighbours])
+    assert_same_neighbours(got, want)
 
 
 def _random_interactions(seed: int, users: int = 60, items: int = 40) -> pd.DataFrame:

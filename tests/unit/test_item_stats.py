@@ -105,12 +105,7 @@ def test_cooccurrence_pairs_match_a_dense_reference(spark: Any, cap: int, top: i
     inter = interactions_pd()
     got = as_neighbours(cooccurrence_pairs(spark.createDataFrame(inter), top, cap).toPandas())
     want = dense_reference(inter, cap, top)
-    assert got.keys() == want.keys()
-    for item, neighbours in want.items():
-        assert [j for j, _ in got[item]] == [j for j, _ in neighbours], item
-        np.testing.assert_allclose(
-            [s for _, s in got[item]], [s for _, s in neighbours], rtol=1e-12
-        )
+    assert_same_neighbours(got, want)
     # the same pairs as the pandas path on the same cap and top
     ids = np.array(sorted(inter[C.ITEM_ID].unique()))
     index = {x: i for i, x in enumerate(ids)}
@@ -121,18 +116,24 @@ def test_cooccurrence_pairs_match_a_dense_reference(spark: Any, cap: int, top: i
     }
 
 
-def test_cooccurrence_pairs_by_hand_with_cap_and_ties(spark: Any) -> None:
-    # cap 3 drops u1's e (tied with c and d, largest id); n: a 4, b 2, c 3, d 1, e 1
-    pairs = cooccurrence_pairs(spark.createDataFrame(interactions_pd()), top=2, cap=3)
-    got = as_neighbours(pairs.toPandas())
-    third = 1 / np.sqrt(3)  # c-a: 2 / sqrt(12), c-d and c-e: 1 / sqrt(3): a three-way tie
-    want = {
+def by_hand_cap3_top2() -> dict[str, list[tuple[str, float]]]:
+    """interactions_pd's neighbours at cap 3, top 2, by hand. Cap 3 drops u1's e (tied with c
+    and d at its 3rd most recent, largest id); n: a 4, b 2, c 3, d 1, e 1; c-a 2 / sqrt(12),
+    c-d and c-e 1 / sqrt(3): a three-way tie, the smaller ids kept."""
+    third = 1 / np.sqrt(3)
+    return {
         "a": [("b", 2 / np.sqrt(8)), ("c", third)],
         "b": [("a", 2 / np.sqrt(8)), ("c", 1 / np.sqrt(6))],
         "c": [("a", third), ("d", third)],
         "d": [("c", third), ("a", 0.5)],
         "e": [("c", third)],
     }
+
+
+def assert_same_neighbours(
+    got: dict[str, list[tuple[str, float]]], want: dict[str, list[tuple[str, float]]]
+) -> None:
+    """The same items, each with the same neighbours in the same order, scores to 1e-12."""
     assert {k: [j for j, _ in v] for k, v in got.items()} == {
         k: [j for j, _ in v] for k, v in want.items()
     }
@@ -140,6 +141,11 @@ def test_cooccurrence_pairs_by_hand_with_cap_and_ties(spark: Any) -> None:
         np.testing.assert_allclose(
             [s for _, s in got[item]], [s for _, s in neighbours], rtol=1e-12
         )
+
+
+def test_cooccurrence_pairs_by_hand_with_cap_and_ties(spark: Any) -> None:
+    pairs = cooccurrence_pairs(spark.createDataFrame(interactions_pd()), top=2, cap=3)
+    assert_same_neighbours(as_neighbours(pairs.toPandas()), by_hand_cap3_top2())
 
 
 def _publish(spark: Any, wh: str, table: str, frame: pd.DataFrame) -> None:
