@@ -18,6 +18,8 @@ reference).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix, csr_matrix
@@ -60,21 +62,14 @@ def cooccurrence_from_indexed(
     missing = t == NO_TIME  # desc_nulls_last: a pair without a last event sorts after the rest
     order = np.lexsort((i, -np.where(missing, 0, t), missing, u))
     u, i = u[order], i[order]
-    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]]) if len(u) else np.zeros(0, np.int64)
-    lengths = np.diff(np.r_[starts, len(u)])
-    rank = np.arange(len(u)) - np.repeat(starts, lengths)
+    rank = rank_within(u)
     u, i = u[rank < cap], i[rank < cap]
     n = np.bincount(i, minlength=n_items).astype(np.int64)
     users = int(u.max()) + 1 if len(u) else 0
     x = csr_matrix((np.ones(len(u), np.int64), (u, i)), shape=(users, n_items))
-    xt = x.T.tocsr()
-    frames = []
-    for a in range(0, n_items, block_items):
-        rows, cols, counts = _canonical(xt[a : a + block_items] @ x)
-        rows += a
-        off = rows != cols
-        frames.append(best_neighbours(rows[off], cols[off], counts[off], n, top))
-    rows, cols, score = _concat(frames)
+    rows, cols, score = _concat(
+        [best_neighbours(*block, n, top) for block in _co_counts(x, block_items)]
+    )
     ids = np.asarray(item_ids, dtype=object)
     return pd.DataFrame({C.ITEM_ID: ids[rows], NEIGHBOUR_ID: ids[cols], C.SCORE: score})
 
@@ -89,10 +84,29 @@ def best_neighbours(
     score = counts.astype(np.float64) / np.sqrt((n[rows] * n[cols]).astype(np.float64))
     order = np.lexsort((-score, rows))  # stable: equal scores keep their col order
     rows, cols, score = rows[order], cols[order], score[order]
-    first = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else rows
-    within = np.arange(len(rows)) - np.repeat(first, np.diff(np.r_[first, len(rows)]))
-    keep = within < top
+    keep = rank_within(rows) < top
     return rows[keep], cols[keep], score[keep]
+
+
+def rank_within(keys: np.ndarray) -> np.ndarray:
+    """Each entry's position within its run of equal keys (keys sorted): 0, 1, ... per run."""
+    if not len(keys):
+        return np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return np.arange(len(keys)) - np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
+
+
+def _co_counts(
+    x: csr_matrix, block_items: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(item, neighbour, co) of X^T X without its diagonal, in (item, neighbour) order, one
+    block of `block_items` items at a time (the bound on what a block holds)."""
+    xt = x.T.tocsr()
+    for a in range(0, x.shape[1], block_items):
+        rows, cols, counts = _canonical(xt[a : a + block_items] @ x)
+        rows += a
+        off = rows != cols
+        yield rows[off], cols[off], counts[off]
 
 
 def _canonical(m: csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,14 +129,8 @@ def pair_counts(
     _, u = np.unique(np.asarray(users), return_inverse=True)
     shape = (int(u.max(initial=-1)) + 1, len(local))
     x = csr_matrix((np.ones(len(i), np.int64), (u, i)), shape=shape)
-    xt = x.T.tocsr()
-    parts = []
-    for a in range(0, len(local), block_items):
-        co = (xt[a : a + block_items] @ x).tocoo()
-        rows, cols = co.row.astype(np.int64) + a, co.col.astype(np.int64)
-        off = rows != cols
-        parts.append((local[rows[off]], local[cols[off]], co.data[off].astype(np.int64)))
-    return _concat(parts)
+    blocks = _co_counts(x, block_items)
+    return _concat([(local[rows], local[cols], co) for rows, cols, co in blocks])
 
 
 def summed_best_neighbours(

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, DoubleType, LongType, StringType, StructField, StructType
 
 from longtail import columns as C
-from longtail.cooccurrence_matrix import pair_counts, summed_best_neighbours
+from longtail.cooccurrence_matrix import pair_counts, rank_within, summed_best_neighbours
 from longtail.fusion import (
     COOCCURRENCE_TOP,
     COOCCURRENCE_USER_CAP,
@@ -76,7 +76,7 @@ def _partition_pair_counts(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataF
     i, j, co = pair_counts(frame[C.USER_ID].to_numpy(), frame[_I].to_numpy())
     order = np.argsort(i, kind="stable")
     i, j, co = i[order], j[order], co[order]
-    starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]]) if len(i) else np.zeros(0, np.int64)
+    starts = np.flatnonzero(rank_within(i) == 0)
     ends = np.r_[starts[1:], len(i)]
     jb, cb = j.astype("<i8").tobytes(), co.astype("<i8").tobytes()
     yield pd.DataFrame(
