@@ -256,26 +256,45 @@ def within_caps(
     """Positions kept when candidates are taken in score order (ties: lower position first) and
     one is dropped when its group of any cap already holds that cap's number; returned sorted.
 
-    Any list chosen from the kept candidates holds every cap, whatever order picks them.
+    Any list chosen from the kept candidates holds every cap, whatever order picks them. With one
+    cap a candidate is dropped exactly when its rank within its group, in score order, reaches the
+    cap (what the group already holds is its first `cap` candidates), so that case is one sort,
+    not a loop over every candidate of every shopper.
     """
     order = np.lexsort((np.arange(len(scores)), -scores))
+    if len(caps) == 1:
+        code = np.asarray(groups[0])[order]
+        keep = (code < 0) | (_rank_in_group(code) < caps[0])
+        return np.sort(order[keep])
+    # Several caps: a candidate dropped by one cap does not count towards the others, so each
+    # decision depends on the ones before it; plain lists keep the loop cheap.
+    codes = [np.asarray(g)[order].tolist() for g in groups]
     counts: list[dict[int, int]] = [{} for _ in caps]
     keep = []
-    for i in order:
-        over = False
-        for g, cap, seen in zip(groups, caps, counts, strict=True):
-            code = int(g[i])
-            if code >= 0 and seen.get(code, 0) >= cap:
-                over = True
-                break
-        if over:
+    for at, i in enumerate(order.tolist()):
+        mine = [c[at] for c in codes]
+        if any(
+            code >= 0 and seen.get(code, 0) >= cap
+            for code, cap, seen in zip(mine, caps, counts, strict=True)
+        ):
             continue
-        for g, seen in zip(groups, counts, strict=True):
-            code = int(g[i])
+        for code, seen in zip(mine, counts, strict=True):
             if code >= 0:
                 seen[code] = seen.get(code, 0) + 1
         keep.append(i)
     return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+def _rank_in_group(code: np.ndarray) -> np.ndarray:
+    """Each element's position among the elements of its code that come before it (0 = first)."""
+    n = len(code)
+    by_code = np.argsort(code, kind="stable")  # each code's elements, in their original order
+    sorted_code = code[by_code]
+    starts = np.flatnonzero(np.r_[True, sorted_code[1:] != sorted_code[:-1]]) if n else by_code
+    first = np.repeat(starts, np.diff(np.r_[starts, n]))
+    rank = np.empty(n, np.int64)
+    rank[by_code] = np.arange(n) - first
+    return rank
 
 
 def apply(rules: ItemRules, scores: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

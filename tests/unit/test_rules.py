@@ -100,6 +100,35 @@ def test_caps_keep_the_best_of_each_group_in_score_order() -> None:
     assert R.within_caps(scores, [category], [1]).tolist() == [1, 4, 5]
 
 
+def _greedy_caps(scores: np.ndarray, groups: list[np.ndarray], caps: list[int]) -> list[int]:
+    """The rule as written: walk the candidates best first, keep one when every capped group it
+    is in holds fewer than its cap."""
+    walk = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    held: list[dict[int, int]] = [{} for _ in caps]
+    kept = []
+    for i in walk:
+        mine = [int(g[i]) for g in groups]
+        if all(c < 0 or held[k].get(c, 0) < caps[k] for k, c in enumerate(mine)):
+            for k, c in enumerate(mine):
+                if c >= 0:
+                    held[k][c] = held[k].get(c, 0) + 1
+            kept.append(i)
+    return sorted(kept)
+
+
+@pytest.mark.parametrize("n_caps", [1, 2, 3])
+def test_caps_equal_the_greedy_walk_on_random_candidates(n_caps: int) -> None:
+    rng = np.random.default_rng(n_caps)
+    for _ in range(200):
+        n = int(rng.integers(0, 60))
+        scores = rng.integers(0, 8, n).astype(float)  # many ties
+        groups = [rng.integers(-1, int(rng.integers(1, 6)), n) for _ in range(n_caps)]
+        caps = [int(c) for c in rng.integers(1, 4, n_caps)]
+        got = R.within_caps(scores, groups, caps)
+        assert got.dtype == np.int64
+        assert got.tolist() == _greedy_caps(scores, groups, caps)
+
+
 def _one_user(scores: list[float]) -> pd.DataFrame:
     return pd.DataFrame({C.USER_ID: "u1", "item_idx": np.arange(6), C.SOURCE: "als"}), np.array(
         scores
@@ -146,6 +175,27 @@ def test_popularity_fill_skips_unavailable_items_and_holds_the_caps() -> None:
     assert u1[C.SCORE].tolist() == [0.5, -1.0, -2.0]
     assert u2[C.ITEM_ID].tolist() == ["b", "c", "d", "f"]
     np.testing.assert_allclose(u2[C.SCORE], np.log1p([10, 10, 2, 0]), rtol=1e-6)
+
+
+def test_popularity_fill_leaves_full_lists_as_they_are() -> None:
+    sp = space()
+    full = pd.DataFrame(
+        {
+            C.USER_ID: ["u1"] * 3 + ["u2"],
+            C.RANK: np.array([1, 2, 3, 1], np.int32),
+            C.ITEM_ID: ["f", "e", "d", "a"],
+            C.SCORE: [3.0, 2.0, 1.0, 0.25],
+            C.SOURCE: ["als"] * 4,
+            C.IS_LONG_TAIL: [True] * 4,
+        }
+    )
+    users = pd.DataFrame({C.USER_ID: ["u2", "u1"], fusion.EXCLUDED: [[], []]})
+    out = fill_lists(full, users, sp, popular_order(sp), 3)
+    pd.testing.assert_frame_equal(out.iloc[:4], full)  # u1's full list: not a row added
+    u2 = out[out[C.USER_ID] == "u2"]
+    assert u2[C.ITEM_ID].tolist() == ["a", "b", "c"]  # continued with the most popular
+    assert u2[C.SCORE].tolist() == [0.25, -1.0, -2.0]
+    assert len(out) == 6
 
 
 def test_restrict_marks_unavailable_and_excluded_items() -> None:

@@ -75,12 +75,19 @@ def fill_lists(
 ) -> pd.DataFrame:
     """Give every user exactly n rows: short lists continue with popular items they do not have,
     scored below their last score."""
-    by_user = dict(tuple(lists.groupby(C.USER_ID, sort=False))) if len(lists) else {}
+    # Only short lists are continued: most users' lists are full, and splitting the batch into a
+    # frame per user cost more than filling the few that need it.
+    sizes = lists[C.USER_ID].value_counts()
+    full = set(sizes.index[sizes.to_numpy() >= n])
+    short = lists[~lists[C.USER_ID].isin(full)]
+    by_user = dict(tuple(short.groupby(C.USER_ID, sort=False))) if len(short) else {}
     capped = space.rules is not None and bool(space.rules.caps)
     index = space.index if capped else {}
     extra = []
     for row in users.itertuples(index=False):
         user = getattr(row, C.USER_ID)
+        if user in full:
+            continue
         have = by_user.get(user)
         k = 0 if have is None else len(have)
         if k >= n:
