@@ -27,6 +27,7 @@ Null therefore means: a candidate source with no supporting history item, or an 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -103,7 +104,7 @@ def _support(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(history positions into `hist`, found) of the supporting item for rows of one source."""
     if source == "cooccurrence":
-        return _best(_dense(space.cooc[hist][:, items]))
+        return _best(_sparse_block(space.cooc, hist, items))
     if source == "text_ngram" and space.ngram_vectors is not None:
         x = space.ngram_vectors
         return _best(_dense(x[hist] @ x[items].T))
@@ -114,6 +115,27 @@ def _support(
     if source == "als":
         return _best(_rows64(space.als_factors, hist) @ _rows64(space.als_factors, items).T)
     raise ValueError(source)
+
+
+def _sparse_block(m: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """m[rows][:, cols] as a dense float64 block, read from the CSR arrays directly (scipy's
+    column indexing cost more than the rest of a shopper's reasons)."""
+    if len(np.unique(cols)) != len(cols) or not m.has_canonical_format:  # scipy's rules then
+        return _dense(m[rows][:, cols])
+    out = np.zeros((len(rows), len(cols)), np.float64)
+    starts, ends = m.indptr[rows], m.indptr[np.asarray(rows) + 1]
+    lengths = ends - starts
+    if not len(cols) or not lengths.sum():
+        return out
+    before = np.r_[0, np.cumsum(lengths)[:-1]]  # entries of the earlier rows
+    entry = np.repeat(starts - before, lengths) + np.arange(lengths.sum())
+    row = np.repeat(np.arange(len(rows)), lengths)
+    by_col = np.argsort(cols, kind="stable")
+    at = np.searchsorted(cols[by_col], m.indices[entry])
+    hit = at < len(cols)
+    hit[hit] = cols[by_col[at[hit]]] == m.indices[entry[hit]]
+    out[row[hit], by_col[at[hit]]] = m.data[entry[hit]]
+    return out
 
 
 def _rows64(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:

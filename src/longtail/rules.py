@@ -238,49 +238,64 @@ def item_rules(items: pd.DataFrame, rules: Rules | None) -> ItemRules | None:
 # --- selection --------------------------------------------------------------------------------
 
 
-def boosted(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def boosted(scores: np.ndarray, weights: np.ndarray, lists: np.ndarray | None = None) -> np.ndarray:
     """score + weight x (max - min of the user's candidate scores).
 
     Scale-free, as ranker scores have no fixed scale: weight 1 lifts the user's lowest candidate
-    to the top score, weight 0.5 by half the spread; unboosted items keep their scores.
+    to the top score, weight 0.5 by half the spread; unboosted items keep their scores. `lists`
+    (codes 0, 1, ...: whose candidate each row is) takes each user's own spread; None: one user.
     """
     if not len(scores):
         return scores
-    spread = float(np.max(scores) - np.min(scores))
-    return scores + weights * spread
+    if lists is None:
+        return scores + weights * float(np.max(scores) - np.min(scores))
+    high = np.full(int(lists.max()) + 1, -np.inf)
+    low = np.full(len(high), np.inf)
+    np.maximum.at(high, lists, scores)
+    np.minimum.at(low, lists, scores)
+    return scores + weights * (high - low)[lists]
 
 
 def within_caps(
-    scores: np.ndarray, groups: Sequence[np.ndarray], caps: Sequence[int]
+    scores: np.ndarray,
+    groups: Sequence[np.ndarray],
+    caps: Sequence[int],
+    lists: np.ndarray | None = None,
 ) -> np.ndarray:
     """Positions kept when candidates are taken in score order (ties: lower position first) and
     one is dropped when its group of any cap already holds that cap's number; returned sorted.
+    `lists` (codes 0, 1, ...) splits the rows into users' candidates, each capped on its own;
+    None: one user.
 
     Any list chosen from the kept candidates holds every cap, whatever order picks them. With one
     cap a candidate is dropped exactly when its rank within its group, in score order, reaches the
-    cap (what the group already holds is its first `cap` candidates), so that case is one sort,
-    not a loop over every candidate of every shopper.
+    cap (what the group already holds is its first `cap` candidates), so that case is one sort
+    for a whole block of users, not a loop over every candidate.
     """
-    order = np.lexsort((np.arange(len(scores)), -scores))
+    n = len(scores)
+    lists = np.zeros(n, np.int64) if lists is None else np.asarray(lists, np.int64)
+    order = np.lexsort((np.arange(n), -scores, lists))
     if len(caps) == 1:
-        code = np.asarray(groups[0])[order]
-        keep = (code < 0) | (_rank_in_group(code) < caps[0])
+        code = np.maximum(np.asarray(groups[0], np.int64)[order], -1)  # -1: never capped
+        span = int(code.max(initial=0)) + 2
+        keep = (code < 0) | (_rank_in_group(lists[order] * span + code + 1) < caps[0])
         return np.sort(order[keep])
     # Several caps: a candidate dropped by one cap does not count towards the others, so each
     # decision depends on the ones before it; plain lists keep the loop cheap.
     codes = [np.asarray(g)[order].tolist() for g in groups]
-    counts: list[dict[int, int]] = [{} for _ in caps]
+    owner = lists[order].tolist()
+    counts: list[dict[tuple[int, int], int]] = [{} for _ in caps]
     keep = []
     for at, i in enumerate(order.tolist()):
-        mine = [c[at] for c in codes]
+        mine = [(owner[at], c[at]) for c in codes]
         if any(
-            code >= 0 and seen.get(code, 0) >= cap
-            for code, cap, seen in zip(mine, caps, counts, strict=True)
+            key[1] >= 0 and seen.get(key, 0) >= cap
+            for key, cap, seen in zip(mine, caps, counts, strict=True)
         ):
             continue
-        for code, seen in zip(mine, counts, strict=True):
-            if code >= 0:
-                seen[code] = seen.get(code, 0) + 1
+        for key, seen in zip(mine, counts, strict=True):
+            if key[1] >= 0:
+                seen[key] = seen.get(key, 0) + 1
         keep.append(i)
     return np.sort(np.asarray(keep, dtype=np.int64))
 
@@ -297,15 +312,17 @@ def _rank_in_group(code: np.ndarray) -> np.ndarray:
     return rank
 
 
-def apply(rules: ItemRules, scores: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One user's candidates (scores, item positions) -> (boosted scores, positions within the
-    caps). The final list is chosen from those positions only."""
+def apply(
+    rules: ItemRules, scores: np.ndarray, items: np.ndarray, lists: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates (scores, item positions; `lists`: whose, as in `within_caps`) -> (boosted
+    scores, positions within the caps). The final lists are chosen from those positions only."""
     if rules.boost is not None:
-        scores = boosted(scores, rules.boost[items])
+        scores = boosted(scores, rules.boost[items], lists)
     if not rules.caps:
         return scores, np.arange(len(scores), dtype=np.int64)
     groups = [codes[items] for codes, _ in rules.caps]
-    return scores, within_caps(scores, groups, [cap for _, cap in rules.caps])
+    return scores, within_caps(scores, groups, [cap for _, cap in rules.caps], lists)
 
 
 class CapCounter:

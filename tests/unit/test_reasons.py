@@ -137,3 +137,19 @@ def test_the_als_strategy_uses_the_same_codes() -> None:
 
     assert reasons.BY_SOURCE[scoring.SOURCE_ALS] == scoring.REASON_SIMILAR_TASTE
     assert reasons.BY_SOURCE[scoring.SOURCE_POPULARITY] == scoring.REASON_POPULAR
+
+
+def test_the_cooccurrence_block_equals_the_matrix_sliced_by_rows_then_columns() -> None:
+    rng = np.random.default_rng(3)
+    dense = rng.random((30, 40)) * (rng.random((30, 40)) < 0.15)
+    dense[5] = 0.0  # a history item without neighbours
+    m = csr_matrix(dense.astype(np.float32))
+    for _ in range(100):
+        rows = np.unique(rng.integers(0, 30, int(rng.integers(0, 8))))
+        cols = rng.permutation(40)[: int(rng.integers(0, 12))]
+        if rng.random() < 0.2:
+            cols = np.r_[cols, cols[:1]]  # a repeated column goes through scipy
+        got = reasons._sparse_block(m, rows, cols)
+        expected = dense.astype(np.float32).astype(np.float64)[rows][:, cols]
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, expected)

@@ -129,6 +129,29 @@ def test_caps_equal_the_greedy_walk_on_random_candidates(n_caps: int) -> None:
         assert got.tolist() == _greedy_caps(scores, groups, caps)
 
 
+@pytest.mark.parametrize("n_caps", [1, 2])
+def test_caps_and_boosts_of_a_block_of_users_equal_each_user_alone(n_caps: int) -> None:
+    rng = np.random.default_rng(10 + n_caps)
+    for _ in range(50):
+        sizes = rng.integers(1, 25, int(rng.integers(1, 8)))
+        lists = np.repeat(np.arange(len(sizes)), sizes)
+        n = len(lists)
+        scores = rng.integers(0, 6, n).astype(float) + rng.choice([0.0, 0.5], n)
+        groups = [rng.integers(-1, 4, n) for _ in range(n_caps)]
+        caps = [int(c) for c in rng.integers(1, 3, n_caps)]
+        weights = rng.choice([0.0, 0.0, 0.3, 1.0], n)
+        expected_kept, expected_boost = [], []
+        for user, a in enumerate(np.r_[0, np.cumsum(sizes)[:-1]]):
+            b = a + sizes[user]
+            one = R.boosted(scores[a:b], weights[a:b])
+            expected_boost.append(one)
+            kept = _greedy_caps(one, [g[a:b] for g in groups], caps)
+            expected_kept += [a + i for i in kept]
+        boosted = R.boosted(scores, weights, lists)
+        np.testing.assert_array_equal(boosted, np.concatenate(expected_boost))  # bit for bit
+        assert R.within_caps(boosted, groups, caps, lists).tolist() == expected_kept
+
+
 def _one_user(scores: list[float]) -> pd.DataFrame:
     return pd.DataFrame({C.USER_ID: "u1", "item_idx": np.arange(6), C.SOURCE: "als"}), np.array(
         scores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -66,10 +67,9 @@ def tail_rerank(
     new = np.zeros(len(scores), bool) if is_new is None else np.asarray(is_new, bool)
     tail = np.asarray(is_tail, bool) | new
     taken = np.zeros(len(scores), bool)
-    every = np.ones(len(scores), bool)
-    queues = {
-        q: [i for i in order if m[i]] for q, m in (("new", new), ("tail", tail), ("all", every))
-    }
+    # Each queue: the candidates of its kind, best first, as plain ints (read one at a time).
+    queues = {"new": order[new[order]].tolist(), "tail": order[tail[order]].tolist()}
+    queues["all"] = order.tolist()
     heads = dict.fromkeys(queues, 0)
 
     def best(q: str) -> int | None:
@@ -87,8 +87,8 @@ def tail_rerank(
         k = len(picked) + 1
         end = next(e for e in ends if e >= k)
         left = end - k + 1  # positions up to the block's end, this one included
-        need_new = int(np.floor(new_target * end + 1e-9)) - n_new
-        need_tail = int(np.floor(tail_target * end + 1e-9)) - n_tail
+        need_new = math.floor(new_target * end + 1e-9) - n_new
+        need_tail = math.floor(tail_target * end + 1e-9) - n_tail
         pick = best("new") if need_new >= left else None
         if pick is None and need_tail >= left:
             pick = best("tail")
@@ -329,6 +329,10 @@ def final_lists(
     source = cands[C.SOURCE].to_numpy()[rows]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     ends = np.r_[starts[1:], len(rows)]
+    if space.rules is not None:  # boosts, then the capped candidates only (longtail.rules)
+        score, kept = business_rules.apply(space.rules, score, item_idx, codes)
+        capped = np.zeros(len(rows), bool)
+        capped[kept] = True
     picked, out_scores, ranks, lengths = [], [], [], []
     for a, b in zip(starts, ends, strict=True):
         ids = item_idx[a:b]
@@ -336,9 +340,9 @@ def final_lists(
         target = tail_target[user] if isinstance(tail_target, Mapping) else tail_target
         new_share = new_target[user] if isinstance(new_target, Mapping) else new_target
         block, keep = score[a:b], np.arange(b - a)
-        if space.rules is not None:  # boosts, then the capped candidates only (longtail.rules)
-            boosted, keep = business_rules.apply(space.rules, block, ids)
-            block, ids = boosted[keep], ids[keep]
+        if space.rules is not None:
+            keep = np.flatnonzero(capped[a:b])
+            block, ids = block[keep], ids[keep]
         pos, sc = tail_rerank(
             block, space.is_tail[ids], n, float(target), space.is_cold[ids], float(new_share)
         )
