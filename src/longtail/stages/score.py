@@ -75,8 +75,8 @@ def fill_lists(
 ) -> pd.DataFrame:
     """Give every user exactly n rows: short lists continue with popular items they do not have,
     scored below their last score."""
-    # Only short lists are continued: most users' lists are full, and splitting the batch into a
-    # frame per user cost more than filling the few that need it.
+    # Only short lists are split into a frame per user: splitting every list cost more than
+    # filling the short ones.
     sizes = lists[C.USER_ID].value_counts()
     full = set(sizes.index[sizes.to_numpy() >= n])
     short = lists[~lists[C.USER_ID].isin(full)]
