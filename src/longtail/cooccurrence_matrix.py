@@ -26,6 +26,7 @@ from scipy.sparse import coo_matrix, csr_matrix
 
 from longtail import columns as C
 from longtail.fusion import COOCCURRENCE_TOP, COOCCURRENCE_USER_CAP, NEIGHBOUR_ID
+from longtail.runs import rank_within
 
 # Rows of the item x item product computed at a time: bounds the driver's memory to about
 # this many items' co-count rows, whatever the catalogue.
@@ -86,14 +87,6 @@ def best_neighbours(
     rows, cols, score = rows[order], cols[order], score[order]
     keep = rank_within(rows) < top
     return rows[keep], cols[keep], score[keep]
-
-
-def rank_within(keys: np.ndarray) -> np.ndarray:
-    """Each entry's position within its run of equal keys (keys sorted): 0, 1, ... per run."""
-    if not len(keys):
-        return np.zeros(0, np.int64)
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    return np.arange(len(keys)) - np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
 
 
 def _co_counts(

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, DoubleType, LongType, StringType, StructField, StructType
 
 from longtail import columns as C
-from longtail.cooccurrence_matrix import pair_counts, rank_within, summed_best_neighbours
+from longtail.cooccurrence_matrix import pair_counts, summed_best_neighbours
 from longtail.fusion import (
     COOCCURRENCE_TOP,
     COOCCURRENCE_USER_CAP,
@@ -32,6 +32,7 @@ from longtail.fusion import (
     RECENT_DAYS,
 )
 from longtail.partitions import whole_partition
+from longtail.runs import rank_within
 
 
 def item_statistics(

@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from longtail import columns as C
 from longtail.errors import PermanentError
+from longtail.runs import rank_in_group
 
 FOLDER = "rules"
 FILE_NAMES = ("rules.yaml", "rules.yml", "rules.json")
@@ -278,7 +279,7 @@ def within_caps(
     if len(caps) == 1:
         code = np.maximum(np.asarray(groups[0], np.int64)[order], -1)  # -1: never capped
         span = int(code.max(initial=0)) + 2
-        keep = (code < 0) | (_rank_in_group(lists[order] * span + code + 1) < caps[0])
+        keep = (code < 0) | (rank_in_group(lists[order] * span + code + 1) < caps[0])
         return np.sort(order[keep])
     # Several caps: a candidate dropped by one cap does not count towards the others, so each
     # decision depends on the ones before it; plain lists keep the loop cheap.
@@ -298,18 +299,6 @@ def within_caps(
                 seen[key] = seen.get(key, 0) + 1
         keep.append(i)
     return np.sort(np.asarray(keep, dtype=np.int64))
-
-
-def _rank_in_group(code: np.ndarray) -> np.ndarray:
-    """Each element's position among the elements of its code that come before it (0 = first)."""
-    n = len(code)
-    by_code = np.argsort(code, kind="stable")  # each code's elements, in their original order
-    sorted_code = code[by_code]
-    starts = np.flatnonzero(np.r_[True, sorted_code[1:] != sorted_code[:-1]]) if n else by_code
-    first = np.repeat(starts, np.diff(np.r_[starts, n]))
-    rank = np.empty(n, np.int64)
-    rank[by_code] = np.arange(n) - first
-    return rank
 
 
 def apply(
