@@ -329,20 +329,19 @@ def final_lists(
     source = cands[C.SOURCE].to_numpy()[rows]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     ends = np.r_[starts[1:], len(rows)]
+    allowed = np.ones(len(rows), bool)  # the candidates a list may take
     if space.rules is not None:  # boosts, then the capped candidates only (longtail.rules)
         score, kept = business_rules.apply(space.rules, score, item_idx, codes)
-        capped = np.zeros(len(rows), bool)
-        capped[kept] = True
+        allowed[:] = False
+        allowed[kept] = True
     picked, out_scores, ranks, lengths = [], [], [], []
     for a, b in zip(starts, ends, strict=True):
         ids = item_idx[a:b]
         user = str(users[codes[a]])
         target = tail_target[user] if isinstance(tail_target, Mapping) else tail_target
         new_share = new_target[user] if isinstance(new_target, Mapping) else new_target
-        block, keep = score[a:b], np.arange(b - a)
-        if space.rules is not None:
-            keep = np.flatnonzero(capped[a:b])
-            block, ids = block[keep], ids[keep]
+        keep = np.flatnonzero(allowed[a:b])
+        block, ids = score[a:b][keep], ids[keep]
         pos, sc = tail_rerank(
             block, space.is_tail[ids], n, float(target), space.is_cold[ids], float(new_share)
         )

@@ -88,10 +88,8 @@ def fill_lists(
         user = getattr(row, C.USER_ID)
         if user in full:
             continue
-        have = by_user.get(user)
+        have = by_user.get(user)  # a short list (fewer than n rows), or none
         k = 0 if have is None else len(have)
-        if k >= n:
-            continue
         taken = set(have[C.ITEM_ID]) if k else set()
         excluded = set(
             getattr(row, fusion.EXCLUDED) if getattr(row, fusion.EXCLUDED) is not None else []
