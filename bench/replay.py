@@ -211,8 +211,8 @@ def _pipeline_parts(
         out[name] = (time.perf_counter() - t0, lists)
     if with_fusion:
         t0 = time.perf_counter()
-        # the score stage's candidates: the ranker's counts, new-item candidates widened as there
-        counts, re = fusion.retrieval_from_meta(space, meta, ScoreConfig.default("k_cold_text"))
+        # the score stage's candidates: the ranker's counts, widened as there (new items, tail)
+        counts, re = fusion.retrieval_from_meta(space, meta, **ScoreConfig.default_scoring_counts())
         cands, scores = [], []
         for batch in batches():
             c = fusion.candidates(batch, space, counts, index, re)

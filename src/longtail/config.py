@@ -153,6 +153,8 @@ class ScoreConfig(StageConfig):
             "new_item_max_share",
             "k_cold_text",
             "tail_cooccurrence",
+            "k_als_tail",
+            "k_cooccurrence_tail",
         }
     )
 
@@ -176,6 +178,14 @@ class ScoreConfig(StageConfig):
     # of them earn a slot, so more candidates give it more to choose from, while the ranker
     # keeps learning on the share of cold candidates it will mostly see.
     k_cold_text: StrictInt | None = 40
+    # The als and cooccurrence sources also look this deep within the long tail when scoring:
+    # each shopper's best tail items by ALS score and by co-occurrence with their own items, for
+    # the tail positions to choose from. A source's overall top-k rarely reaches the tail, and
+    # the text sources find a shopper's tail purchases far less often than these collaborative
+    # signals do (README "How it reaches the long tail", step 2). The ranker is trained without
+    # them (as with k_cold_text, more candidates only widen what the list can take). 0 = off.
+    k_als_tail: StrictInt = 30
+    k_cooccurrence_tail: StrictInt = 30
     # Each shopper's own tail target: their history's tail share (shrunk to the night's mean),
     # shifted so that the mean over shoppers is tail_target (calibration, Steck 2018).
     calibrate_tail: StrictBool = True
@@ -212,10 +222,28 @@ class ScoreConfig(StageConfig):
             raise ConfigError("tail_cooccurrence must be in [0, 10]")
         if self.k_cold_text is not None and not 0 <= self.k_cold_text <= 1000:
             raise ConfigError("k_cold_text must be in 0..1000 (or unset)")
+        if not 0 <= self.k_als_tail <= 1000 or not 0 <= self.k_cooccurrence_tail <= 1000:
+            raise ConfigError("k_als_tail and k_cooccurrence_tail must be in 0..1000")
         if self.strategy not in ("fusion", "als"):
             raise ConfigError("strategy must be 'fusion' or 'als'")
         if (self.spread is not None and not 0 <= self.spread <= 5) or self.spread_sample_users < 1:
             raise ConfigError("spread must be in [0, 5] (or unset) and spread_sample_users >= 1")
+
+    def scoring_counts(self) -> dict[str, int | None]:
+        """How scoring widens the ranker's candidates (fusion.retrieval_from_meta's keywords)."""
+        return {
+            "cold_text": self.k_cold_text,
+            "als_tail": self.k_als_tail,
+            "cooccurrence_tail": self.k_cooccurrence_tail,
+        }
+
+    @classmethod
+    def default_scoring_counts(cls) -> dict[str, int | None]:
+        return {
+            "cold_text": cls.default("k_cold_text"),
+            "als_tail": cls.default("k_als_tail"),
+            "cooccurrence_tail": cls.default("k_cooccurrence_tail"),
+        }
 
 
 class PublishConfig(StageConfig):

@@ -108,8 +108,14 @@ def candidates(
     has_text = np.abs(space.embeddings).sum(axis=1) > 0
 
     selections = {
-        "als": _top_mask(als, counts.als, allowed & has_u[:, None] & space.has_factors[None, :]),
-        "cooccurrence": _top_mask(cooc, counts.cooccurrence, allowed & (cooc > 0)),
+        "als": _top_mask(als, counts.als, allowed & has_u[:, None] & space.has_factors[None, :])
+        | _top_mask(
+            als,
+            counts.als_tail,
+            allowed & has_u[:, None] & (space.has_factors & space.is_tail)[None, :],
+        ),
+        "cooccurrence": _top_mask(cooc, counts.cooccurrence, allowed & (cooc > 0))
+        | _top_mask(cooc, counts.cooccurrence_tail, allowed & (cooc > 0) & space.is_tail[None, :]),
         "text_ngram": np.zeros(prof_sim.shape, bool),  # the n-gram channel is not in these spaces
         "content": _top_mask(prof_sim, counts.content, allowed & has_text[None, :])
         | _top_mask(recent_sim, counts.content // 2, allowed & has_text[None, :]),

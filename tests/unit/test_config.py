@@ -40,6 +40,8 @@ def test_score_config_accepts_top_n_bounds(top_n: int) -> None:
         ({"new_item_max_share": 1.5}, r"new_item_max_share must be in \[new_item_share, 1\]"),
         ({"k_cold_text": -1}, r"k_cold_text must be in 0..1000"),
         ({"tail_cooccurrence": -0.5}, r"tail_cooccurrence must be in \[0, 10\]"),
+        ({"k_als_tail": -1}, r"k_als_tail and k_cooccurrence_tail must be in 0..1000"),
+        ({"k_cooccurrence_tail": 1001}, r"k_als_tail and k_cooccurrence_tail must be in 0..1000"),
     ],
 )
 def test_score_config_rejects_bad_new_item_slots(fields: dict, message: str) -> None:

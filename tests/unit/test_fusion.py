@@ -10,6 +10,7 @@ from tests.unit import fusion_reference
 
 from longtail import columns as C
 from longtail import fusion
+from longtail.config import ScoreConfig
 
 IDS = np.array(["a", "b", "c", "d", "e", "f"])
 
@@ -99,6 +100,55 @@ def test_scoring_can_widen_the_new_item_candidates_the_ranker_was_trained_with()
     c = fusion.candidates(users([{"user": "u", "items": ["c"]}]), sp, counts, sp.index, re)
     assert items_of(c) == {"e", "f"}
     assert set(c[C.SOURCE]) == {"cold_text"}
+
+
+def test_scoring_adds_the_tail_lookups_the_ranker_was_trained_without() -> None:
+    sp = space()
+    meta = {"candidate_counts": {**ONLY, "als": 1}}  # a ranker's meta: no tail lookups in it
+    trained, _ = fusion.retrieval_from_meta(sp, meta)
+    assert (trained.als_tail, trained.cooccurrence_tail) == (0, 0)
+    counts, _ = fusion.retrieval_from_meta(sp, meta, als_tail=1, cooccurrence_tail=2)
+    assert counts == fusion.CandidateCounts(
+        **{**ONLY, "als": 1, "als_tail": 1, "cooccurrence_tail": 2}
+    )
+    # the score stage's settings are exactly retrieval_from_meta's widening keywords
+    widened, _ = fusion.retrieval_from_meta(sp, meta, **ScoreConfig.default_scoring_counts())
+    assert widened.als_tail == ScoreConfig.default("k_als_tail") > 0
+    assert widened.cooccurrence_tail == ScoreConfig.default("k_cooccurrence_tail") > 0
+
+
+def test_als_looks_deeper_within_the_tail() -> None:
+    # factors (1, 0.1): a 1.0 (bought), b 0.9 (head), c 0.1 and d 0.05 (tail), e and f none
+    u = users([{"user": "u", "items": ["a"], "factors": [1.0, 0.1]}])
+    assert items_of(_cands(u, als=1)) == {"b"}
+    c = _cands(u, als=1, als_tail=1)
+    assert items_of(c) == {"b", "c"}  # the best tail item, though d and c rank below b
+    assert set(c[C.SOURCE]) == {"als"} and c["n_sources"].tolist() == [1, 1]
+    assert c.set_index("item_idx")["als_score"].to_dict() == pytest.approx({1: 0.9, 2: 0.1})
+    # the tail lookup alone offers tail items with factors only: c, then d
+    assert items_of(_cands(u, als_tail=4)) == {"c", "d"}
+
+
+def test_cooccurrence_looks_deeper_within_the_tail() -> None:
+    # a co-occurs with b (head, 0.9) and with d (tail, 0.3)
+    cooc = csr_matrix(
+        (
+            np.array([0.9, 0.3, 0.9, 0.3], np.float32),
+            (np.array([0, 0, 1, 3]), np.array([1, 3, 0, 0])),
+        ),
+        shape=(6, 6),
+    )
+    sp = space(cooc=cooc)
+    u = users([{"user": "u", "items": ["a"]}])
+
+    def cands(**counts: int) -> pd.DataFrame:
+        return fusion.candidates(u, sp, fusion.CandidateCounts(**{**ONLY, **counts}), sp.index)
+
+    assert items_of(cands(cooccurrence=1)) == {"b"}
+    c = cands(cooccurrence=1, cooccurrence_tail=1)
+    assert items_of(c) == {"b", "d"} and set(c[C.SOURCE]) == {"cooccurrence"}
+    assert c.set_index("item_idx")["cooccurrence"].to_dict() == pytest.approx({1: 0.9, 3: 0.3})
+    assert items_of(cands(cooccurrence_tail=5)) == {"d"}  # never a head item
 
 
 def test_tail_explorer_only_offers_tail_items() -> None:

@@ -84,7 +84,15 @@ def random_shop(
 def test_exact_retrieval_reproduces_the_dense_candidates(seed: int) -> None:
     sp, users = random_shop(seed)
     counts = fusion.CandidateCounts(
-        als=20, content=12, cooccurrence=10, category=5, tail_explorer=8, cold_text=4, popularity=5
+        als=20,
+        content=12,
+        cooccurrence=10,
+        category=5,
+        tail_explorer=8,
+        cold_text=4,
+        popularity=5,
+        als_tail=6,
+        cooccurrence_tail=4,
     )
     want = dense_reference.candidates(users, sp, counts, sp.index)
     got = fusion.candidates(users, sp, counts, sp.index, fusion.build_retrieval(sp, counts))

@@ -71,6 +71,11 @@ class CandidateCounts:
     recent_items: int = _COUNTS["recent_items"]
     # Off unless the space carries the n-gram channel; half as many again from recent items.
     text_ngram: int = _COUNTS["text_ngram"]
+    # The als and cooccurrence sources' extra top-k within the long tail (the same signals,
+    # looked up deeper; their rows are the als and cooccurrence sources'). The ranker trains
+    # without them; the score stage sets them (ScoreConfig.k_als_tail, k_cooccurrence_tail).
+    als_tail: int = 0
+    cooccurrence_tail: int = 0
 
     @classmethod
     def of(cls, cfg: RankerConfig) -> CandidateCounts:
@@ -135,13 +140,19 @@ def build_retrieval(
 
 
 def retrieval_from_meta(
-    space: ItemSpace, meta: dict, cold_text: int | None = None
+    space: ItemSpace,
+    meta: dict,
+    cold_text: int | None = None,
+    als_tail: int = 0,
+    cooccurrence_tail: int = 0,
 ) -> tuple[CandidateCounts, Retrieval]:
-    """The candidate counts and retrieval a published ranker was trained with; `cold_text`, if
-    given, replaces the count of new-item candidates (the score stage's `k_cold_text`)."""
+    """The candidate counts and retrieval a published ranker was trained with, widened as the
+    score stage asks (`ScoreConfig.scoring_counts`): `cold_text`, if given, replaces the count
+    of new-item candidates; `als_tail` and `cooccurrence_tail` add the tail lookups."""
     counts = CandidateCounts(**meta["candidate_counts"])
     if cold_text is not None:
         counts = replace(counts, cold_text=cold_text)
+    counts = replace(counts, als_tail=als_tail, cooccurrence_tail=cooccurrence_tail)
     limit = meta.get("retrieval", {}).get("exact_max_items", EXACT_MAX_ITEMS)
     return counts, build_retrieval(space, counts, int(limit))
 
@@ -152,10 +163,15 @@ def _flat(pos: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(rows, ok.sum(axis=1)), pos[ok]
 
 
-def _top_sparse(m: csr_matrix, k: int, excluded: csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's k largest positive entries outside its exclusions; ties to the lower column."""
+def _top_sparse(
+    m: csr_matrix, k: int, excluded: csr_matrix, subset: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k largest positive entries outside its exclusions (and, given a column mask
+    `subset`, inside it); ties to the lower column."""
     coo = m.tocoo()
     keep = coo.data > 0
+    if subset is not None:
+        keep &= subset[coo.col]
     if excluded.nnz and coo.nnz:  # (scipy answers an empty lookup with a matrix, not an array)
         keep &= np.asarray(excluded[coo.row, coo.col]).ravel() == 0
     r, c, v = coo.row[keep], coo.col[keep], coo.data[keep]
@@ -229,6 +245,12 @@ def _concat(rows: list[np.ndarray], cols: list[np.ndarray]) -> tuple[np.ndarray,
     return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
 
 
+def _union(*found: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One source's (user rows, item positions) from several lookups; repeats are removed where
+    the sources are merged."""
+    return _concat([r for r, _ in found], [c for _, c in found])
+
+
 def _rowwise_dot(a: np.ndarray, rows: np.ndarray, b: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """a[rows[i]] . b[cols[i]] for every pair, in chunks so the gathered rows stay small."""
     out = np.zeros(len(rows), np.float32)
@@ -299,10 +321,16 @@ def candidates(
     profile_hits = search(re.text, profile, users_p, counts.content)
     recent_hits = _recent_candidates(recent, ex, re, counts.content // 2)
     found = {
-        "als": search(re.als, u, users_u, counts.als),
-        "cooccurrence": _top_sparse(cooc, counts.cooccurrence, excluded),
+        "als": _union(
+            search(re.als, u, users_u, counts.als),
+            search(re.als, u, users_u, counts.als_tail, space.is_tail),
+        ),
+        "cooccurrence": _union(
+            _top_sparse(cooc, counts.cooccurrence, excluded),
+            _top_sparse(cooc, counts.cooccurrence_tail, excluded, space.is_tail),
+        ),
         "text_ngram": _ngram_candidates(hist, recent, excluded, ex, space, counts.text_ngram),
-        "content": tuple(np.concatenate(p) for p in zip(profile_hits, recent_hits, strict=True)),
+        "content": _union(profile_hits, recent_hits),
         "category": _category_candidates(user_cat, ex, space, re, counts.category),
         "tail_explorer": search(re.text, profile, users_p, counts.tail_explorer, space.is_tail),
         "cold_text": search(re.text, profile, users_p, counts.cold_text, space.is_cold),

@@ -236,7 +236,7 @@ def _run_fusion(
         )
     meta, model_text = model
     space = inputs.space_at(spark, wh, ds, cfg.head_share, rules)
-    counts, retrieval = fusion.retrieval_from_meta(space, meta, cfg.k_cold_text)
+    counts, retrieval = fusion.retrieval_from_meta(space, meta, **cfg.scoring_counts())
     interactions = read_table(spark, wh, tables.INTERACTIONS, ds)
     users = fusion_users(interactions, read_table(spark, wh, tables.ALS_USER_FACTORS, ds))
     calibration = night_tail_calibration(interactions, space, cfg)
