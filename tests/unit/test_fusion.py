@@ -112,9 +112,12 @@ def test_scoring_adds_the_tail_lookups_the_ranker_was_trained_without() -> None:
         **{**ONLY, "als": 1, "als_tail": 1, "cooccurrence_tail": 2}
     )
     # the score stage's settings are exactly retrieval_from_meta's widening keywords
-    widened, _ = fusion.retrieval_from_meta(sp, meta, **ScoreConfig.default_scoring_counts())
-    assert widened.als_tail == ScoreConfig.default("k_als_tail") > 0
-    assert widened.cooccurrence_tail == ScoreConfig.default("k_cooccurrence_tail") > 0
+    cfg = ScoreConfig(ds="2026-01-31", warehouse="/tmp/wh", k_als_tail=3, k_cooccurrence_tail=4)
+    widened, _ = fusion.retrieval_from_meta(sp, meta, **cfg.scoring_counts())
+    assert (widened.als_tail, widened.cooccurrence_tail) == (3, 4)
+    # off by default: scoring asks for the ranker's own candidates (and the wider new items)
+    default, _ = fusion.retrieval_from_meta(sp, meta, **ScoreConfig.default_scoring_counts())
+    assert default == fusion.CandidateCounts(**{**ONLY, "als": 1, "cold_text": 40})
 
 
 def test_als_looks_deeper_within_the_tail() -> None:

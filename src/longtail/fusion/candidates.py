@@ -272,6 +272,7 @@ def candidates(
     """Candidate rows with features for a batch of users (see module doc for the columns).
 
     Each source retrieves its own top-k (index search, sparse lookups, per-category lists);
+    als and cooccurrence add their top `als_tail` / `cooccurrence_tail` among tail items;
     features are then computed for those (user, item) pairs only.
     """
     re = retrieval if retrieval is not None else build_retrieval(space, counts)
