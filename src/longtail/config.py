@@ -157,6 +157,12 @@ class ScoreConfig(StageConfig):
             "k_cooccurrence_tail",
         }
     )
+    # fusion.retrieval_from_meta's keyword -> the field that widens that count when scoring
+    SCORING_FIELDS: ClassVar[dict[str, str]] = {
+        "cold_text": "k_cold_text",
+        "als_tail": "k_als_tail",
+        "cooccurrence_tail": "k_cooccurrence_tail",
+    }
 
     top_n: StrictInt = 20
     # Popularity counts distinct users over this many days before the run date.
@@ -232,19 +238,11 @@ class ScoreConfig(StageConfig):
 
     def scoring_counts(self) -> dict[str, int | None]:
         """How scoring widens the ranker's candidates (fusion.retrieval_from_meta's keywords)."""
-        return {
-            "cold_text": self.k_cold_text,
-            "als_tail": self.k_als_tail,
-            "cooccurrence_tail": self.k_cooccurrence_tail,
-        }
+        return {key: getattr(self, name) for key, name in self.SCORING_FIELDS.items()}
 
     @classmethod
     def default_scoring_counts(cls) -> dict[str, int | None]:
-        return {
-            "cold_text": cls.default("k_cold_text"),
-            "als_tail": cls.default("k_als_tail"),
-            "cooccurrence_tail": cls.default("k_cooccurrence_tail"),
-        }
+        return {key: cls.default(name) for key, name in cls.SCORING_FIELDS.items()}
 
 
 class PublishConfig(StageConfig):
