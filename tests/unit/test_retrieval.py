@@ -80,20 +80,22 @@ def random_shop(
     return sp, frame
 
 
+BASE_COUNTS = dict(content=12, category=5, tail_explorer=8, cold_text=4, popularity=5)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_exact_retrieval_reproduces_the_dense_candidates(seed: int) -> None:
+@pytest.mark.parametrize(
+    "sources",
+    [
+        dict(als=20, cooccurrence=10),
+        # shallow overall lists, so that the tail lookups add rows of their own
+        dict(als=3, cooccurrence=2, als_tail=8, cooccurrence_tail=6),
+    ],
+    ids=["overall", "tail-lookups"],
+)
+def test_exact_retrieval_reproduces_the_dense_candidates(seed: int, sources: dict) -> None:
     sp, users = random_shop(seed)
-    counts = fusion.CandidateCounts(
-        als=20,
-        content=12,
-        cooccurrence=10,
-        category=5,
-        tail_explorer=8,
-        cold_text=4,
-        popularity=5,
-        als_tail=6,
-        cooccurrence_tail=4,
-    )
+    counts = fusion.CandidateCounts(**BASE_COUNTS, **sources)
     want = dense_reference.candidates(users, sp, counts, sp.index)
     got = fusion.candidates(users, sp, counts, sp.index, fusion.build_retrieval(sp, counts))
     assert fusion.build_retrieval(sp, counts).method == "exact"
