@@ -153,8 +153,6 @@ class ScoreConfig(StageConfig):
             "new_item_max_share",
             "k_cold_text",
             "tail_cooccurrence",
-            "k_als_tail",
-            "k_cooccurrence_tail",
         }
     )
     # fusion.retrieval_from_meta's keyword -> the field that widens that count when scoring
@@ -184,15 +182,15 @@ class ScoreConfig(StageConfig):
     # of them earn a slot, so more candidates give it more to choose from, while the ranker
     # keeps learning on the share of cold candidates it will mostly see.
     k_cold_text: StrictInt | None = 40
-    # The als and cooccurrence sources can also look this deep within the long tail when
-    # scoring: each shopper's best tail items by ALS score and by co-occurrence with their own
-    # items, for the tail positions to choose from (the ranker is trained without them, as with
-    # k_cold_text). Off by default: at 30 each they find more of the shoppers' tail purchases on
-    # every benchmark set, but they take tail positions that new items used to get, and
-    # ml-latest-small's item cold-start recall falls below the target (README "How it reaches
-    # the long tail", step 2).
-    k_als_tail: StrictInt = 0
-    k_cooccurrence_tail: StrictInt = 0
+    # The als and cooccurrence sources also look this deep within the long tail when scoring:
+    # each shopper's best tail items by ALS score and by co-occurrence with their own items, for
+    # the tail positions to choose from (the ranker is trained without them, as with
+    # k_cold_text). A source's overall top-k rarely reaches the tail; these find more of the
+    # shoppers' tail purchases on every benchmark set (README "How it reaches the long tail",
+    # step 2). Rows only they found take warm tail items' positions only, never new items'
+    # (fusion.tail_rerank). 0 = off.
+    k_als_tail: StrictInt = 30
+    k_cooccurrence_tail: StrictInt = 30
     # Each shopper's own tail target: their history's tail share (shrunk to the night's mean),
     # shifted so that the mean over shoppers is tail_target (calibration, Steck 2018).
     calibrate_tail: StrictBool = True

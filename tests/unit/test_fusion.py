@@ -115,9 +115,12 @@ def test_scoring_adds_the_tail_lookups_the_ranker_was_trained_without() -> None:
     cfg = ScoreConfig(ds="2026-01-31", warehouse="/tmp/wh", k_als_tail=3, k_cooccurrence_tail=4)
     widened, _ = fusion.retrieval_from_meta(sp, meta, **cfg.scoring_counts())
     assert (widened.als_tail, widened.cooccurrence_tail) == (3, 4)
-    # off by default: scoring asks for the ranker's own candidates (and the wider new items)
+    # by default scoring asks for the ranker's own candidates, the wider new items and 30 tail
+    # items from each of the two lookups
     default, _ = fusion.retrieval_from_meta(sp, meta, **ScoreConfig.default_scoring_counts())
-    assert default == fusion.CandidateCounts(**{**ONLY, "als": 1, "cold_text": 40})
+    assert default == fusion.CandidateCounts(
+        **{**ONLY, "als": 1, "cold_text": 40, "als_tail": 30, "cooccurrence_tail": 30}
+    )
 
 
 def test_als_looks_deeper_within_the_tail() -> None:
@@ -130,6 +133,11 @@ def test_als_looks_deeper_within_the_tail() -> None:
     assert c.set_index("item_idx")["als_score"].to_dict() == pytest.approx({1: 0.9, 2: 0.1})
     # the tail lookup alone offers tail items with factors only: c, then d
     assert items_of(_cands(u, als_tail=4)) == {"c", "d"}
+    # c is marked as found by the lookup only; b, found by the top-k, is not
+    assert c.set_index("item_idx")[fusion.TAIL_LOOKUP].to_dict() == {1: False, 2: True}
+    # with the top-3 (b, c, d) the lookup finds nothing of its own
+    assert not _cands(u, als=3, als_tail=1)[fusion.TAIL_LOOKUP].any()
+    assert not _cands(u, als=1)[fusion.TAIL_LOOKUP].any()
 
 
 def test_cooccurrence_looks_deeper_within_the_tail() -> None:
@@ -151,7 +159,9 @@ def test_cooccurrence_looks_deeper_within_the_tail() -> None:
     c = cands(cooccurrence=1, cooccurrence_tail=1)
     assert items_of(c) == {"b", "d"} and set(c[C.SOURCE]) == {"cooccurrence"}
     assert c.set_index("item_idx")["cooccurrence"].to_dict() == pytest.approx({1: 0.9, 3: 0.3})
+    assert c.set_index("item_idx")[fusion.TAIL_LOOKUP].to_dict() == {1: False, 3: True}
     assert items_of(cands(cooccurrence_tail=5)) == {"d"}  # never a head item
+    assert not cands(cooccurrence=2, cooccurrence_tail=1)[fusion.TAIL_LOOKUP].any()
 
 
 def test_tail_explorer_only_offers_tail_items() -> None:
@@ -221,6 +231,38 @@ def test_tail_rerank_gives_new_items_their_slots_in_every_prefix() -> None:
     pos2, _ = fusion.tail_rerank(scores[:8], is_tail[:8], 8, 0.3, is_new[:8], 0.2, block=1)
     assert pos2.tolist() == fusion.tail_rerank(scores[:8], is_tail[:8], 8, 0.3, block=1)[0].tolist()
     assert pos2.tolist() == [0, 1, 2, 5, 3, 4, 6, 7]
+
+
+def test_looked_up_tail_items_take_only_warm_tail_positions() -> None:
+    # h head 0.9, L warm tail found only by a tail lookup 0.8, N new 0.7, W warm tail 0.6,
+    # g head 0.5; two positions, one of them tail (block 2).
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    is_tail = np.array([0, 1, 0, 1, 0], bool)
+    is_new = np.array([0, 0, 1, 0, 0], bool)
+    lookup = np.array([0, 1, 0, 0, 0], bool)
+
+    def rerank(keep: list[int], s: np.ndarray = scores) -> list[int]:
+        pos, _ = fusion.tail_rerank(
+            s[keep], is_tail[keep], 2, 0.5, is_new[keep], 0.0, block=2, lookup=lookup[keep]
+        )
+        return [keep[p] for p in pos]
+
+    every = [0, 1, 2, 3, 4]
+    # Unmarked, the best tail candidate L takes the tail position; marked, the best tail
+    # candidate without it is new (N), and N keeps that position.
+    assert fusion.tail_rerank(scores, is_tail, 2, 0.5, is_new, 0.0, block=2)[0].tolist() == [0, 1]
+    assert rerank(every) == [0, 2]
+    # Without N the position would go to a warm tail item (W): L, the better one, takes it.
+    assert rerank([0, 1, 3, 4]) == [0, 1]
+    # Only looked-up tail candidates left: they fill the tail position.
+    assert rerank([0, 1, 4]) == [0, 1]
+    # A looked-up item that outscores everything takes its position by score.
+    assert rerank(every, np.array([0.9, 0.95, 0.7, 0.6, 0.5])) == [1, 0]
+    # Nothing marked: the plain floor.
+    plain = fusion.tail_rerank(scores, is_tail, 2, 0.5, is_new, 0.0, block=2)[0]
+    unmarked = np.zeros(5, bool)
+    none = fusion.tail_rerank(scores, is_tail, 2, 0.5, is_new, 0.0, block=2, lookup=unmarked)
+    assert none[0].tolist() == plain.tolist()
 
 
 def test_tail_rerank_default_blocks_of_ten_fill_forced_slots_at_the_end_of_the_block() -> None:

@@ -46,6 +46,9 @@ FEATURES = (
     "price_ratio",
     "n_sources",
 )
+# Candidate column: the pair was found only by the score stage's tail lookups (als_tail,
+# cooccurrence_tail); the tail floor lets such rows take only warm tail items' positions.
+TAIL_LOOKUP = "tail_lookup"
 # Ranker features of the n-gram channel: in the candidates (and the ranker's feature list, see
 # frame_features) only when the item space carries it, so nights without it rank as before.
 NGRAM_FEATURES = (
@@ -321,15 +324,13 @@ def candidates(
     recent = [js[: counts.recent_items] for js in recents]
     profile_hits = search(re.text, profile, users_p, counts.content)
     recent_hits = _recent_candidates(recent, ex, re, counts.content // 2)
+    lookups = {  # the tail lookups' rows, kept apart to mark the pairs only they found
+        "als": search(re.als, u, users_u, counts.als_tail, space.is_tail),
+        "cooccurrence": _top_sparse(cooc, counts.cooccurrence_tail, excluded, space.is_tail),
+    }
     found = {
-        "als": _union(
-            search(re.als, u, users_u, counts.als),
-            search(re.als, u, users_u, counts.als_tail, space.is_tail),
-        ),
-        "cooccurrence": _union(
-            _top_sparse(cooc, counts.cooccurrence, excluded),
-            _top_sparse(cooc, counts.cooccurrence_tail, excluded, space.is_tail),
-        ),
+        "als": search(re.als, u, users_u, counts.als),
+        "cooccurrence": _top_sparse(cooc, counts.cooccurrence, excluded),
         "text_ngram": _ngram_candidates(hist, recent, excluded, ex, space, counts.text_ngram),
         "content": _union(profile_hits, recent_hits),
         "category": _category_candidates(user_cat, ex, space, re, counts.category),
@@ -337,6 +338,12 @@ def candidates(
         "cold_text": search(re.text, profile, users_p, counts.cold_text, space.is_cold),
         "popularity": _popular_candidates(ex, re, counts.popularity),
     }
+    looked_up = np.unique(np.concatenate([r * n_items + c for r, c in lookups.values()]))
+    looked_up = np.setdiff1d(
+        looked_up, np.concatenate([found[s][0] * n_items + found[s][1] for s in SOURCES])
+    )
+    for name, hits in lookups.items():
+        found[name] = _union(found[name], hits)
     # One key per (user, item) and source; a pair's source is the first in SOURCES naming it.
     per_source = [np.unique(found[s][0] * n_items + found[s][1]) for s in SOURCES]
     keys = np.concatenate(per_source)
@@ -399,6 +406,8 @@ def candidates(
             "user_items": user_items[rows],
             "price_ratio": price_ratio.astype(np.float32),
             "n_sources": n_sources.astype(np.float32),
+            # found only by the tail lookups (not a feature: the ranker is trained without them)
+            TAIL_LOOKUP: np.isin(uniq, looked_up, assume_unique=True),
         }
     )
     if space.ngram_vectors is not None:

@@ -13,6 +13,7 @@ from longtail import columns as C
 from longtail import rules as business_rules
 from longtail.evaluation.ranking import ideal_dcg
 from longtail.fusion.candidates import (
+    TAIL_LOOKUP,
     CandidateCounts,
     Retrieval,
     build_retrieval,
@@ -50,6 +51,7 @@ def tail_rerank(
     is_new: np.ndarray | None = None,
     new_target: float = 0.0,
     block: int = FLOOR_BLOCK,
+    lookup: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A list of n positions whose top-k holds at least floor(tail_target * k) tail items and
     floor(new_target * k) new items (never sold: `is_new`) for k = block, 2 * block, ... and n,
@@ -57,6 +59,12 @@ def tail_rerank(
     floor goes as late as its block allows, so it displaces the weakest of the block's picks
     rather than its best. A new item is a tail item too. Returns (positions, output scores);
     output scores are the fused scores capped by the previous rank's, so they never increase.
+
+    `lookup` marks candidates only the tail lookups found (candidates.TAIL_LOOKUP). A tail
+    position goes to a new item exactly when the best tail candidate without them is new;
+    otherwise to the best warm tail item, looked-up ones included. So the lookups compete with
+    the warm tail items only, never for the positions new items get: they score above most new
+    items, and took those positions from them (fewer new products shown, new-item recall down).
 
     The new-item slots exist because the ranker, trained for accuracy, rightly rates a product
     nobody has bought below one many have: left to it, a new product is never shown, so it never
@@ -70,6 +78,12 @@ def tail_rerank(
     # Each queue: the candidates of its kind, best first, as plain ints (read one at a time).
     queues = {"new": order[new[order]].tolist(), "tail": order[tail[order]].tolist()}
     queues["all"] = order.tolist()
+    looked = None if lookup is None else np.asarray(lookup, bool)
+    if looked is not None and looked.any():
+        queues["tail"] = order[(tail & ~looked)[order]].tolist()
+        queues["warm"] = order[(tail & ~new)[order]].tolist()
+    else:
+        looked = None
     heads = dict.fromkeys(queues, 0)
 
     def best(q: str) -> int | None:
@@ -92,6 +106,9 @@ def tail_rerank(
         pick = best("new") if need_new >= left else None
         if pick is None and need_tail >= left:
             pick = best("tail")
+            if looked is not None and (pick is None or not new[pick]):
+                warm = best("warm")
+                pick = warm if warm is not None else pick
         if pick is None:
             pick = best("all")
         assert pick is not None
@@ -327,6 +344,7 @@ def final_lists(
     item_idx = cands["item_idx"].to_numpy()[rows]
     score = np.asarray(scores)[rows]
     source = cands[C.SOURCE].to_numpy()[rows]
+    looked = cands[TAIL_LOOKUP].to_numpy(bool)[rows] if TAIL_LOOKUP in cands else None
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     ends = np.r_[starts[1:], len(rows)]
     allowed = np.ones(len(rows), bool)  # the candidates a list may take
@@ -343,7 +361,13 @@ def final_lists(
         keep = np.flatnonzero(allowed[a:b])
         block, ids = score[a:b][keep], ids[keep]
         pos, sc = tail_rerank(
-            block, space.is_tail[ids], n, float(target), space.is_cold[ids], float(new_share)
+            block,
+            space.is_tail[ids],
+            n,
+            float(target),
+            space.is_cold[ids],
+            float(new_share),
+            lookup=None if looked is None else looked[a:b][keep],
         )
         pos = keep[pos]
         picked.append(pos + a)
