@@ -507,6 +507,17 @@ def test_final_lists_take_one_new_item_share_per_user() -> None:
     assert got[C.ITEM_ID].tolist() == ["a", "b", "a", "e"]
 
 
+def test_final_lists_keep_new_items_tail_positions_from_each_users_looked_up_rows() -> None:
+    # Both users score a 3 (head), c 2 (warm tail), e 1 (new); one tail item by rank 2. Only
+    # u2's c was found by a tail lookup alone: for u2 the tail position goes to e.
+    cands, scores = _two_users_alike([0, 2, 4])
+    cands[fusion.TAIL_LOOKUP] = [False, False, False, False, True, False]
+    got = fusion.final_lists(cands, scores, space(), 2, 0.5)
+    assert got[C.ITEM_ID].tolist() == ["a", "c", "a", "e"]
+    plain = fusion.final_lists(cands.drop(columns=fusion.TAIL_LOOKUP), scores, space(), 2, 0.5)
+    assert plain[C.ITEM_ID].tolist() == ["a", "c", "a", "c"]
+
+
 def test_recommend_gives_new_item_slots_where_a_new_candidate_clears_the_bar() -> None:
     # The fixed blend scores e and f (both new) by their text match: f (5 deg) is close to a
     # buyer of a (0 deg) and b (10 deg), e (180 deg) is opposite. With a bar between the two
