@@ -188,7 +188,13 @@ def test_without_the_channel_nothing_changes() -> None:
     cands = fusion.candidates(_history(["i0", "i1"]), space, counts, space.index)
     assert "text_ngram" not in set(cands[C.SOURCE])
     assert fusion.frame_features(cands) == fusion.FEATURES
-    assert list(cands.columns) == [C.USER_ID, "item_idx", C.SOURCE, *fusion.FEATURES]
+    assert list(cands.columns) == [
+        C.USER_ID,
+        "item_idx",
+        C.SOURCE,
+        *fusion.FEATURES,
+        fusion.TAIL_LOOKUP,
+    ]
 
 
 def test_similar_items_use_the_ngram_channel_exactly() -> None:
