@@ -107,15 +107,19 @@ def candidates(
     cat_pop = cat_aff * space.recent_popularity[None, :]
     has_text = np.abs(space.embeddings).sum(axis=1) > 0
 
-    selections = {
-        "als": _top_mask(als, counts.als, allowed & has_u[:, None] & space.has_factors[None, :])
-        | _top_mask(
+    lookups = {
+        "als": _top_mask(
             als,
             counts.als_tail,
             allowed & has_u[:, None] & (space.has_factors & space.is_tail)[None, :],
         ),
-        "cooccurrence": _top_mask(cooc, counts.cooccurrence, allowed & (cooc > 0))
-        | _top_mask(cooc, counts.cooccurrence_tail, allowed & (cooc > 0) & space.is_tail[None, :]),
+        "cooccurrence": _top_mask(
+            cooc, counts.cooccurrence_tail, allowed & (cooc > 0) & space.is_tail[None, :]
+        ),
+    }
+    selections = {
+        "als": _top_mask(als, counts.als, allowed & has_u[:, None] & space.has_factors[None, :]),
+        "cooccurrence": _top_mask(cooc, counts.cooccurrence, allowed & (cooc > 0)),
         "text_ngram": np.zeros(prof_sim.shape, bool),  # the n-gram channel is not in these spaces
         "content": _top_mask(prof_sim, counts.content, allowed & has_text[None, :])
         | _top_mask(recent_sim, counts.content // 2, allowed & has_text[None, :]),
@@ -132,6 +136,12 @@ def candidates(
             allowed,
         ),
     }
+    # a pair only the tail lookups found; then the lookups join their sources
+    tail_lookup = (lookups["als"] | lookups["cooccurrence"]) & ~np.logical_or.reduce(
+        list(selections.values())
+    )
+    for name, mask in lookups.items():
+        selections[name] = selections[name] | mask
     source = np.full(prof_sim.shape, 255, np.uint8)
     n_sources = np.zeros(prof_sim.shape, np.uint8)
     for s_idx in range(len(SOURCES) - 1, -1, -1):
@@ -168,5 +178,6 @@ def candidates(
             "user_items": user_items[rows],
             "price_ratio": price_ratio.astype(np.float32),
             "n_sources": n_sources[rows, cols].astype(np.float32),
+            "tail_lookup": tail_lookup[rows, cols],
         }
     )

@@ -258,11 +258,10 @@ def test_looked_up_tail_items_take_only_warm_tail_positions() -> None:
     assert rerank([0, 1, 4]) == [0, 1]
     # A looked-up item that outscores everything takes its position by score.
     assert rerank(every, np.array([0.9, 0.95, 0.7, 0.6, 0.5])) == [1, 0]
-    # Nothing marked: the plain floor.
-    plain = fusion.tail_rerank(scores, is_tail, 2, 0.5, is_new, 0.0, block=2)[0]
+    # Nothing marked: the plain floor (L takes the tail position, as unmarked above).
     unmarked = np.zeros(5, bool)
     none = fusion.tail_rerank(scores, is_tail, 2, 0.5, is_new, 0.0, block=2, lookup=unmarked)
-    assert none[0].tolist() == plain.tolist()
+    assert none[0].tolist() == [0, 1]
 
 
 def test_tail_rerank_default_blocks_of_ten_fill_forced_slots_at_the_end_of_the_block() -> None:

@@ -102,6 +102,7 @@ def test_exact_retrieval_reproduces_the_dense_candidates(seed: int, sources: dic
     key = [C.USER_ID, "item_idx"]
     assert got[key].values.tolist() == want[key].values.tolist()
     assert got[C.SOURCE].tolist() == want[C.SOURCE].tolist()
+    assert got[fusion.TAIL_LOOKUP].tolist() == want["tail_lookup"].tolist()
     np.testing.assert_allclose(
         got[FEATURES].to_numpy(np.float64), want[FEATURES].to_numpy(np.float64), rtol=0, atol=2e-5
     )

@@ -338,14 +338,14 @@ def candidates(
         "cold_text": search(re.text, profile, users_p, counts.cold_text, space.is_cold),
         "popularity": _popular_candidates(ex, re, counts.popularity),
     }
-    looked_up = np.unique(np.concatenate([r * n_items + c for r, c in lookups.values()]))
-    looked_up = np.setdiff1d(
-        looked_up, np.concatenate([found[s][0] * n_items + found[s][1] for s in SOURCES])
-    )
-    for name, hits in lookups.items():
-        found[name] = _union(found[name], hits)
     # One key per (user, item) and source; a pair's source is the first in SOURCES naming it.
     per_source = [np.unique(found[s][0] * n_items + found[s][1]) for s in SOURCES]
+    extra = {s: (r * n_items + c).astype(np.int64) for s, (r, c) in lookups.items()}
+    looked_up = np.setdiff1d(np.concatenate(list(extra.values())), np.concatenate(per_source))
+    per_source = [
+        np.union1d(k, extra[s]) if s in extra else k
+        for s, k in zip(SOURCES, per_source, strict=True)
+    ]
     keys = np.concatenate(per_source)
     src = np.concatenate([np.full(len(k), i, np.uint8) for i, k in enumerate(per_source)])
     order = np.lexsort((src, keys))

@@ -78,12 +78,10 @@ def tail_rerank(
     # Each queue: the candidates of its kind, best first, as plain ints (read one at a time).
     queues = {"new": order[new[order]].tolist(), "tail": order[tail[order]].tolist()}
     queues["all"] = order.tolist()
-    looked = None if lookup is None else np.asarray(lookup, bool)
-    if looked is not None and looked.any():
+    looked = np.asarray(lookup, bool) if lookup is not None and np.any(lookup) else None
+    if looked is not None:
         queues["tail"] = order[(tail & ~looked)[order]].tolist()
         queues["warm"] = order[(tail & ~new)[order]].tolist()
-    else:
-        looked = None
     heads = dict.fromkeys(queues, 0)
 
     def best(q: str) -> int | None:
