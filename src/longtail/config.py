@@ -199,6 +199,12 @@ class ScoreConfig(StageConfig):
     # z-score (fusion.tail_order). The ranker, learning mostly from head positives, orders the
     # tail by popularity-like features and gives every shopper the same few. 0 = its order.
     tail_cooccurrence: Number = 0.5
+    # Which warm tail items the tail floors place: the same key less this strength times the
+    # item's exposure (fusion.exposure_penalty: how many of the spread sample's lists already
+    # show it in their top 10). Only the positions a floor fills rotate; a tail item that wins
+    # its position on score keeps it. Without it every shopper's floor takes the same few tail
+    # items, and the night's lists cover little of the catalogue. 0 = off.
+    tail_spread: Number = 2.0
     # Head = the fewest most-interacted items holding this share of interactions; the rest is tail.
     head_share: Number = HEAD_SHARE
     # Exposure penalty strength (fusion.spread_scores): items already in the top 10 of many lists
@@ -223,8 +229,8 @@ class ScoreConfig(StageConfig):
             raise ConfigError("new_item_slots must be 'matched' or 'even'")
         if not self.new_item_share <= self.new_item_max_share <= 1:
             raise ConfigError("new_item_max_share must be in [new_item_share, 1]")
-        if not 0 <= self.tail_cooccurrence <= 10:
-            raise ConfigError("tail_cooccurrence must be in [0, 10]")
+        if not 0 <= self.tail_cooccurrence <= 10 or not 0 <= self.tail_spread <= 10:
+            raise ConfigError("tail_cooccurrence and tail_spread must be in [0, 10]")
         if self.k_cold_text is not None and not 0 <= self.k_cold_text <= 1000:
             raise ConfigError("k_cold_text must be in 0..1000 (or unset)")
         if not 0 <= self.k_als_tail <= 1000 or not 0 <= self.k_cooccurrence_tail <= 1000:

@@ -24,7 +24,7 @@ DEFAULTS = {
     cfgs.AlsConfig: "5baec205dd9f",
     cfgs.ItemSpaceConfig: "696e745cdd60",
     cfgs.RankerConfig: "4fb96d1b99e8",
-    cfgs.ScoreConfig: "38870869fd8c",  # tail lookups k_als_tail, k_cooccurrence_tail 0 -> 30
+    cfgs.ScoreConfig: "21105a490eb9",  # tail_spread 0 -> 2 (new field, its default changes lists)
     cfgs.PublishConfig: "ba30cac350f3",
     cfgs.SimilarItemsConfig: "5face4b9cbed",
     cfgs.ItemAudiencesConfig: "47b1f03a7039",
@@ -46,7 +46,7 @@ CHANGED: list[tuple[type, dict[str, Any], str]] = [
     (
         cfgs.ScoreConfig,
         {"top_n": 10, "tail_target": 0.5, "strategy": "als", "calibrate_tail": False},
-        "ca6070f6a1c1",
+        "21e3d7edb0ec",  # tail_spread joined the fingerprint (default 2)
     ),
     (cfgs.CleanConfig, {"event_weights": {"view": 0.5}}, "b8afa103c490"),
     (cfgs.RetentionConfig, {"keep_published_nights": 60}, "4cf01ef18435"),

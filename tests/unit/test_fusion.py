@@ -335,6 +335,66 @@ def test_ordered_tail_leaves_new_items_where_the_ranker_put_them() -> None:
     assert got.tolist() == [3.0, 1.0, 2.0, 0.5]
 
 
+def test_tail_rerank_floors_take_tail_items_in_the_floor_order_other_positions_by_score() -> None:
+    # h0 0.9, t1 0.8 (tail), h2 0.7, t3 0.6 (tail), t4 0.5 (tail), h5 0.4; four positions, two
+    # of them tail by position 4 (one block).
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    is_tail = np.array([0, 1, 0, 1, 1, 0], bool)
+    # By score: h0, t1 (wins position 2 on score: one tail item), h2, then the floor's one more
+    # tail item at position 4: t3, the better one.
+    pos, out = fusion.tail_rerank(scores, is_tail, 4, 0.5, block=4)
+    assert pos.tolist() == [0, 1, 2, 3] and out.tolist() == [0.9, 0.8, 0.7, 0.6]
+    # The floor order ranks t4 above t3 and t1 last: the floor takes t4; t1 still wins position 2
+    # on score, and the output scores are the ranker's.
+    floor = np.array([0.9, 0.1, 0.7, 0.2, 0.3, 0.4])
+    pos, out = fusion.tail_rerank(scores, is_tail, 4, 0.5, block=4, floor_scores=floor)
+    assert pos.tolist() == [0, 1, 2, 4] and out.tolist() == [0.9, 0.8, 0.7, 0.5]
+    # No floor to fill: the floor order changes nothing.
+    pos0, _ = fusion.tail_rerank(scores, is_tail, 4, 0.0, block=4, floor_scores=floor)
+    assert pos0.tolist() == [0, 1, 2, 3]
+
+
+def test_tail_order_subtracts_each_rows_exposure_from_the_key() -> None:
+    # The co-occurrence test's shopper u: keys at weight 0.5 are t1 0.1019 < t2 0.2150 (t2 takes
+    # t1's score). Exposure 0.2 on t2: 0.2150 - 0.2 = 0.0150 < 0.1019, so the order stays.
+    users = np.array(["u", "u", "u", "u"])
+    scores = np.array([3.0, 2.0, 1.0, 0.5])
+    tail = np.array([False, True, True, False])
+    cooc = np.array([0.0, 0.0, 10.0, 0.0])
+    t2 = np.array([0.0, 0.0, 0.2, 0.0])
+    assert fusion.tail_order(users, scores, tail, cooc, 0.5, t2).tolist() == scores.tolist()
+    # Weight 0, exposure 1.1 on t1: t1 0.3906 - 1.1 = -0.7094 < t2 -0.6510: they swap. A head
+    # row's exposure changes nothing (head rows keep their scores).
+    t1 = np.array([5.0, 1.1, 0.0, 0.0])
+    assert fusion.tail_order(users, scores, tail, cooc, 0.0, t1).tolist() == [3.0, 1.0, 2.0, 0.5]
+
+
+def test_block_lists_tail_penalty_rotates_the_floors_tail_pick_only() -> None:
+    # One shopper, candidates a (head), b (head), c and d (warm tail); three positions, one tail
+    # item by position 3 (floor(0.34 x 3) = 1). c is shown by many other lists (penalty 5).
+    sp = space()
+    batch = pd.DataFrame({C.USER_ID: ["u"]})
+    cands = pd.DataFrame(
+        {
+            C.USER_ID: ["u"] * 4,
+            "item_idx": [0, 1, 2, 3],
+            C.SOURCE: ["als"] * 4,
+            "cooccurrence": [0.0] * 4,
+        }
+    )
+    penalty = np.array([0.0, 0.0, 5.0, 0.0, 0.0, 0.0])
+
+    def items(scores: list[float], pen: np.ndarray | None) -> list[str]:
+        shape = fusion.ListShape(3, 0.34, tail_penalty=pen)
+        return fusion.block_lists(batch, cands, np.array(scores), sp, shape)[C.ITEM_ID].tolist()
+
+    # The floor fills position 3: c, the better tail item, without the penalty; d with it.
+    assert items([3.0, 2.9, 2.0, 1.9], None) == ["a", "b", "c"]
+    assert items([3.0, 2.9, 2.0, 1.9], penalty) == ["a", "b", "d"]
+    # c outscores b: it wins position 2 on score, the floor has nothing to fill, c stays.
+    assert items([3.0, 2.0, 2.95, 1.9], penalty) == ["a", "c", "b"]
+
+
 def test_choose_spread_picks_the_strength_with_the_best_validation_ndcg() -> None:
     # Two users with the same two candidates; item 0 scores a little higher for both, but each
     # user bought item 1. Spreading by exposure (item 0 is in both top-1s) puts item 1 first.

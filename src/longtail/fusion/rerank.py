@@ -52,6 +52,7 @@ def tail_rerank(
     new_target: float = 0.0,
     block: int = FLOOR_BLOCK,
     lookup: np.ndarray | None = None,
+    floor_scores: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A list of n positions whose top-k holds at least floor(tail_target * k) tail items and
     floor(new_target * k) new items (never sold: `is_new`) for k = block, 2 * block, ... and n,
@@ -66,6 +67,10 @@ def tail_rerank(
     the warm tail items only, never for the positions new items get: they score above most new
     items, and took those positions from them (fewer new products shown, new-item recall down).
 
+    `floor_scores` (default: `scores`) order the candidates a floor takes from (new, tail and
+    warm tail); every other position follows `scores`. So a floor can rotate which tail item it
+    shows (tail_order's exposure term) without moving an item that wins its position on score.
+
     The new-item slots exist because the ranker, trained for accuracy, rightly rates a product
     nobody has bought below one many have: left to it, a new product is never shown, so it never
     sells, so it never earns a better score. The best-scored new candidates of each shopper (found
@@ -76,12 +81,17 @@ def tail_rerank(
     tail = np.asarray(is_tail, bool) | new
     taken = np.zeros(len(scores), bool)
     # Each queue: the candidates of its kind, best first, as plain ints (read one at a time).
-    queues = {"new": order[new[order]].tolist(), "tail": order[tail[order]].tolist()}
+    floor = (
+        order
+        if floor_scores is None
+        else np.lexsort((np.arange(len(scores)), -np.asarray(floor_scores, np.float64)))
+    )
+    queues = {"new": floor[new[floor]].tolist(), "tail": floor[tail[floor]].tolist()}
     queues["all"] = order.tolist()
     looked = np.asarray(lookup, bool) if lookup is not None and np.any(lookup) else None
     if looked is not None:
-        queues["tail"] = order[(tail & ~looked)[order]].tolist()
-        queues["warm"] = order[(tail & ~new)[order]].tolist()
+        queues["tail"] = floor[(tail & ~looked)[floor]].tolist()
+        queues["warm"] = floor[(tail & ~new)[floor]].tolist()
     heads = dict.fromkeys(queues, 0)
 
     def best(q: str) -> int | None:
@@ -193,9 +203,11 @@ def tail_order(
     is_tail: np.ndarray,
     cooccurrence: np.ndarray,
     weight: float,
+    exposure: np.ndarray | None = None,
 ) -> np.ndarray:
     """The scores with each user's tail candidates re-ordered among themselves by
-    z(score) + weight x z(log1p(cooccurrence)) (z over the user's candidates): the tail keeps
+    z(score) + weight x z(log1p(cooccurrence)) - exposure (z over the user's candidates;
+    `exposure`: a penalty per row, default none): the tail keeps
     the scores, so the positions, the ranker gave it, but which tail item takes each is decided
     with the co-occurrence with the shopper's own items too. The ranker learns mostly from head
     positives and ranks the tail by popularity-like features, so every shopper would get the same
@@ -203,12 +215,14 @@ def tail_order(
     keep the ranker's order, then the candidates' order."""
     scores = np.asarray(scores, np.float64)
     rows = np.flatnonzero(np.asarray(is_tail, bool))
-    if weight == 0 or not len(rows):
+    if (weight == 0 and exposure is None) or not len(rows):
         return scores
     codes, _ = pd.factorize(np.asarray(users), sort=False)
     key = _user_z(codes, scores) + weight * _user_z(
         codes, np.log1p(np.asarray(cooccurrence, np.float64))
     )
+    if exposure is not None:
+        key = key - np.asarray(exposure, np.float64)
     by_score = rows[np.lexsort((rows, -scores[rows], codes[rows]))]
     by_key = rows[np.lexsort((rows, -scores[rows], -key[rows], codes[rows]))]
     out = scores.copy()
@@ -217,13 +231,23 @@ def tail_order(
 
 
 def ordered_tail(
-    cands: pd.DataFrame, scores: np.ndarray, space: ItemSpace, weight: float
+    cands: pd.DataFrame,
+    scores: np.ndarray,
+    space: ItemSpace,
+    weight: float,
+    penalty: np.ndarray | None = None,
 ) -> np.ndarray:
-    """tail_order on a candidate frame: its warm tail rows (tail, not new) by co-occurrence."""
+    """tail_order on a candidate frame: its warm tail rows (tail, not new) by co-occurrence, and
+    less by `penalty` (per item) when given."""
     items = cands["item_idx"].to_numpy()
     warm_tail = space.is_tail[items] & ~space.is_cold[items]
     return tail_order(
-        cands[C.USER_ID].to_numpy(), scores, warm_tail, cands["cooccurrence"].to_numpy(), weight
+        cands[C.USER_ID].to_numpy(),
+        scores,
+        warm_tail,
+        cands["cooccurrence"].to_numpy(),
+        weight,
+        None if penalty is None else np.asarray(penalty, np.float64)[items],
     )
 
 
@@ -326,10 +350,11 @@ def final_lists(
     n: int,
     tail_target: float | Mapping[str, float],
     new_target: float | Mapping[str, float] = 0.0,
+    floor_scores: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per user: tail- and new-item-aware top-n of the scored candidates -> user_id, rank,
     item_id, score, source, is_long_tail. `tail_target` and `new_target` are each one share for
-    all or one per user."""
+    all or one per user; `floor_scores` order what the floors take (tail_rerank)."""
     columns = [C.USER_ID, C.RANK, C.ITEM_ID, C.SCORE, C.SOURCE, IS_LONG_TAIL]
     # Users in sorted order, each user's rows in their given order (as groupby(sort=True)), read
     # as numpy slices: one frame for the whole block, not one per user.
@@ -343,6 +368,7 @@ def final_lists(
     score = np.asarray(scores)[rows]
     source = cands[C.SOURCE].to_numpy()[rows]
     looked = cands[TAIL_LOOKUP].to_numpy(bool)[rows] if TAIL_LOOKUP in cands else None
+    floor = None if floor_scores is None else np.asarray(floor_scores, np.float64)[rows]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     ends = np.r_[starts[1:], len(rows)]
     allowed = np.ones(len(rows), bool)  # the candidates a list may take
@@ -366,6 +392,7 @@ def final_lists(
             space.is_cold[ids],
             float(new_share),
             lookup=None if looked is None else looked[a:b][keep],
+            floor_scores=None if floor is None else floor[a:b][keep],
         )
         pos = keep[pos]
         picked.append(pos + a)
@@ -441,7 +468,9 @@ class ListShape:
     the scores are spread (spread_scores); with `new_slots` (threshold, cap) each user gets one
     new-item slot per new candidate scored at or above the night's threshold, at most cap
     (new_item_counts), instead of `new_target`; with `tail_cooccurrence` > 0 the warm tail
-    candidates are re-ordered among themselves (tail_order)."""
+    candidates are re-ordered among themselves (tail_order); with `tail_penalty` (per item) the
+    tail positions the floors fill go to the warm tail items fewer other lists show (tail_order
+    with that exposure term, as the floors' order: tail_rerank's floor_scores)."""
 
     n: int
     tail_target: float
@@ -450,6 +479,7 @@ class ListShape:
     penalty: np.ndarray | None = None
     new_slots: tuple[float, int] | None = None
     tail_cooccurrence: float = 0.0
+    tail_penalty: np.ndarray | None = None
 
 
 def block_lists(
@@ -466,6 +496,9 @@ def block_lists(
     item_idx = cands["item_idx"].to_numpy()
     is_new = space.is_cold[item_idx]
     n = shape.n
+    floor = None
+    if shape.tail_penalty is not None:
+        floor = ordered_tail(cands, scores, space, shape.tail_cooccurrence, shape.tail_penalty)
     if shape.tail_cooccurrence:
         scores = ordered_tail(cands, scores, space, shape.tail_cooccurrence)
     new: float | dict[str, float] = shape.new_target
@@ -478,7 +511,7 @@ def block_lists(
     if shape.calibration is not None:
         own = calibrated_targets(tail_shares(batch, space, index), *shape.calibration)
         target = dict(zip(batch[C.USER_ID].astype(str), own.tolist(), strict=True))
-    return final_lists(cands, scores, space, n, target, new)
+    return final_lists(cands, scores, space, n, target, new, floor)
 
 
 def recommend(

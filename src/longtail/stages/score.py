@@ -172,10 +172,11 @@ def night_lists(
     calibration: tuple[float, float] | None,
     penalty: np.ndarray | None = None,
     new_slots: tuple[float, int] | None = None,
+    tail_penalty: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The ranked part of a batch's lists as the night builds them (before the popularity fill
     and reasons)."""
-    shape = list_shape(cfg, calibration, penalty, new_slots)
+    shape = list_shape(cfg, calibration, penalty, new_slots, tail_penalty)
     return fusion.recommend(batch, space, counts, booster, shape, retrieval=retrieval)
 
 
@@ -184,8 +185,9 @@ def list_shape(
     calibration: tuple[float, float] | None,
     penalty: np.ndarray | None = None,
     new_slots: tuple[float, int] | None = None,
+    tail_penalty: np.ndarray | None = None,
 ) -> fusion.ListShape:
-    """The config's list settings with the night's calibration, penalty and new-item bar
+    """The config's list settings with the night's calibration, penalties and new-item bar
     (None: even new-item slots, no spread, as the exposure sample's lists are built)."""
     return fusion.ListShape(
         n=cfg.top_n,
@@ -195,6 +197,7 @@ def list_shape(
         penalty=penalty,
         new_slots=new_slots,
         tail_cooccurrence=cfg.tail_cooccurrence,
+        tail_penalty=tail_penalty,
     )
 
 
@@ -211,9 +214,10 @@ def score_fusion_batch(
     calibration: tuple[float, float] | None = None,
     penalty: np.ndarray | None = None,
     new_slots: tuple[float, int] | None = None,
+    tail_penalty: np.ndarray | None = None,
 ) -> pd.DataFrame:
     lists = night_lists(
-        batch, space, retrieval, booster, counts, cfg, calibration, penalty, new_slots
+        batch, space, retrieval, booster, counts, cfg, calibration, penalty, new_slots, tail_penalty
     )
     out = fill_lists(lists, batch, space, order, cfg.top_n)
     out = out.sort_values([C.USER_ID, C.RANK], kind="stable")
@@ -255,16 +259,19 @@ def _run_fusion(
         "share": cfg.new_item_share,
         "candidates": counts.cold_text,
     }
-    penalty, new_slots = None, None
-    if spread["strength"] > 0 or matched:
+    penalty, new_slots, tail_penalty = None, None, None
+    spread["tail_strength"] = float(cfg.tail_spread)
+    if spread["strength"] > 0 or matched or cfg.tail_spread > 0:
         sample = _exposure_sample(users, cfg.spread_sample_users)
         shown, top_new, n_sampled = _night_sample(
             sample, bc, counts, cfg, calibration, len(space.item_ids), parts, cap
         )
+        exposure = fusion.exposure_penalty(shown, space.is_cold)
         if spread["strength"] > 0:
-            penalty = spark.sparkContext.broadcast(
-                spread["strength"] * fusion.exposure_penalty(shown, space.is_cold)
-            )
+            penalty = spark.sparkContext.broadcast(spread["strength"] * exposure)
+        if cfg.tail_spread > 0:  # the floors' tail picks: fusion.ListShape.tail_penalty
+            tail_penalty = spark.sparkContext.broadcast(cfg.tail_spread * exposure)
+        if spread["strength"] > 0 or cfg.tail_spread > 0:
             spread.update(sample_users=cfg.spread_sample_users, items_shown=int((shown > 0).sum()))
         if matched:
             bar = fusion.new_item_threshold(top_new, n_sampled, cfg.new_item_share * cfg.top_n)
@@ -281,6 +288,7 @@ def _run_fusion(
         booster = load_scorer(text, model_meta)
         index, order = sp.index, popular_order(sp)
         pen = None if penalty is None else penalty.value
+        tail_pen = None if tail_penalty is None else tail_penalty.value
         for batch in batches:
             if len(batch):
                 yield score_fusion_batch(
@@ -296,6 +304,7 @@ def _run_fusion(
                     calibration,
                     pen,
                     new_slots,
+                    tail_pen,
                 )
 
     recs = users.repartition(parts, C.USER_ID).mapInPandas(run, OUTPUT_SCHEMA)
