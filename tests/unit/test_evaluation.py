@@ -48,6 +48,8 @@ def test_ndcg_grouped_by_hand() -> None:
     want = ((1 + 1 / 2) / (1 + 1 / math.log2(3)) + 0.0) / 2
     assert ranking.ndcg_grouped(scores, labels, np.array([3, 2]), 10) == pytest.approx(want)
     assert math.isnan(ranking.ndcg_grouped(np.array([]), np.array([]), np.array([], int)))
+    blocks = ranking.ndcg_grouped_blocks(scores, labels, np.array([3, 2]), 10)
+    assert blocks.tolist() == pytest.approx([(1 + 1 / 2) / (1 + 1 / math.log2(3)), 0.0])
 
 
 def _ndcg_at_10_before(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> float:

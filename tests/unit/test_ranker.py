@@ -6,6 +6,7 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from longtail import columns as C
 from longtail import ranker
@@ -103,6 +104,22 @@ def test_fallback_reasons() -> None:
     assert trees is not None and "best iteration 1" in trees[1]
     weak = ranker.fallback(_report(**{"valid_ndcg@10": 0.2}))
     assert weak is not None and weak[0] == "cooccurrence" and "0.2000" in weak[1]
+
+
+def test_a_single_feature_replaces_the_model_only_beyond_the_validation_noise() -> None:
+    # The feature leads by 0.01. With a standard error of 0.01 the margin is 1.645 x 0.01 =
+    # 0.01645 > 0.01: the model stays. With 0.005 it is 0.008225 < 0.01: the feature ranks.
+    noisy = _report(**{"valid_ndcg@10": 0.24, "valid_ndcg@10_gap_se": 0.01})
+    assert ranker.fallback(noisy) is None
+    clear = ranker.fallback(_report(**{"valid_ndcg@10": 0.24, "valid_ndcg@10_gap_se": 0.005}))
+    assert clear is not None and clear[0] == "cooccurrence"
+    assert "1.645 standard errors (0.0082)" in clear[1]
+
+
+def test_paired_se_by_hand() -> None:
+    # differences 1, 2, 3: sd (ddof 1) = 1, so se = 1 / sqrt(3)
+    assert ranker.paired_se(np.array([1.0, 2.0, 3.0]), np.zeros(3)) == pytest.approx(3**-0.5)
+    assert ranker.paired_se(np.array([0.5]), np.array([0.1])) == 0.0
 
 
 def test_single_feature_scorer_ranks_by_its_column() -> None:

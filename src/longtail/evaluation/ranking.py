@@ -47,6 +47,7 @@ __all__ = [
     "ideal_dcg",
     "ndcg_at_k",
     "ndcg_grouped",
+    "ndcg_grouped_blocks",
     "novelty_at_k",
     "per_user",
     "per_user_metric",
@@ -186,9 +187,18 @@ def ndcg_grouped(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: 
     relevant (binary). A block without a relevant row scores 0 and still counts in the mean,
     unlike a truth user without items in ``ndcg_at_k``; NaN without blocks.
     """
+    values = ndcg_grouped_blocks(scores, labels, groups, k)
+    return NAN if not len(values) else float(np.mean(values))
+
+
+def ndcg_grouped_blocks(
+    scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: int = 10
+) -> np.ndarray:
+    """``ndcg_grouped``'s value of every block, in block order (0 for a block without a relevant
+    row): what a paired comparison of two scorings of the same blocks needs."""
     sizes = np.asarray(groups, dtype=np.int64)
     if len(sizes) == 0:
-        return NAN
+        return np.zeros(0, np.float64)
     n = int(sizes.sum())
     block = np.repeat(np.arange(len(sizes)), sizes)
     order = np.lexsort((np.arange(n), -np.asarray(scores, dtype=np.float64), block))
@@ -197,7 +207,7 @@ def ndcg_grouped(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray, k: 
     hits = pd.DataFrame({USER_ID: block[order][relevant], POS: pos[relevant]})
     n_relevant = pd.Series(np.bincount(block[order][relevant], minlength=len(sizes)))
     values = _ndcg_users(hits, n_relevant, k).reindex(n_relevant.index, fill_value=0.0)
-    return _user_mean(values)
+    return values.to_numpy(dtype=np.float64)
 
 
 def recall_at_k(recs: Recs, truth: Truth, k: int = 20) -> float:
