@@ -259,19 +259,17 @@ def _run_fusion(
         "share": cfg.new_item_share,
         "candidates": counts.cold_text,
     }
-    penalty, new_slots, tail_penalty = None, None, None
+    exposure, new_slots = None, None
     spread["tail_strength"] = float(cfg.tail_spread)
     if spread["strength"] > 0 or matched or cfg.tail_spread > 0:
         sample = _exposure_sample(users, cfg.spread_sample_users)
         shown, top_new, n_sampled = _night_sample(
             sample, bc, counts, cfg, calibration, len(space.item_ids), parts, cap
         )
-        exposure = fusion.exposure_penalty(shown, space.is_cold)
-        if spread["strength"] > 0:
-            penalty = spark.sparkContext.broadcast(spread["strength"] * exposure)
-        if cfg.tail_spread > 0:  # the floors' tail picks: fusion.ListShape.tail_penalty
-            tail_penalty = spark.sparkContext.broadcast(cfg.tail_spread * exposure)
         if spread["strength"] > 0 or cfg.tail_spread > 0:
+            # One array for both penalties: spread's, and the floors' tail picks'
+            # (fusion.ListShape.tail_penalty), each its strength times it.
+            exposure = spark.sparkContext.broadcast(fusion.exposure_penalty(shown, space.is_cold))
             spread.update(sample_users=cfg.spread_sample_users, items_shown=int((shown > 0).sum()))
         if matched:
             bar = fusion.new_item_threshold(top_new, n_sampled, cfg.new_item_share * cfg.top_n)
@@ -287,8 +285,9 @@ def _run_fusion(
         sp, re, text, model_meta = bc.value
         booster = load_scorer(text, model_meta)
         index, order = sp.index, popular_order(sp)
-        pen = None if penalty is None else penalty.value
-        tail_pen = None if tail_penalty is None else tail_penalty.value
+        e = None if exposure is None else exposure.value
+        pen = spread["strength"] * e if e is not None and spread["strength"] > 0 else None
+        tail_pen = cfg.tail_spread * e if e is not None and cfg.tail_spread > 0 else None
         for batch in batches:
             if len(batch):
                 yield score_fusion_batch(
